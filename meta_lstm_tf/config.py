@@ -1,0 +1,192 @@
+"""Frozen, validated configuration objects.
+
+Library code receives these; only `cli.py` knows about flags. Every config has a
+`validate()` that raises `ValueError` naming the offending field and value.
+"""
+
+import dataclasses
+from typing import Optional
+
+SPLITS = ('lake', 'minimal', 'vinyals')
+MINIMAL_SUBSETS = ('small1', 'small2')
+UPDATE_RULES = ('meta_lstm',)
+
+
+def _check(condition: bool, field: str, value, requirement: str) -> None:
+  if not condition:
+    raise ValueError(f'{field}={value!r}: {requirement}')
+
+
+def _positive_int(field: str, value) -> None:
+  _check(isinstance(value, int) and not isinstance(value, bool) and value > 0,
+         field, value, 'must be a positive integer')
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Where Omniglot comes from and how classes are split.
+
+  Attributes:
+    omniglot_dir: local copy of Omniglot (archives and/or extracted folders);
+      None means TFDS downloads it.
+    data_dir: TFDS data directory (None: TFDS default).
+    split: class split protocol, one of `SPLITS`.
+    split_dir: directory with `train.txt`, `val.txt`, `test.txt` (vinyals).
+    minimal_subset: `small1` or `small2` for the `minimal` split.
+    rotations: add 90/180/270 degree rotations of every class as new classes.
+    image_size: images are resized to image_size x image_size.
+  """
+  omniglot_dir: Optional[str] = None
+  data_dir: Optional[str] = None
+  split: str = 'lake'
+  split_dir: Optional[str] = None
+  minimal_subset: str = 'small1'
+  rotations: bool = False
+  image_size: int = 28
+
+  def validate(self) -> 'DataConfig':
+    _check(self.split in SPLITS, 'split', self.split, f'must be one of {SPLITS}')
+    _check(self.minimal_subset in MINIMAL_SUBSETS, 'minimal_subset',
+           self.minimal_subset, f'must be one of {MINIMAL_SUBSETS}')
+    if self.split == 'vinyals':
+      _check(bool(self.split_dir), 'split_dir', self.split_dir,
+             'is required when split=vinyals')
+    _positive_int('image_size', self.image_size)
+    _check(self.image_size >= 4, 'image_size', self.image_size, 'must be >= 4')
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeConfig:
+  """Episode shape: N ways, K shots, Q queries per class."""
+  num_ways: int = 5
+  num_shots: int = 1
+  num_queries: int = 15
+
+  def validate(self) -> 'EpisodeConfig':
+    _positive_int('num_ways', self.num_ways)
+    _check(self.num_ways >= 2, 'num_ways', self.num_ways, 'must be >= 2')
+    _positive_int('num_shots', self.num_shots)
+    _positive_int('num_queries', self.num_queries)
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnerConfig:
+  """The conv learner: num_blocks x [conv3x3 -> BN -> ReLU -> maxpool2x2]."""
+  num_ways: int = 5
+  num_filters: int = 32
+  num_blocks: int = 4
+  image_size: int = 28
+  channels: int = 1
+  bn_epsilon: float = 1e-3
+
+  def validate(self) -> 'LearnerConfig':
+    _positive_int('num_ways', self.num_ways)
+    _positive_int('num_filters', self.num_filters)
+    _positive_int('num_blocks', self.num_blocks)
+    _positive_int('image_size', self.image_size)
+    _check(self.channels in (1, 3), 'channels', self.channels, 'must be 1 or 3')
+    _check(self.image_size // (2 ** self.num_blocks) >= 1, 'num_blocks',
+           self.num_blocks,
+           f'too many 2x2 poolings for image_size={self.image_size}')
+    _check(self.bn_epsilon > 0, 'bn_epsilon', self.bn_epsilon, 'must be > 0')
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaLearnerConfig:
+  """The coordinate-wise two-layer meta-LSTM."""
+  hidden_size: int = 20
+  preprocess_p: float = 10.0
+  weight_init_scale: float = 0.01
+  forget_bias_range: tuple = (4.0, 5.0)
+  input_bias_range: tuple = (-5.0, -4.0)
+
+  def validate(self) -> 'MetaLearnerConfig':
+    _positive_int('hidden_size', self.hidden_size)
+    _check(self.preprocess_p > 0, 'preprocess_p', self.preprocess_p,
+           'must be > 0')
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
+class InnerLoopConfig:
+  """How `adapt` runs.
+
+  Attributes:
+    inner_steps: T, number of meta-LSTM updates on the support set.
+    second_order: differentiate through the learner's gradient (exact
+      meta-gradient) instead of treating gradient and loss as constants.
+    transductive: at evaluation, normalise the query batch with its own
+      statistics instead of the episode's running (support) statistics.
+  """
+  inner_steps: int = 8
+  second_order: bool = False
+  transductive: bool = False
+
+  def validate(self) -> 'InnerLoopConfig':
+    _positive_int('inner_steps', self.inner_steps)
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Outer loop, evaluation and bookkeeping."""
+  learning_rate: float = 1e-3
+  clip_norm: float = 0.25
+  meta_batch_size: int = 1
+  max_steps: int = 1000
+  eval_every: int = 200
+  eval_episodes: int = 100
+  test_episodes: int = 600
+  checkpoint_every: int = 200
+  keep_checkpoints: int = 3
+  log_every: int = 50
+  seed: int = 0
+  deterministic: bool = False
+  jit_compile: bool = False
+  max_train_seconds: float = 0.0
+  quiet: bool = False
+  export: bool = True
+
+  def validate(self) -> 'TrainConfig':
+    _check(self.learning_rate > 0, 'learning_rate', self.learning_rate,
+           'must be > 0')
+    _check(self.clip_norm >= 0, 'clip_norm', self.clip_norm,
+           'must be >= 0 (0 disables clipping)')
+    for name in ('meta_batch_size', 'max_steps', 'eval_every', 'eval_episodes',
+                 'test_episodes', 'checkpoint_every', 'keep_checkpoints',
+                 'log_every'):
+      _positive_int(name, getattr(self, name))
+    _check(isinstance(self.seed, int) and self.seed >= 0, 'seed', self.seed,
+           'must be a non-negative integer')
+    _check(self.max_train_seconds >= 0, 'max_train_seconds',
+           self.max_train_seconds, 'must be >= 0 (0 means no limit)')
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+  """Everything one run needs."""
+  data: DataConfig = DataConfig()
+  episode: EpisodeConfig = EpisodeConfig()
+  learner: LearnerConfig = LearnerConfig()
+  meta_learner: MetaLearnerConfig = MetaLearnerConfig()
+  inner_loop: InnerLoopConfig = InnerLoopConfig()
+  train: TrainConfig = TrainConfig()
+
+  def validate(self) -> 'ExperimentConfig':
+    for part in (self.data, self.episode, self.learner, self.meta_learner,
+                 self.inner_loop, self.train):
+      part.validate()
+    _check(self.learner.num_ways == self.episode.num_ways, 'learner.num_ways',
+           self.learner.num_ways,
+           f'must equal episode.num_ways={self.episode.num_ways}')
+    _check(self.learner.image_size == self.data.image_size,
+           'learner.image_size', self.learner.image_size,
+           f'must equal data.image_size={self.data.image_size}')
+    return self
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)

@@ -1,0 +1,156 @@
+"""The one inner loop: adapting the learner to an episode's support set.
+
+Shapes: S support examples, Q_total query examples, P learner coordinates,
+T inner steps.
+
+`adapt` runs T meta-LSTM updates of the learner's flat parameters on the
+support set, inside a `tf.while_loop` (so a second-order graph does not grow
+with T at trace time). First- or second-order meta-gradients are chosen in one
+place, `support_loss_and_gradient`.
+"""
+
+from typing import Optional
+
+import tensorflow as tf
+
+from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import learner
+from meta_lstm_tf import meta_lstm_cell
+from meta_lstm_tf import types
+
+
+def support_loss_and_gradient(params: tf.Tensor, images: tf.Tensor,
+                              labels: tf.Tensor,
+                              learner_config: config_lib.LearnerConfig,
+                              second_order: bool):
+  """Support loss, its gradient w.r.t. the flat parameters, and BN stats.
+
+  First order (the paper): the learner's loss and gradient enter the
+  meta-LSTM as constants. The support pass runs on `stop_gradient(params)`, so
+  an enclosing (outer) tape records none of it and memory does not grow with
+  the support passes. Second order: the gradient is itself differentiable
+  (nested tape), giving exact meta-gradients.
+
+  Args:
+    params: [P] flat learner parameters.
+    images: [S, H, W, C]; labels: int32 [S].
+    learner_config: learner shape.
+    second_order: whether to keep the gradient differentiable.
+
+  Returns:
+    (loss [], grad [P], batch `types.BatchNormStats`, with no gradient).
+  """
+  if not second_order:
+    params = tf.stop_gradient(params)
+  with tf.GradientTape() as tape:
+    tape.watch(params)
+    logits, batch_stats = learner.apply(
+        learner.unflatten(params, learner.param_spec(learner_config)), images,
+        learner_config)
+    loss, _ = learner.loss_and_accuracy(logits, labels)
+  grad = tape.gradient(loss, params)
+  return loss, grad, tf.nest.map_structure(tf.stop_gradient, batch_stats)
+
+
+def adapt(weights: meta_lstm_cell.MetaLSTMWeights, initial_params: tf.Tensor,
+          support_images: tf.Tensor, support_labels: tf.Tensor, *,
+          learner_config: config_lib.LearnerConfig, inner_steps: int,
+          second_order: bool = False, preprocess_p: float = 10.0,
+          record_gates: bool = False) -> types.AdaptationResult:
+  """Adapts the learner to a support set with T meta-LSTM steps.
+
+  Batch-norm running statistics are reset at the start (every episode starts
+  fresh) and averaged over the T + 1 support passes (theta_0 .. theta_T; the
+  last pass is forward only and gives the final support loss).
+
+  Args:
+    weights: meta-LSTM weights (`MetaLSTMLayer.meta_weights()`).
+    initial_params: [P] theta_0 (`MetaLSTMLayer.initial_params`).
+    support_images: [S, H, W, C]; support_labels: int32 [S].
+    learner_config: learner shape.
+    inner_steps: T.
+    second_order: exact meta-gradients through the learner's gradient.
+    preprocess_p: the preprocessing scale p.
+    record_gates: also return the full [T, P] gates (for histograms).
+
+  Returns:
+    `types.AdaptationResult`.
+  """
+  hidden_size = weights.lstm_recurrent_kernel.shape[0]
+  dtype = initial_params.dtype
+  state0 = meta_lstm_cell.initial_state(initial_params, hidden_size)
+  stats0 = learner.init_bn_stats(learner_config, dtype)
+  losses = tf.TensorArray(dtype, size=inner_steps + 1)
+  forget_means = tf.TensorArray(dtype, size=inner_steps)
+  input_means = tf.TensorArray(dtype, size=inner_steps)
+  gate_steps = inner_steps if record_gates else 0
+  forget_all = tf.TensorArray(dtype, size=gate_steps,
+                              element_shape=initial_params.shape)
+  input_all = tf.TensorArray(dtype, size=gate_steps,
+                             element_shape=initial_params.shape)
+
+  def body(t, state, stats, losses, forget_means, input_means, forget_all,
+           input_all):
+    loss, grad, batch_stats = support_loss_and_gradient(
+        state.params, support_images, support_labels, learner_config,
+        second_order)
+    if not second_order:
+      loss = tf.stop_gradient(loss)
+    state = meta_lstm_cell.meta_lstm_step(weights, state, grad, loss,
+                                          preprocess_p)
+    losses = losses.write(t, tf.stop_gradient(loss))
+    forget_means = forget_means.write(
+        t, tf.stop_gradient(tf.reduce_mean(state.forget_gate)))
+    input_means = input_means.write(
+        t, tf.stop_gradient(tf.reduce_mean(state.input_gate)))
+    if record_gates:
+      forget_all = forget_all.write(t, tf.stop_gradient(state.forget_gate))
+      input_all = input_all.write(t, tf.stop_gradient(state.input_gate))
+    stats = learner.accumulate_bn_stats(stats, batch_stats)
+    return (t + 1, state, stats, losses, forget_means, input_means,
+            forget_all, input_all)
+
+  _, state, stats, losses, forget_means, input_means, forget_all, input_all = (
+      tf.while_loop(
+          lambda t, *_: t < inner_steps, body,
+          (tf.constant(0), state0, stats0, losses, forget_means, input_means,
+           forget_all, input_all),
+          maximum_iterations=inner_steps))
+
+  # Final support pass at theta_T: forward only, outside any meta-gradient.
+  final_logits, final_stats = learner.apply(
+      learner.unflatten(tf.stop_gradient(state.params),
+                        learner.param_spec(learner_config)),
+      support_images, learner_config)
+  final_loss, _ = learner.loss_and_accuracy(final_logits, support_labels)
+  losses = losses.write(inner_steps, final_loss)
+  stats = learner.accumulate_bn_stats(
+      stats, tf.nest.map_structure(tf.stop_gradient, final_stats))
+
+  if record_gates:
+    forget_gates, input_gates = forget_all.stack(), input_all.stack()
+  else:
+    forget_gates = input_gates = tf.zeros([0, 0], dtype)
+  return types.AdaptationResult(
+      params=state.params, bn_stats=stats, support_losses=losses.stack(),
+      forget_gate_mean=forget_means.stack(),
+      input_gate_mean=input_means.stack(), forget_gates=forget_gates,
+      input_gates=input_gates)
+
+
+def query_logits(result: types.AdaptationResult, query_images: tf.Tensor,
+                 learner_config: config_lib.LearnerConfig, *,
+                 training: bool, transductive: bool = False) -> tf.Tensor:
+  """Logits [Q_total, N] of the adapted learner on the query set.
+
+  Meta-training normalises the query batch with its own statistics (as the
+  original code); evaluation uses the episode's running support statistics
+  unless `transductive`.
+  """
+  bn_stats: Optional[types.BatchNormStats] = None
+  if not training and not transductive:
+    bn_stats = result.bn_stats
+  logits, _ = learner.apply(
+      learner.unflatten(result.params, learner.param_spec(learner_config)),
+      query_images, learner_config, bn_stats=bn_stats)
+  return logits

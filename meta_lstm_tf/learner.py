@@ -1,0 +1,191 @@
+"""The functional conv learner and its flat coordinate view.
+
+Shapes: S images [S, H, W, C]; N ways; F filters; P coordinates.
+
+The learner is `num_blocks` x [3x3 conv (F filters, same padding) -> batch norm
+-> ReLU -> 2x2 max-pool], then a linear layer to N logits. It is a pure
+function of an explicit parameter nest with stable names:
+
+    conv{b}/kernel [3, 3, C_in, F], conv{b}/bias [F],
+    bn{b}/scale [F], bn{b}/offset [F], ..., linear/kernel [F * R * R, N],
+    linear/bias [N]
+
+(b = 1..num_blocks, R the spatial size after the last pool). The meta-LSTM sees
+the same parameters as one flat vector [P]; `flatten` / `unflatten` are the
+only place that maps between the two views.
+
+Batch norm computes the variance around the batch mean *without*
+`stop_gradient` (unlike `tf.nn.moments`), so second derivatives through it are
+exact. Running statistics are not parameters: they are per-episode state
+(`types.BatchNormStats`) reset at the start of every episode and accumulated
+over the support passes (see `inner_loop.adapt`).
+"""
+
+import collections
+import math
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import types
+
+
+def param_spec(config: config_lib.LearnerConfig) -> 'collections.OrderedDict':
+  """Ordered mapping name -> shape of every learner parameter."""
+  spec = collections.OrderedDict()
+  in_channels = config.channels
+  size = config.image_size
+  for block in range(1, config.num_blocks + 1):
+    spec[f'conv{block}/kernel'] = (3, 3, in_channels, config.num_filters)
+    spec[f'conv{block}/bias'] = (config.num_filters,)
+    spec[f'bn{block}/scale'] = (config.num_filters,)
+    spec[f'bn{block}/offset'] = (config.num_filters,)
+    in_channels = config.num_filters
+    size //= 2
+  spec['linear/kernel'] = (config.num_filters * size * size, config.num_ways)
+  spec['linear/bias'] = (config.num_ways,)
+  return spec
+
+
+def num_params(config: config_lib.LearnerConfig) -> int:
+  """P, the number of learner coordinates."""
+  return int(sum(np.prod(s) for s in param_spec(config).values()))
+
+
+def init_params(config: config_lib.LearnerConfig,
+                seed: int = 0) -> 'collections.OrderedDict':
+  """Initial parameter nest (NumPy float32): Glorot-uniform kernels, zero
+  biases and offsets, unit BN scales."""
+  rng = np.random.default_rng(seed)
+  params = collections.OrderedDict()
+  for name, shape in param_spec(config).items():
+    if name.endswith('/kernel'):
+      receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+      fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+      limit = math.sqrt(6.0 / (fan_in + fan_out))
+      value = rng.uniform(-limit, limit, size=shape)
+    elif name.endswith('/scale'):
+      value = np.ones(shape)
+    else:
+      value = np.zeros(shape)
+    params[name] = value.astype(np.float32)
+  return params
+
+
+def flatten(params: dict, spec: dict) -> tf.Tensor:
+  """Nest -> flat [P] vector, in `spec` order."""
+  return tf.concat([tf.reshape(params[name], [-1]) for name in spec], axis=0)
+
+
+def unflatten(flat: tf.Tensor, spec: dict) -> 'collections.OrderedDict':
+  """Flat [P] vector -> nest, the inverse of `flatten`."""
+  sizes = [int(np.prod(shape)) for shape in spec.values()]
+  pieces = tf.split(flat, sizes, axis=0)
+  return collections.OrderedDict(
+      (name, tf.reshape(piece, shape))
+      for (name, shape), piece in zip(spec.items(), pieces))
+
+
+def init_bn_stats(config: config_lib.LearnerConfig,
+                  dtype=tf.float32) -> types.BatchNormStats:
+  """Fresh running statistics (mean 0, variance 1, no passes seen)."""
+  zeros = tuple(tf.zeros([config.num_filters], dtype)
+                for _ in range(config.num_blocks))
+  ones = tuple(tf.ones([config.num_filters], dtype)
+               for _ in range(config.num_blocks))
+  return types.BatchNormStats(zeros, ones, tf.constant(0.0, dtype))
+
+
+def accumulate_bn_stats(running: types.BatchNormStats,
+                        batch: types.BatchNormStats) -> types.BatchNormStats:
+  """Cumulative average of per-pass batch statistics over support passes.
+
+  The first pass replaces the (0, 1) reset values; pass n is weighted 1/n, so
+  after T passes the statistics are the mean of the T passes' statistics.
+  """
+  count = running.count + 1.0
+  weight = 1.0 / count
+  means = tuple(m + weight * (b - m) for m, b in zip(running.means,
+                                                      batch.means))
+  variances = tuple(v + weight * (b - v)
+                    for v, b in zip(running.variances, batch.variances))
+  return types.BatchNormStats(means, variances, count)
+
+
+def batch_norm(x: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor,
+               epsilon: float, stats=None):
+  """Batch norm over [S, H, W] with exact second derivatives.
+
+  Args:
+    x: [S, H, W, F].
+    scale, offset: [F].
+    epsilon: variance epsilon.
+    stats: optional (mean, variance) to normalise with instead of the batch's.
+
+  Returns:
+    (normalised x, (batch mean, batch variance)).
+  """
+  mean = tf.reduce_mean(x, axis=[0, 1, 2])
+  # No stop_gradient on the mean here: tf.nn.moments' variant makes
+  # second-order meta-gradients wrong.
+  variance = tf.reduce_mean(tf.square(x - mean), axis=[0, 1, 2])
+  use_mean, use_var = (mean, variance) if stats is None else stats
+  y = (x - use_mean) * (scale * tf.math.rsqrt(use_var + epsilon)) + offset
+  return y, (mean, variance)
+
+
+def apply(params: dict, images: tf.Tensor,
+          config: config_lib.LearnerConfig,
+          bn_stats: Optional[types.BatchNormStats] = None):
+  """Runs the learner.
+
+  Args:
+    params: parameter nest (see module docstring).
+    images: [S, H, W, C].
+    config: the learner's shape.
+    bn_stats: None to normalise with the batch's own statistics (support
+      passes, meta-training queries, transductive evaluation); else the
+      episode's running statistics (non-transductive evaluation).
+
+  Returns:
+    (logits [S, N], batch statistics `types.BatchNormStats` of this pass with
+    count 1).
+  """
+  x = images
+  means, variances = [], []
+  for block in range(1, config.num_blocks + 1):
+    x = tf.nn.conv2d(x, params[f'conv{block}/kernel'], strides=1,
+                     padding='SAME') + params[f'conv{block}/bias']
+    stats = None
+    if bn_stats is not None:
+      stats = (bn_stats.means[block - 1], bn_stats.variances[block - 1])
+    x, (mean, variance) = batch_norm(x, params[f'bn{block}/scale'],
+                                     params[f'bn{block}/offset'],
+                                     config.bn_epsilon, stats)
+    means.append(mean)
+    variances.append(variance)
+    x = tf.nn.relu(x)
+    x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding='VALID')
+  x = tf.reshape(x, [tf.shape(x)[0], -1])
+  logits = tf.matmul(x, params['linear/kernel']) + params['linear/bias']
+  batch = types.BatchNormStats(tuple(means), tuple(variances),
+                               tf.constant(1.0, logits.dtype))
+  return logits, batch
+
+
+def loss_and_accuracy(logits: tf.Tensor, labels: tf.Tensor):
+  """Mean softmax cross-entropy and accuracy. labels int [S] in [0, N).
+
+  Written with `log_softmax` rather than the fused
+  `sparse_softmax_cross_entropy_with_logits`, whose gradient blocks second
+  derivatives (`prevent_gradient`).
+  """
+  one_hot = tf.one_hot(labels, tf.shape(logits)[-1], dtype=logits.dtype)
+  loss = -tf.reduce_mean(
+      tf.reduce_sum(one_hot * tf.nn.log_softmax(logits), axis=-1))
+  predictions = tf.argmax(logits, axis=-1, output_type=labels.dtype)
+  accuracy = tf.reduce_mean(tf.cast(tf.equal(predictions, labels),
+                                    logits.dtype))
+  return loss, accuracy

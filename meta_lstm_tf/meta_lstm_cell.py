@@ -1,0 +1,129 @@
+"""Pure step functions of the coordinate-wise meta-learner LSTM.
+
+Shapes: P learner coordinates (the batch axis of the meta-LSTM), D hidden units
+of the first layer (20 by default).
+
+Layer 1 is a standard LSTM (Hochreiter & Schmidhuber) whose input per
+coordinate is [preprocess(grad), preprocess(loss)] (4 features):
+
+    [a_i, a_f, a_g, a_o] = x_t W_x + h_{t-1} W_h + b
+    c1_t = sigmoid(a_f) * c1_{t-1} + sigmoid(a_i) * tanh(a_g)
+    h_t  = sigmoid(a_o) * tanh(c1_t)
+
+Layer 2 (Ravi & Larochelle, eqs. 2-4) holds the learner's parameters theta as
+its cell state:
+
+    f_t     = sigmoid([h_t, theta_{t-1}, f_{t-1}] . W_F + b_F)
+    i_t     = sigmoid([h_t, theta_{t-1}, i_{t-1}] . W_I + b_I)
+    theta_t = f_t * theta_{t-1} - i_t * grad_t
+
+The previous gates fed back are the gate *values* (after the sigmoid), as in
+the paper's equations (the original Lua code feeds back pre-activations), and
+the initial gates are f_0 = i_0 = 0. `tests/test_meta_lstm_cell.py` pins this
+choice against a NumPy reference. With f_t = 1 and i_t = lr the update is plain
+gradient descent.
+"""
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+from meta_lstm_tf import preprocessing
+
+
+class MetaLSTMWeights(NamedTuple):
+  """Meta-parameters of both layers.
+
+  Attributes:
+    lstm_kernel: [4, 4 * D] input weights of layer 1 (gate order i, f, g, o).
+    lstm_recurrent_kernel: [D, 4 * D].
+    lstm_bias: [4 * D].
+    forget_kernel: [D + 2] weights of W_F over [h, theta, f_prev].
+    forget_bias: [] b_F.
+    input_kernel: [D + 2] weights of W_I over [h, theta, i_prev].
+    input_bias: [] b_I.
+  """
+  lstm_kernel: tf.Tensor
+  lstm_recurrent_kernel: tf.Tensor
+  lstm_bias: tf.Tensor
+  forget_kernel: tf.Tensor
+  forget_bias: tf.Tensor
+  input_kernel: tf.Tensor
+  input_bias: tf.Tensor
+
+
+class MetaLSTMState(NamedTuple):
+  """Recurrent state, every field with leading axis P.
+
+  Attributes:
+    lstm_h: [P, D] layer-1 hidden state.
+    lstm_c: [P, D] layer-1 cell state.
+    forget_gate: [P] f_{t-1}.
+    input_gate: [P] i_{t-1}.
+    params: [P] theta_{t-1}, the learner's flat parameters.
+  """
+  lstm_h: tf.Tensor
+  lstm_c: tf.Tensor
+  forget_gate: tf.Tensor
+  input_gate: tf.Tensor
+  params: tf.Tensor
+
+
+def initial_state(params: tf.Tensor, hidden_size: int) -> MetaLSTMState:
+  """The state at t = 0: zero LSTM state and gates, theta_0 = params."""
+  num = tf.shape(params)[0]
+  zeros_h = tf.zeros(tf.stack([num, hidden_size]), dtype=params.dtype)
+  zeros_p = tf.zeros_like(params)
+  return MetaLSTMState(zeros_h, zeros_h, zeros_p, zeros_p, params)
+
+
+def lstm_step(weights: MetaLSTMWeights, inputs: tf.Tensor, h: tf.Tensor,
+              c: tf.Tensor):
+  """Layer 1: one standard LSTM step. Returns (h_t, c_t), each [P, D]."""
+  z = (tf.matmul(inputs, weights.lstm_kernel) +
+       tf.matmul(h, weights.lstm_recurrent_kernel) + weights.lstm_bias)
+  a_i, a_f, a_g, a_o = tf.split(z, 4, axis=-1)
+  c_new = tf.sigmoid(a_f) * c + tf.sigmoid(a_i) * tf.tanh(a_g)
+  h_new = tf.sigmoid(a_o) * tf.tanh(c_new)
+  return h_new, c_new
+
+
+def gates(weights: MetaLSTMWeights, h: tf.Tensor, params: tf.Tensor,
+          prev_forget: tf.Tensor, prev_input: tf.Tensor):
+  """Layer 2 gates f_t, i_t (each [P]) from [h_t, theta_{t-1}, gate_{t-1}]."""
+  hidden = h.shape[-1]
+  wf, wi = weights.forget_kernel, weights.input_kernel
+  h_f = tf.linalg.matvec(h, wf[:hidden])
+  h_i = tf.linalg.matvec(h, wi[:hidden])
+  forget_gate = tf.sigmoid(h_f + params * wf[hidden] +
+                           prev_forget * wf[hidden + 1] + weights.forget_bias)
+  input_gate = tf.sigmoid(h_i + params * wi[hidden] +
+                          prev_input * wi[hidden + 1] + weights.input_bias)
+  return forget_gate, input_gate
+
+
+def meta_lstm_step(weights: MetaLSTMWeights, state: MetaLSTMState,
+                   grad: tf.Tensor, loss: tf.Tensor,
+                   preprocess_p: float = 10.0) -> MetaLSTMState:
+  """One update of the learner's parameters by the meta-LSTM.
+
+  Args:
+    weights: the meta-parameters.
+    state: the state at t - 1 (its `params` is theta_{t-1}).
+    grad: [P] gradient of the support loss at theta_{t-1}.
+    loss: [] support loss at theta_{t-1}.
+    preprocess_p: the preprocessing scale p.
+
+  Returns:
+    The state at t; `params` is theta_t.
+  """
+  loss = tf.cast(loss, grad.dtype)
+  grad_features = preprocessing.preprocess(grad, preprocess_p)  # [P, 2]
+  loss_features = preprocessing.preprocess(loss, preprocess_p)  # [2]
+  loss_features = tf.broadcast_to(loss_features, tf.shape(grad_features))
+  inputs = tf.concat([grad_features, loss_features], axis=-1)  # [P, 4]
+  h, c = lstm_step(weights, inputs, state.lstm_h, state.lstm_c)
+  forget_gate, input_gate = gates(weights, h, state.params, state.forget_gate,
+                                  state.input_gate)
+  params = forget_gate * state.params - input_gate * grad
+  return MetaLSTMState(h, c, forget_gate, input_gate, params)

@@ -1,0 +1,96 @@
+"""Tests for the functional learner and its flat view."""
+
+import numpy as np
+import tensorflow as tf
+
+from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import learner
+
+
+class LearnerTest(tf.test.TestCase):
+
+  def test_paper_learner_shapes_and_names(self):
+    cfg = config_lib.LearnerConfig()
+    spec = learner.param_spec(cfg)
+    self.assertEqual(spec['conv1/kernel'], (3, 3, 1, 32))
+    self.assertEqual(spec['conv4/kernel'], (3, 3, 32, 32))
+    self.assertEqual(spec['bn2/scale'], (32,))
+    self.assertEqual(spec['linear/kernel'], (32, 5))  # 28 -> 14 -> 7 -> 3 -> 1
+    self.assertEqual(learner.num_params(cfg), 28485)
+    params = learner.init_params(cfg)
+    logits, stats = learner.apply(params, tf.zeros([3, 28, 28, 1]), cfg)
+    self.assertEqual(logits.shape, (3, 5))
+    self.assertLen(stats.means, 4)
+
+  def test_flatten_unflatten_round_trip(self):
+    cfg = config_lib.LearnerConfig(num_filters=3, num_blocks=2, image_size=8,
+                                   num_ways=4)
+    spec = learner.param_spec(cfg)
+    params = learner.init_params(cfg, seed=3)
+    flat = learner.flatten(params, spec)
+    self.assertEqual(flat.shape, (learner.num_params(cfg),))
+    back = learner.unflatten(flat, spec)
+    self.assertEqual(list(back), list(spec))
+    for name in spec:
+      self.assertAllEqual(back[name], params[name])
+    self.assertAllEqual(learner.flatten(back, spec), flat)
+
+  def test_batch_norm_second_derivative_is_exact(self):
+    # d^2/dx^2 of sum(bn(x)^3) against finite differences of the gradient.
+    rng = np.random.default_rng(0)
+    x0 = tf.constant(rng.normal(size=(3, 2, 2, 2)))
+    v = tf.constant(rng.normal(size=(3, 2, 2, 2)))
+    scale, offset = tf.constant([1.3, 0.7], tf.float64), tf.constant(
+        [0.1, -0.2], tf.float64)
+
+    def grad_at(x):
+      with tf.GradientTape() as tape:
+        tape.watch(x)
+        y, _ = learner.batch_norm(x, scale, offset, 1e-3)
+        loss = tf.reduce_sum(y ** 3 * tf.range(1.0, 25.0, dtype=tf.float64)
+                             [:, None, None, None][:3])
+      return tape.gradient(loss, x)
+
+    with tf.GradientTape() as outer:
+      outer.watch(x0)
+      g = grad_at(x0)
+      gv = tf.reduce_sum(g * v)
+    hvp = outer.gradient(gv, x0)
+    eps = 1e-6
+    fd = (grad_at(x0 + eps * v) - grad_at(x0 - eps * v)) / (2 * eps)
+    self.assertAllClose(hvp, fd, rtol=1e-6, atol=1e-7)
+
+  def test_running_statistics_are_used_when_given(self):
+    cfg = config_lib.LearnerConfig(num_filters=2, num_blocks=1, image_size=4,
+                                   num_ways=2)
+    params = learner.init_params(cfg)
+    images = tf.random.stateless_uniform([4, 4, 4, 1], seed=[1, 2])
+    _, batch = learner.apply(params, images, cfg)
+    same, _ = learner.apply(params, images, cfg, bn_stats=batch)
+    own, _ = learner.apply(params, images, cfg)
+    self.assertAllClose(same, own, atol=1e-5)
+    fresh = learner.init_bn_stats(cfg)
+    other, _ = learner.apply(params, images, cfg, bn_stats=fresh)
+    self.assertNotAllClose(other, own)
+
+  def test_cumulative_bn_average(self):
+    cfg = config_lib.LearnerConfig(num_filters=2, num_blocks=1, image_size=4,
+                                   num_ways=2)
+    stats = learner.init_bn_stats(cfg)
+    passes = [np.array([1.0, 2.0]), np.array([3.0, 6.0]), np.array([5.0, 1.0])]
+    for m in passes:
+      batch = stats._replace(means=(tf.constant(m, tf.float32),),
+                             variances=(tf.constant(m * 2, tf.float32),))
+      stats = learner.accumulate_bn_stats(stats, batch)
+    self.assertAllClose(stats.means[0], np.mean(passes, axis=0))
+    self.assertAllClose(stats.variances[0], 2 * np.mean(passes, axis=0))
+    self.assertEqual(float(stats.count), 3.0)
+
+  def test_loss_and_accuracy(self):
+    logits = tf.constant([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]], tf.float64)
+    labels = tf.constant([0, 1, 1])
+    loss, accuracy = learner.loss_and_accuracy(logits, labels)
+    log_p = logits - tf.reduce_logsumexp(logits, axis=1, keepdims=True)
+    expected = -np.mean([log_p[0, 0], log_p[1, 1], log_p[2, 1]])
+    self.assertAllClose(loss, expected)
+    self.assertAllClose(accuracy, 2 / 3)

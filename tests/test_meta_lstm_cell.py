@@ -1,0 +1,101 @@
+"""The meta-LSTM cell against a NumPy reference, eagerly and in tf.function."""
+
+from absl.testing import parameterized
+import numpy as np
+import tensorflow as tf
+
+from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import meta_lstm_cell
+from meta_lstm_tf import meta_lstm_layer
+from tests import test_preprocessing
+
+
+def sigmoid(x):
+  return 1.0 / (1.0 + np.exp(-x))
+
+
+def numpy_step(w, state, grad, loss, p=10.0):
+  """Reference: the module docstring's equations, gates fed back as values."""
+  (kx, kh, b, wf, bf, wi, bi) = w
+  h, c, f_prev, i_prev, theta = state
+  x = np.concatenate([
+      test_preprocessing.numpy_preprocess(grad, p),
+      np.broadcast_to(test_preprocessing.numpy_preprocess(loss, p),
+                      (grad.shape[0], 2))
+  ], axis=1)
+  z = x @ kx + h @ kh + b
+  d = h.shape[1]
+  a_i, a_f, a_g, a_o = z[:, :d], z[:, d:2 * d], z[:, 2 * d:3 * d], z[:, 3 * d:]
+  c = sigmoid(a_f) * c + sigmoid(a_i) * np.tanh(a_g)
+  h = sigmoid(a_o) * np.tanh(c)
+  f = sigmoid(h @ wf[:d] + theta * wf[d] + f_prev * wf[d + 1] + bf)
+  i = sigmoid(h @ wi[:d] + theta * wi[d] + i_prev * wi[d + 1] + bi)
+  theta = f * theta - i * grad
+  return (h, c, f, i, theta)
+
+
+def random_weights(rng, d, scale=0.5):
+  shapes = [(4, 4 * d), (d, 4 * d), (4 * d,), (d + 2,), (), (d + 2,), ()]
+  return [rng.uniform(-scale, scale, size=s) for s in shapes]
+
+
+class MetaLSTMCellTest(tf.test.TestCase, parameterized.TestCase):
+
+  @parameterized.named_parameters(('eager', False), ('tf_function', True))
+  def test_three_steps_match_numpy(self, use_function):
+    rng = np.random.default_rng(1)
+    num, d = 7, 3
+    w = random_weights(rng, d)
+    theta0 = rng.normal(size=num)
+    step = meta_lstm_cell.meta_lstm_step
+    if use_function:
+      step = tf.function(step)
+    tf_w = meta_lstm_cell.MetaLSTMWeights(*(tf.constant(v) for v in w))
+    state = meta_lstm_cell.initial_state(tf.constant(theta0), d)
+    np_state = (np.zeros((num, d)), np.zeros((num, d)), np.zeros(num),
+                np.zeros(num), theta0)
+    for t in range(3):
+      # Mix of large, tiny (second preprocessing branch) and zero gradients.
+      grad = rng.normal(size=num) * np.array([1, 1e-6, 1, 0, 1e-2, 3, 1e-5])
+      loss = 2.0 / (t + 1)
+      state = step(tf_w, state, tf.constant(grad), tf.constant(loss, tf.float64))
+      np_state = numpy_step(w, np_state, grad, loss)
+      for got, want in zip(state, np_state):
+        self.assertAllClose(got, want, rtol=1e-10, atol=1e-12)
+
+  def test_previous_gate_values_are_fed_back(self):
+    # Only the f_{t-1} weight is non-zero: f_2 must equal sigmoid(w * f_1 + b).
+    d = 2
+    w = [np.zeros((4, 4 * d)), np.zeros((d, 4 * d)), np.zeros(4 * d),
+         np.array([0., 0., 0., 3.0]), np.array(-1.0), np.zeros(d + 2),
+         np.array(0.0)]
+    tf_w = meta_lstm_cell.MetaLSTMWeights(*(tf.constant(v) for v in w))
+    state = meta_lstm_cell.initial_state(tf.constant([1.0, 2.0],
+                                                     tf.float64), d)
+    grad, loss = tf.constant([0.1, 0.2], tf.float64), tf.constant(1.0,
+                                                                  tf.float64)
+    state = meta_lstm_cell.meta_lstm_step(tf_w, state, grad, loss)
+    f1 = sigmoid(-1.0)  # f_0 = 0.
+    self.assertAllClose(state.forget_gate, [f1, f1])
+    state = meta_lstm_cell.meta_lstm_step(tf_w, state, grad, loss)
+    self.assertAllClose(state.forget_gate, [sigmoid(3.0 * f1 - 1.0)] * 2)
+
+  @parameterized.named_parameters(('lr_0_1', 0.1), ('lr_0_01', 0.01))
+  def test_unit_forget_and_constant_input_gate_is_sgd(self, lr):
+    learner_config = config_lib.LearnerConfig(num_filters=2, num_blocks=1,
+                                              image_size=4, num_ways=2)
+    layer = meta_lstm_layer.MetaLSTMLayer(learner_config, hidden_size=3,
+                                          dtype='float64')
+    layer.forget_kernel.assign(np.zeros(5))
+    layer.forget_bias.assign(100.0)  # sigmoid(100) == 1 in float64
+    layer.input_kernel.assign(np.zeros(5))
+    layer.input_bias.assign(np.log(lr / (1 - lr)))
+    rng = np.random.default_rng(0)
+    grad = tf.constant(rng.normal(size=layer.num_coordinates))
+    state = layer.initial_state()
+    theta0 = state.params.numpy()
+    for _ in range(2):
+      state = layer(grad, tf.constant(0.7, tf.float64), state)
+      expected = theta0 - lr * grad.numpy()
+      theta0 = expected
+      self.assertAllClose(state.params, expected, rtol=1e-12, atol=1e-12)
