@@ -1,0 +1,235 @@
+"""N-way, K-shot episodes sampled from an in-memory `ClassPool`.
+
+An episode draws N distinct classes, then K + Q distinct drawings of each:
+the first K are support, the other Q query, so support and query never share
+an image. Label j (0..N-1) goes to the j-th drawn class, so which class gets
+which label is random per episode; support and query examples are each
+shuffled. All randomness is stateless (`tf.random.stateless_*`, Philox):
+episode i of a stream with seed s uses the seed `fold_in([s, stream], i)`
+only, so
+
+  * the same (seed, index) gives the same episode in any process;
+  * resuming training at step t with `start_index = t * meta_batch_size`
+    reproduces an uninterrupted run exactly;
+  * evaluation episodes are identical for every model given the seed.
+
+Shape glossary:
+  B: meta-batch size; N: ways; K: shots; Q: queries per class;
+  C: classes in the pool; D: drawings per class; H, W: image side.
+"""
+
+from typing import Sequence, Union
+
+import tensorflow as tf
+
+from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import types
+from meta_lstm_tf.data import splits
+
+# Streams keep training and evaluation episodes apart for the same seed.
+_TRAIN_STREAM = 0
+_EVAL_STREAM = 1
+_RNG_ALG = 'philox'  # Fixed so results do not depend on the device.
+
+Seed = Union[int, Sequence[int], tf.Tensor]
+
+
+def validate_episode_config(pool: splits.ClassPool,
+                            episode_config: config_lib.EpisodeConfig,
+                            name: str = 'meta_train') -> None:
+  """Checks that `pool` can supply the episodes `episode_config` asks for.
+
+  Args:
+    pool: the class pool.
+    episode_config: N, K, Q.
+    name: the pool's name, for the message.
+
+  Raises:
+    ValueError: invalid config, N larger than the classes available, or
+      K + Q larger than the drawings per class; the message names both.
+  """
+  episode_config.validate()
+  num_classes, num_drawings = pool.images.shape[0], pool.images.shape[1]
+  if episode_config.num_ways > num_classes:
+    raise ValueError(
+        f'{name}: num_ways={episode_config.num_ways} exceeds the '
+        f'{num_classes} classes available')
+  needed = episode_config.num_shots + episode_config.num_queries
+  if needed > num_drawings:
+    raise ValueError(
+        f'{name}: num_shots + num_queries = {episode_config.num_shots} + '
+        f'{episode_config.num_queries} = {needed} exceeds the {num_drawings} '
+        'drawings per class')
+
+
+def _random_order(size, seed) -> tf.Tensor:
+  """A stateless random permutation of range(size), int32."""
+  scores = tf.random.stateless_uniform([size], seed=seed, alg=_RNG_ALG)
+  return tf.math.top_k(scores, k=size, sorted=True).indices
+
+
+def sample_episode(pool_images: tf.Tensor,
+                   episode_config: config_lib.EpisodeConfig,
+                   seed: tf.Tensor) -> types.Episode:
+  """Samples one episode; a pure function of its inputs.
+
+  Args:
+    pool_images: float32 [C, D, H, W, 1].
+    episode_config: N, K, Q (checked against the pool by
+      `validate_episode_config`).
+    seed: int32 or int64 [2], the episode's stateless seed.
+
+  Returns:
+    `Episode` with support [N * K, H, W, 1] / [N * K] and query
+    [N * Q, H, W, 1] / [N * Q], labels int32 in [0, N).
+  """
+  num_ways = episode_config.num_ways
+  num_shots = episode_config.num_shots
+  num_queries = episode_config.num_queries
+  pool_images = tf.convert_to_tensor(pool_images)
+  shape = tf.shape(pool_images)
+  num_classes, num_drawings = shape[0], shape[1]
+  class_seed, drawing_seed, support_seed, query_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, num=4, alg=_RNG_ALG))
+
+  # top_k of i.i.d. uniforms: N distinct classes in random order.
+  classes = tf.math.top_k(
+      tf.random.stateless_uniform([num_classes], seed=class_seed,
+                                  alg=_RNG_ALG),
+      k=num_ways, sorted=True).indices  # [N]
+  drawings = tf.math.top_k(
+      tf.random.stateless_uniform([num_ways, num_drawings], seed=drawing_seed,
+                                  alg=_RNG_ALG),
+      k=num_shots + num_queries, sorted=True).indices  # [N, K + Q]
+  flat_index = classes[:, tf.newaxis] * num_drawings + drawings  # [N, K + Q]
+  labels = tf.broadcast_to(tf.range(num_ways, dtype=tf.int32)[:, tf.newaxis],
+                           [num_ways, num_shots + num_queries])
+
+  support_order = _random_order(num_ways * num_shots, support_seed)
+  query_order = _random_order(num_ways * num_queries, query_seed)
+  support_index = tf.gather(tf.reshape(flat_index[:, :num_shots], [-1]),
+                            support_order)
+  query_index = tf.gather(tf.reshape(flat_index[:, num_shots:], [-1]),
+                          query_order)
+  support_labels = tf.gather(tf.reshape(labels[:, :num_shots], [-1]),
+                             support_order)
+  query_labels = tf.gather(tf.reshape(labels[:, num_shots:], [-1]),
+                           query_order)
+
+  flat_images = tf.reshape(
+      pool_images, tf.concat([[num_classes * num_drawings], shape[2:]], 0))
+  # One gather for support and query together.
+  images = tf.gather(flat_images, tf.concat([support_index, query_index], 0))
+  support_images = images[:num_ways * num_shots]
+  query_images = images[num_ways * num_shots:]
+  image_shape = pool_images.shape[2:]
+  support_images.set_shape([num_ways * num_shots] + image_shape)
+  query_images.set_shape([num_ways * num_queries] + image_shape)
+  return types.Episode(support_images=support_images,
+                       support_labels=support_labels,
+                       query_images=query_images,
+                       query_labels=query_labels)
+
+
+def _base_seed(seed: Seed, stream: int) -> tf.Tensor:
+  """int64 [2] seed of a stream from an int or a [2] seed."""
+  seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+  if seed.shape.rank == 0:
+    return tf.stack([seed, tf.constant(stream, tf.int64)])
+  if seed.shape != [2]:
+    raise ValueError(f'seed={seed!r}: expected an int or a [2] seed')
+  return tf.random.experimental.stateless_fold_in(seed, stream, alg=_RNG_ALG)
+
+
+def episode_seed(seed: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
+  """The stateless seed of episode `index` in the stream `seed`."""
+  return tf.random.experimental.stateless_fold_in(seed, index, alg=_RNG_ALG)
+
+
+def make_episode_dataset(pool: splits.ClassPool,
+                         episode_config: config_lib.EpisodeConfig,
+                         meta_batch_size: int,
+                         seed: Seed,
+                         start_index: int = 0) -> tf.data.Dataset:
+  """Infinite meta-batches of training episodes.
+
+  Episode i (counting from 0 over the whole stream) depends only on
+  (seed, i); batch b holds episodes b * B .. b * B + B - 1 counted from
+  `start_index`.
+
+  Args:
+    pool: meta-train classes.
+    episode_config: N, K, Q.
+    meta_batch_size: B, episodes per element.
+    seed: int (or int [2]) seed of the stream.
+    start_index: index of the first episode, e.g. `step * meta_batch_size`
+      when resuming at `step`.
+
+  Returns:
+    `tf.data.Dataset` of `Episode` with a leading [B] axis.
+
+  Raises:
+    ValueError: the pool cannot supply such episodes, or a bad batch size.
+  """
+  validate_episode_config(pool, episode_config, 'meta_train')
+  if (not isinstance(meta_batch_size, int) or isinstance(meta_batch_size, bool)
+      or meta_batch_size < 1):
+    raise ValueError(f'meta_batch_size={meta_batch_size!r}: must be a '
+                     'positive integer')
+  if not isinstance(start_index, int) or start_index < 0:
+    raise ValueError(f'start_index={start_index!r}: must be a non-negative '
+                     'integer')
+  images = tf.convert_to_tensor(pool.images)
+  base_seed = _base_seed(seed, _TRAIN_STREAM)
+
+  def sample(index):
+    return sample_episode(images, episode_config,
+                          episode_seed(base_seed, index))
+
+  return (tf.data.Dataset.counter(start=start_index, dtype=tf.int64)
+          .map(sample, num_parallel_calls=tf.data.AUTOTUNE,
+               deterministic=True)
+          .batch(meta_batch_size, drop_remainder=True,
+                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+          .prefetch(tf.data.AUTOTUNE))
+
+
+def make_eval_dataset(pool: splits.ClassPool,
+                      episode_config: config_lib.EpisodeConfig,
+                      num_episodes: int,
+                      seed: Seed,
+                      name: str = 'meta_test') -> tf.data.Dataset:
+  """A fixed, finite sequence of single evaluation episodes.
+
+  Episode i depends only on (seed, i), so every model evaluated with the same
+  seed sees the same episodes, in any process.
+
+  Args:
+    pool: meta_valid or meta_test classes.
+    episode_config: N, K, Q.
+    num_episodes: how many episodes.
+    seed: int (or int [2]) seed.
+    name: the pool's name, for error messages.
+
+  Returns:
+    `tf.data.Dataset` of unbatched `Episode`s.
+
+  Raises:
+    ValueError: the pool cannot supply such episodes, or bad num_episodes.
+  """
+  validate_episode_config(pool, episode_config, name)
+  if (not isinstance(num_episodes, int) or isinstance(num_episodes, bool) or
+      num_episodes < 1):
+    raise ValueError(f'num_episodes={num_episodes!r}: must be a positive '
+                     'integer')
+  images = tf.convert_to_tensor(pool.images)
+  base_seed = _base_seed(seed, _EVAL_STREAM)
+
+  def sample(index):
+    return sample_episode(images, episode_config,
+                          episode_seed(base_seed, index))
+
+  return (tf.data.Dataset.range(num_episodes)
+          .map(sample, num_parallel_calls=tf.data.AUTOTUNE,
+               deterministic=True)
+          .prefetch(tf.data.AUTOTUNE))

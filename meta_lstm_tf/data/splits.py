@@ -1,0 +1,300 @@
+"""Class splits: which Omniglot characters are meta-train, -valid and -test.
+
+Every split decodes its images once (through `image_ops.preprocess_images`)
+into in-memory `ClassPool`s; episodes are then sampled from tensors.
+
+Protocols (`DataConfig.split`):
+  lake     The data set authors' protocol. meta_test = the evaluation set
+           (20 alphabets, 659 characters). The background set (30 alphabets,
+           964 characters) is split by alphabet: meta_valid = the fixed
+           `LAKE_VALID_ALPHABETS` (4 alphabets, 150 characters), meta_train =
+           the other 26 alphabets (814 characters). The held-out alphabets are
+           those of the Vinyals validation split that lie in the background
+           set, minus Early_Aramaic (which is in small1); none is in small1 or
+           small2. Choose hyperparameters on meta_valid, never on meta_test.
+  minimal  meta_train = TFDS split `small1` or `small2`
+           (`DataConfig.minimal_subset`, 5 alphabets each), meta_valid = the
+           same `LAKE_VALID_ALPHABETS` characters from the background set
+           (disjoint from both small sets; the two small sets share Greek and
+           Latin, so neither can validate the other), meta_test = the
+           evaluation set.
+  vinyals  The split of Matching Networks / ProtoNets / MAML / Meta-SGD, read
+           from `DataConfig.split_dir`: `train.txt`, `val.txt`, `test.txt`, one
+           class per line as `ALPHABET/characterNN/rotDDD` (DDD in 000, 090,
+           180, 270; each rotation is its own class; alphabets from either
+           image set). 4,112 / 688 / 1,692 classes. The project cannot ship the
+           files (they belong to the ProtoNets authors, MIT license); get them
+           from https://github.com/jakesnell/prototypical-networks, directory
+           `data/omniglot/splits/vinyals/`.
+
+`DataConfig.rotations` adds the 90, 180 and 270 degree rotations of every
+meta_train character as new classes (for lake and minimal; meta_valid and
+meta_test keep the original characters so results stay comparable to the
+protocol). For vinyals the split files already name every rotation class, so
+the setting has no effect there.
+
+Rotations are counter-clockwise (`np.rot90`, as `tf.image.rot90` and PIL's
+`rotate`), applied to the resized images (area resizing commutes with
+90 degree rotations).
+
+Shape glossary:
+  C: classes in a pool; D: drawings per class (20 in Omniglot);
+  H = W = `DataConfig.image_size`.
+"""
+
+import os
+from typing import Dict, List, NamedTuple, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from meta_lstm_tf import config as config_lib
+from meta_lstm_tf.data import image_ops
+from meta_lstm_tf.data import omniglot
+
+DataError = omniglot.DataError
+
+LAKE_VALID_ALPHABETS = ('Armenian', 'Bengali', 'Hebrew',
+                        'Mkhedruli_(Georgian)')
+VINYALS_SPLIT_FILES = (('meta_train', 'train.txt'), ('meta_valid', 'val.txt'),
+                       ('meta_test', 'test.txt'))
+ROTATIONS = (0, 90, 180, 270)
+
+_DECODE_BATCH = 512
+
+
+class ClassPool(NamedTuple):
+  """The classes of one meta-split, decoded.
+
+  Attributes:
+    images: float32 [C, D, H, W, 1] in [0, 1], strokes 1.
+    class_names: C names, 'ALPHABET/characterNN', with '/rotDDD' appended
+      when rotations are classes.
+  """
+  images: tf.Tensor
+  class_names: Tuple[str, ...]
+
+
+class ClassPools(NamedTuple):
+  """Disjoint class pools of the three meta-splits."""
+  meta_train: ClassPool
+  meta_valid: ClassPool
+  meta_test: ClassPool
+
+
+class _Classes(NamedTuple):
+  """Decoded classes in NumPy, before they become a `ClassPool`."""
+  images: np.ndarray  # float32 [C, D, H, W, 1]
+  names: Tuple[str, ...]  # 'ALPHABET/characterNN'
+  alphabets: Tuple[str, ...]
+
+
+def class_name(alphabet: str, alphabet_char_id: int) -> str:
+  """'ALPHABET/characterNN' for a 0-based `alphabet_char_id`."""
+  return f'{alphabet}/character{alphabet_char_id + 1:02d}'
+
+
+def _load_classes(split_name: str,
+                  data_config: config_lib.DataConfig) -> _Classes:
+  """Decodes a TFDS split once and groups its drawings by character."""
+  dataset = omniglot.load_omniglot_split(
+      split_name, data_config.omniglot_dir, data_config.data_dir,
+      decoders={'image': tfds.decode.SkipDecoding()})
+
+  def decode(example):
+    # channels=1 decodes Omniglot's 1-bit PNGs exactly (0 or 255).
+    image = tf.io.decode_png(example['image'], channels=1)
+    return (image, example['label'], example['alphabet'],
+            example['alphabet_char_id'])
+
+  def preprocess(images, labels, alphabets, char_ids):
+    return (image_ops.preprocess_images(images, data_config.image_size),
+            labels, alphabets, char_ids)
+
+  dataset = (dataset
+             .map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+             .batch(_DECODE_BATCH)
+             .map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+             .prefetch(tf.data.AUTOTUNE))
+  parts = [tuple(t.numpy() for t in batch) for batch in dataset]
+  if not parts:
+    raise DataError(f'Omniglot split {split_name!r} is empty')
+  images, labels, alphabets, char_ids = (
+      np.concatenate([p[i] for p in parts]) for i in range(4))
+
+  order = np.argsort(labels, kind='stable')
+  unique, starts, counts = np.unique(labels[order], return_index=True,
+                                     return_counts=True)
+  if counts.min() != counts.max():
+    raise DataError(
+        f'Omniglot split {split_name!r}: characters have between '
+        f'{counts.min()} (label {unique[np.argmin(counts)]}) and '
+        f'{counts.max()} drawings; a class pool needs the same number for '
+        'every character')
+  names, alphabet_names = [], []
+  for label, start in zip(unique, starts):
+    index = order[start]
+    alphabet = omniglot.ALPHABET_NAMES[alphabets[index]]
+    char_id = int(char_ids[index])
+    if omniglot.FIRST_LABEL[alphabet] + char_id != label:
+      raise DataError(
+          f'Omniglot split {split_name!r}: label {label} does not match '
+          f'alphabet {alphabet!r}, alphabet_char_id {char_id}')
+    names.append(class_name(alphabet, char_id))
+    alphabet_names.append(alphabet)
+  images = images[order].reshape(
+      (len(unique), counts[0]) + images.shape[1:])
+  return _Classes(images, tuple(names), tuple(alphabet_names))
+
+
+def _select(classes: _Classes, keep: np.ndarray) -> _Classes:
+  indices = np.flatnonzero(keep)
+  return _Classes(classes.images[indices],
+                  tuple(classes.names[i] for i in indices),
+                  tuple(classes.alphabets[i] for i in indices))
+
+
+def _by_alphabet(classes: _Classes, alphabets: Sequence[str],
+                 inside: bool) -> _Classes:
+  mask = np.array([a in alphabets for a in classes.alphabets], dtype=bool)
+  return _select(classes, mask if inside else ~mask)
+
+
+def _rotate(images: np.ndarray, degrees: int) -> np.ndarray:
+  """Rotates [..., H, W, 1] counter-clockwise by a multiple of 90 degrees."""
+  return np.rot90(images, k=degrees // 90, axes=(-3, -2))
+
+
+def _with_rotations(classes: _Classes) -> Tuple[np.ndarray, Tuple[str, ...]]:
+  """Every class followed by its rotations, each a class of its own."""
+  rotated = np.stack([_rotate(classes.images, d) for d in ROTATIONS], axis=1)
+  names = tuple(f'{name}/rot{d:03d}' for name in classes.names
+                for d in ROTATIONS)
+  return rotated.reshape((-1,) + classes.images.shape[1:]), names
+
+
+def _to_pool(images: np.ndarray, names: Sequence[str], pool_name: str,
+             description: str) -> ClassPool:
+  if not len(names):
+    raise DataError(f'{pool_name} has no class ({description})')
+  return ClassPool(
+      images=tf.constant(np.ascontiguousarray(images, dtype=np.float32)),
+      class_names=tuple(names))
+
+
+def read_vinyals_split_file(path: str) -> List[Tuple[str, int]]:
+  """Reads a Vinyals split file.
+
+  Args:
+    path: a file of `ALPHABET/characterNN/rotDDD` lines.
+
+  Returns:
+    (class name 'ALPHABET/characterNN', rotation in degrees) per line.
+
+  Raises:
+    DataError: missing file, malformed or duplicate line, naming the line.
+  """
+  if not os.path.isfile(path):
+    raise DataError(f'vinyals split file {path!r} does not exist')
+  entries, seen = [], set()
+  with open(path) as f:
+    for number, line in enumerate(f, start=1):
+      line = line.strip()
+      if not line:
+        continue
+      parts = line.split('/')
+      rotation = parts[2][3:] if len(parts) == 3 else ''
+      if (len(parts) != 3 or not parts[2].startswith('rot') or
+          not rotation.isdigit() or int(rotation) not in ROTATIONS):
+        raise DataError(
+            f'{path}:{number}: {line!r} is not ALPHABET/characterNN/rotDDD '
+            f'with DDD in {ROTATIONS}')
+      if line in seen:
+        raise DataError(f'{path}:{number}: duplicate class {line!r}')
+      seen.add(line)
+      entries.append((f'{parts[0]}/{parts[1]}', int(rotation)))
+  if not entries:
+    raise DataError(f'vinyals split file {path!r} is empty')
+  return entries
+
+
+def _vinyals_pools(data_config, load) -> ClassPools:
+  """Pools from the split files, rotation classes included."""
+  split_dir = os.path.abspath(os.path.expanduser(data_config.split_dir))
+  if not os.path.isdir(split_dir):
+    raise DataError(f'split_dir={split_dir!r} does not exist (it should hold '
+                    'train.txt, val.txt, test.txt)')
+  background, evaluation = load('train'), load('test')
+  images = np.concatenate([background.images, evaluation.images])
+  index = {name: i for i, name in
+           enumerate(background.names + evaluation.names)}
+  pools, owner = {}, {}
+  for pool_name, filename in VINYALS_SPLIT_FILES:
+    path = os.path.join(split_dir, filename)
+    entries = read_vinyals_split_file(path)
+    pool_images = np.empty((len(entries),) + images.shape[1:], np.float32)
+    names = []
+    for i, (name, rotation) in enumerate(entries):
+      if name not in index:
+        raise DataError(f'{path}: class {name!r} is not in the Omniglot data '
+                        '(background or evaluation set)')
+      full_name = f'{name}/rot{rotation:03d}'
+      if full_name in owner:
+        raise DataError(f'{path}: class {full_name!r} is also in '
+                        f'{owner[full_name]}; splits must be disjoint')
+      owner[full_name] = filename
+      pool_images[i] = _rotate(images[index[name]], rotation)
+      names.append(full_name)
+    pools[pool_name] = _to_pool(pool_images, names, pool_name, path)
+  return ClassPools(**pools)
+
+
+def make_class_pools(data_config: config_lib.DataConfig) -> ClassPools:
+  """Decodes Omniglot once and splits its classes into meta-split pools.
+
+  Args:
+    data_config: `config.DataConfig`; `omniglot_dir=None` loads TFDS
+      `omniglot` (downloading it if needed), otherwise the local copy.
+
+  Returns:
+    `ClassPools` with disjoint classes (see the module docstring).
+
+  Raises:
+    ValueError: invalid `data_config` (from its `validate()`).
+    DataError: missing, corrupt or incomplete data or split files.
+  """
+  data_config = data_config.validate()
+  loaded: Dict[str, _Classes] = {}
+
+  def load(split_name: str) -> _Classes:
+    if split_name not in loaded:
+      loaded[split_name] = _load_classes(split_name, data_config)
+    return loaded[split_name]
+
+  if data_config.split == 'vinyals':
+    return _vinyals_pools(data_config, load)
+
+  if data_config.split == 'lake':
+    train_description = 'background set minus LAKE_VALID_ALPHABETS'
+    meta_train = _by_alphabet(load('train'), LAKE_VALID_ALPHABETS,
+                              inside=False)
+  else:  # minimal
+    train_description = f'TFDS split {data_config.minimal_subset}'
+    meta_train = load(data_config.minimal_subset)
+  meta_valid = _by_alphabet(load('train'), LAKE_VALID_ALPHABETS, inside=True)
+  meta_test = load('test')
+
+  if data_config.rotations:
+    train_images, train_names = _with_rotations(meta_train)
+  else:
+    train_images, train_names = meta_train.images, meta_train.names
+  return ClassPools(
+      meta_train=_to_pool(train_images, train_names, 'meta_train',
+                          train_description),
+      meta_valid=_to_pool(meta_valid.images, meta_valid.names, 'meta_valid',
+                          f'LAKE_VALID_ALPHABETS {LAKE_VALID_ALPHABETS} of '
+                          'the background set'),
+      meta_test=_to_pool(meta_test.images, meta_test.names, 'meta_test',
+                         'evaluation set'))
+

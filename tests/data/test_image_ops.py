@@ -1,0 +1,120 @@
+"""Tests for meta_lstm_tf.data.image_ops."""
+
+import io
+
+from absl.testing import parameterized
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+
+from meta_lstm_tf.data import image_ops
+
+
+def _stroke_image(size=105, channels=1):
+  """uint8 [size, size, channels]: white background, a 1-pixel black line."""
+  image = np.full((size, size, channels), 255, np.uint8)
+  image[size // 2, 10:size - 10, :] = 0
+  return image
+
+
+def _encode(array, fmt='PNG'):
+  buffer = io.BytesIO()
+  Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array).save(
+      buffer, format=fmt)
+  return buffer.getvalue()
+
+
+class PreprocessImagesTest(tf.test.TestCase, parameterized.TestCase):
+
+  @parameterized.parameters(1, 3)
+  def test_strokes_are_one_background_zero(self, channels):
+    images = np.stack([_stroke_image(channels=channels)] * 2)
+    out = image_ops.preprocess_images(images, 28)
+    self.assertEqual(out.dtype, tf.float32)
+    self.assertEqual(out.shape, [2, 28, 28, 1])
+    out = out.numpy()
+    self.assertAllClose(out[:, 0, :, :], np.zeros((2, 28, 1)), atol=1e-3)
+    # A 1-pixel line covers 1/3.75 of an output pixel's footprint.
+    self.assertGreater(out.max(), 0.1)
+    self.assertBetween(out.min(), 0.0, 1.0)
+    self.assertLessEqual(out.max(), 1.0)
+
+  def test_float_input_matches_uint8(self):
+    images = np.stack([_stroke_image()])
+    self.assertAllClose(
+        image_ops.preprocess_images(images, 28),
+        image_ops.preprocess_images(images.astype(np.float32) / 255.0, 28))
+
+  def test_rgb_matches_gray(self):
+    gray = np.stack([_stroke_image(channels=1)])
+    rgb = np.repeat(gray, 3, axis=-1)
+    self.assertAllClose(image_ops.preprocess_images(gray, 28),
+                        image_ops.preprocess_images(rgb, 28), atol=1e-3)
+
+  def test_same_size_is_only_inverted(self):
+    images = np.random.RandomState(0).rand(3, 28, 28, 1).astype(np.float32)
+    self.assertAllClose(image_ops.preprocess_images(images, 28), 1.0 - images)
+
+  def test_area_resize_averages(self):
+    image = np.zeros((1, 4, 4, 1), np.float32)  # All black: all strokes.
+    image[0, :2, :2, 0] = 1.0  # One white quadrant.
+    self.assertAllClose(
+        image_ops.preprocess_images(image, 2)[0, :, :, 0], [[0, 1], [1, 1]])
+
+  def test_leading_axes_are_kept(self):
+    images = np.zeros((2, 3, 105, 105, 1), np.uint8)
+    self.assertEqual(image_ops.preprocess_images(images, 28).shape,
+                     [2, 3, 28, 28, 1])
+
+  @parameterized.parameters(1, 3)
+  def test_unknown_channels_in_graph(self, channels):
+    fn = tf.function(
+        lambda x: image_ops.preprocess_images(x, 28),
+        input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8)])
+    images = np.stack([_stroke_image(channels=channels)])
+    self.assertAllClose(fn(images), image_ops.preprocess_images(images, 28),
+                        atol=1e-3)
+
+  def test_bad_channels_raise(self):
+    with self.assertRaisesRegex(ValueError, '4 channels'):
+      image_ops.preprocess_images(np.zeros((1, 8, 8, 4), np.uint8), 4)
+
+  def test_bad_dtype_raises(self):
+    with self.assertRaisesRegex(ValueError, 'int32'):
+      image_ops.preprocess_images(np.zeros((1, 8, 8, 1), np.int32), 4)
+
+
+class DecodeImagesTest(tf.test.TestCase, parameterized.TestCase):
+
+  def test_png_matches_preprocess(self):
+    gray = _stroke_image()
+    out = image_ops.decode_images([_encode(gray), _encode(gray[::-1])], 28)
+    self.assertEqual(out.shape, [2, 28, 28, 1])
+    self.assertAllClose(out, image_ops.preprocess_images(
+        np.stack([gray, gray[::-1]]), 28))
+
+  def test_mixed_sizes_and_formats(self):
+    small = _stroke_image(size=60, channels=3)
+    big = _stroke_image(size=105, channels=1)
+    out = image_ops.decode_images(
+        [_encode(small, 'JPEG'), _encode(big, 'PNG')], 28).numpy()
+    self.assertEqual(out.shape, (2, 28, 28, 1))
+    self.assertLess(out[:, 0].max(), 0.05)  # Background row (JPEG noise).
+    self.assertGreater(out.max(axis=(1, 2, 3)).min(), 0.1)
+
+  def test_one_bit_png_as_omniglot(self):
+    image = Image.fromarray(_stroke_image().squeeze(-1)).convert('1')
+    buffer = io.BytesIO()
+    image.save(buffer, format='PNG')
+    out = image_ops.decode_images([buffer.getvalue()], 105).numpy()
+    self.assertCountEqual(np.unique(out), [0.0, 1.0])
+
+  def test_in_tf_function(self):
+    fn = tf.function(lambda s: image_ops.decode_images(s, 28),
+                     input_signature=[tf.TensorSpec([None], tf.string)])
+    self.assertEqual(fn(tf.constant([_encode(_stroke_image())])).shape,
+                     [1, 28, 28, 1])
+
+
+if __name__ == '__main__':
+  tf.test.main()

@@ -1,0 +1,156 @@
+"""Integration tests on the real Omniglot copy named by `OMNIGLOT_DIR`.
+
+CI sets `OMNIGLOT_DIR=../shared/data/omniglot` (relative paths are resolved
+against the repository root). The offline TFDS copy is prepared once into the
+default TFDS data directory (`$TFDS_DATA_DIR` or `~/tensorflow_datasets`,
+about 10 s) and reused by later runs.
+"""
+
+import os
+import shutil
+import tempfile
+import unittest
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from meta_lstm_tf import config
+from meta_lstm_tf.data import episodes
+from meta_lstm_tf.data import omniglot
+from meta_lstm_tf.data import splits
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+
+def _omniglot_dir():
+  value = os.environ.get(omniglot.OMNIGLOT_DIR_ENV)
+  if not value:
+    return None
+  return os.path.normpath(os.path.join(_REPO_ROOT, os.path.expanduser(value)))
+
+
+_OMNIGLOT_DIR = _omniglot_dir()
+_SKIP_REASON = (
+    'OMNIGLOT_DIR is unset' if _OMNIGLOT_DIR is None else
+    f'OMNIGLOT_DIR={_OMNIGLOT_DIR!r} does not exist')
+_SKIP = _OMNIGLOT_DIR is None or not os.path.isdir(_OMNIGLOT_DIR)
+
+
+@unittest.skipIf(_SKIP, _SKIP_REASON)
+class OfflineOmniglotTest(tf.test.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.builder = omniglot.prepare_offline_builder(_OMNIGLOT_DIR)
+
+  def _load(self, split_name):
+    return omniglot.load_omniglot_split(
+        split_name, _OMNIGLOT_DIR,
+        decoders={'image': tfds.decode.SkipDecoding()})
+
+  def test_counts(self):
+    expected = {'train': (19280, 964), 'test': (13180, 659),
+                'small1': (2720, 136), 'small2': (3120, 156)}
+    for split_name, (num_examples, num_characters) in expected.items():
+      labels = np.concatenate([
+          batch.numpy() for batch in
+          self._load(split_name).map(lambda e: e['label']).batch(4096)])
+      self.assertLen(labels, num_examples, split_name)
+      self.assertLen(np.unique(labels), num_characters, split_name)
+      self.assertEqual(self.builder.info.splits[split_name].num_examples,
+                       num_examples)
+
+  def test_sources(self):
+    sources = omniglot.find_sources(_OMNIGLOT_DIR)
+    self.assertEqual(sources['small1'].kind, 'archive')  # Checksum verified.
+    self.assertEqual(sources['small2'].kind, 'archive')
+    self.assertEqual(sources['train'].kind, 'directory')
+    self.assertEqual(sources['test'].kind, 'directory')
+
+  def test_feature_spec_matches_tfds(self):
+    data_dir = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, data_dir)
+    # Info from TFDS's code only: nothing is downloaded.
+    reference = tfds.builder('omniglot', data_dir=data_dir).info
+    self.assertEqual(repr(self.builder.info.features),
+                     repr(reference.features))
+    self.assertEqual(self.builder.info.features.get_tensor_info(),
+                     reference.features.get_tensor_info())
+    self.assertEqual(self.builder.info.supervised_keys,
+                     reference.supervised_keys)
+    example = next(iter(omniglot.load_omniglot_split('test', _OMNIGLOT_DIR)))
+    self.assertEqual(example['image'].shape, (105, 105, 3))
+    self.assertEqual(example['image'].dtype, tf.uint8)
+    self.assertCountEqual(np.unique(example['image'].numpy()), [0, 255])
+
+  def test_examples_are_the_files(self):
+    for example in self._load('test').take(5):
+      alphabet = omniglot.ALPHABET_NAMES[int(example['alphabet'])]
+      character = int(example['alphabet_char_id']) + 1
+      label = int(example['label'])
+      self.assertEqual(label, omniglot.FIRST_LABEL[alphabet] + character - 1)
+      folder = os.path.join(_OMNIGLOT_DIR, 'images_evaluation', alphabet,
+                            f'character{character:02d}')
+      contents = set()
+      for filename in os.listdir(folder):
+        self.assertTrue(filename.startswith(f'{label + 1:04d}_'))
+        with open(os.path.join(folder, filename), 'rb') as f:
+          contents.add(f.read())
+      self.assertIn(example['image'].numpy(), contents)
+
+
+@unittest.skipIf(_SKIP, _SKIP_REASON)
+class ClassPoolsTest(tf.test.TestCase):
+
+  def _pools(self, **kwargs):
+    return splits.make_class_pools(
+        config.DataConfig(omniglot_dir=_OMNIGLOT_DIR, **kwargs))
+
+  def _assert_disjoint(self, pools):
+    names = [set(pool.class_names) for pool in pools]
+    for pool, name_set in zip(pools, names):
+      self.assertLen(name_set, len(pool.class_names))
+    self.assertEmpty(names[0] & names[1])
+    self.assertEmpty(names[0] & names[2])
+    self.assertEmpty(names[1] & names[2])
+
+  def test_lake(self):
+    pools = self._pools()
+    self.assertEqual([p.images.shape[0] for p in pools], [814, 150, 659])
+    self.assertEqual(pools.meta_train.images.shape[1:], [20, 28, 28, 1])
+    self._assert_disjoint(pools)
+    valid_alphabets = {n.split('/')[0] for n in pools.meta_valid.class_names}
+    self.assertEqual(valid_alphabets, set(splits.LAKE_VALID_ALPHABETS))
+    test_alphabets = {n.split('/')[0] for n in pools.meta_test.class_names}
+    self.assertEqual(test_alphabets, set(omniglot.EVALUATION_ALPHABETS))
+    images = pools.meta_test.images.numpy()
+    self.assertEqual(images.min(), 0.0)
+    self.assertEqual(images.max(), 1.0)
+    self.assertLess(images.mean(), 0.2)  # Mostly background: strokes are 1.
+    # Episodes from the real pool keep their invariants.
+    episode = next(iter(episodes.make_eval_dataset(
+        pools.meta_test, config.EpisodeConfig(20, 5, 15), 1, seed=0)))
+    self.assertEqual(episode.support_images.shape, [100, 28, 28, 1])
+    self.assertAllEqual(np.bincount(episode.query_labels.numpy()), [15] * 20)
+
+  def test_minimal(self):
+    pools = self._pools(split='minimal', minimal_subset='small2')
+    self.assertEqual([p.images.shape[0] for p in pools], [156, 150, 659])
+    self._assert_disjoint(pools)
+
+  def test_vinyals(self):
+    pools = self._pools(
+        split='vinyals',
+        split_dir=os.path.join(_OMNIGLOT_DIR, 'splits', 'vinyals'))
+    self.assertEqual([p.images.shape[0] for p in pools], [4112, 688, 1692])
+    self._assert_disjoint(pools)
+    self.assertTrue(all(n.split('/')[-1] in ('rot000', 'rot090', 'rot180',
+                                              'rot270')
+                        for n in pools.meta_test.class_names))
+
+
+if __name__ == '__main__':
+  tf.test.main()
