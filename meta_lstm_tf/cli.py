@@ -1,0 +1,137 @@
+"""Command-line flags -> `ExperimentConfig`. The only library module that
+imports `absl.flags`.
+
+Flag names equal the config field names, so a validation error
+(`field=value: requirement`) names the flag to fix.
+"""
+
+from absl import flags
+
+from meta_lstm_tf import config as config_lib
+from meta_lstm_tf.data import omniglot
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines every flag of the main job on `flag_values`."""
+  d = config_lib.ExperimentConfig()
+
+  def define(kind, name, default, help_text, **kwargs):
+    getattr(flags, f'DEFINE_{kind}')(name=name, default=default,
+                                     help=help_text, flag_values=flag_values,
+                                     **kwargs)
+
+  define('string', 'workdir', None, 'Run directory: checkpoints, logs, '
+         'results.json, exported SavedModels. Rerunning resumes.')
+  # Data.
+  define('string', 'omniglot_dir', None,
+         'Local copy of Omniglot (archives and/or extracted folders); default '
+         '$OMNIGLOT_DIR, else TFDS downloads it.')
+  define('string', 'data_dir', None, 'TFDS data directory.')
+  define('enum', 'split', d.data.split, 'Class split protocol.',
+         enum_values=list(config_lib.SPLITS))
+  define('string', 'split_dir', None,
+         'Directory with train.txt/val.txt/test.txt (split=vinyals).')
+  define('enum', 'minimal_subset', d.data.minimal_subset,
+         'Background subset for split=minimal.',
+         enum_values=list(config_lib.MINIMAL_SUBSETS))
+  define('bool', 'rotations', d.data.rotations,
+         'Add 90/180/270 degree rotations of meta-train classes as classes.')
+  define('integer', 'image_size', d.data.image_size, 'Image side in pixels.')
+  # Episodes.
+  define('integer', 'num_ways', d.episode.num_ways, 'N classes per episode.')
+  define('integer', 'num_shots', d.episode.num_shots,
+         'K support examples per class.')
+  define('integer', 'num_queries', d.episode.num_queries,
+         'Q query examples per class.')
+  # Learner.
+  define('integer', 'num_filters', d.learner.num_filters,
+         'Filters per conv block of the learner.')
+  define('integer', 'num_blocks', d.learner.num_blocks,
+         'Conv blocks of the learner.')
+  # Meta-learner and inner loop.
+  define('integer', 'hidden_size', d.meta_learner.hidden_size,
+         'Hidden units of the meta-LSTM first layer.')
+  define('integer', 'inner_steps', d.inner_loop.inner_steps,
+         'T meta-LSTM updates per episode (paper: 12 for 1-shot, 8 for 5).')
+  define('bool', 'second_order', d.inner_loop.second_order,
+         'Exact second-order meta-gradients (default first order, as the '
+         'paper).')
+  define('bool', 'transductive', d.inner_loop.transductive,
+         'Evaluate with query-batch BN statistics (default: support '
+         'statistics).')
+  # Training.
+  t = d.train
+  define('float', 'learning_rate', t.learning_rate, 'Adam learning rate.')
+  define('float', 'clip_norm', t.clip_norm,
+         'Global-norm clipping of meta-gradients (0: off).')
+  define('integer', 'meta_batch_size', t.meta_batch_size,
+         'Episodes per meta-train step.')
+  define('integer', 'max_steps', t.max_steps, 'Meta-train steps.')
+  define('float', 'max_train_seconds', t.max_train_seconds,
+         'Stop meta-training after this many seconds (0: no limit); the '
+         'time spent is kept across resumes.')
+  define('integer', 'eval_every', t.eval_every,
+         'Validate every this many steps.')
+  define('integer', 'eval_episodes', t.eval_episodes,
+         'Fixed validation episodes.')
+  define('integer', 'test_episodes', t.test_episodes,
+         'Final test episodes (meta-test classes).')
+  define('integer', 'checkpoint_every', t.checkpoint_every,
+         'Checkpoint every this many steps.')
+  define('integer', 'keep_checkpoints', t.keep_checkpoints,
+         'Checkpoints kept.')
+  define('integer', 'log_every', t.log_every,
+         'Write TensorBoard summaries every this many steps.')
+  define('integer', 'seed', t.seed, 'Seed of initialisation and episodes.')
+  define('bool', 'deterministic', t.deterministic,
+         'TF op determinism: a resumed run reproduces an uninterrupted one.')
+  define('bool', 'jit_compile', t.jit_compile,
+         'XLA-compile the train and eval steps (for GPUs; off on CPU).')
+  define('bool', 'quiet', t.quiet, 'No progress bar; a log line per eval.')
+  define('bool', 'export', t.export,
+         'Export the best model as a SavedModel at the end.')
+
+
+def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS
+                      ) -> config_lib.ExperimentConfig:
+  """Builds and validates the config. Raises ValueError naming the flag."""
+  f = flag_values
+  omniglot_dir = omniglot.resolve_omniglot_dir(f.omniglot_dir)
+  config = config_lib.ExperimentConfig(
+      data=config_lib.DataConfig(
+          omniglot_dir=omniglot_dir, data_dir=f.data_dir, split=f.split,
+          split_dir=f.split_dir, minimal_subset=f.minimal_subset,
+          rotations=f.rotations, image_size=f.image_size),
+      episode=config_lib.EpisodeConfig(f.num_ways, f.num_shots,
+                                       f.num_queries),
+      learner=config_lib.LearnerConfig(
+          num_ways=f.num_ways, num_filters=f.num_filters,
+          num_blocks=f.num_blocks, image_size=f.image_size),
+      meta_learner=config_lib.MetaLearnerConfig(hidden_size=f.hidden_size),
+      inner_loop=config_lib.InnerLoopConfig(
+          inner_steps=f.inner_steps, second_order=f.second_order,
+          transductive=f.transductive),
+      train=config_lib.TrainConfig(
+          learning_rate=f.learning_rate, clip_norm=f.clip_norm,
+          meta_batch_size=f.meta_batch_size, max_steps=f.max_steps,
+          eval_every=f.eval_every, eval_episodes=f.eval_episodes,
+          test_episodes=f.test_episodes,
+          checkpoint_every=f.checkpoint_every,
+          keep_checkpoints=f.keep_checkpoints, log_every=f.log_every,
+          seed=f.seed, deterministic=f.deterministic,
+          jit_compile=f.jit_compile, max_train_seconds=f.max_train_seconds,
+          quiet=f.quiet, export=f.export))
+  return config.validate()
+
+
+def flags_as_text(flag_values: flags.FlagValues = flags.FLAGS) -> str:
+  """The flags of this module's definitions, as a --flagfile."""
+  names = sorted(_own_flag_names(flag_values))
+  return ''.join(f'--{n}={flag_values[n].value}\n' for n in names
+                 if flag_values[n].value is not None)
+
+
+def _own_flag_names(flag_values):
+  probe = flags.FlagValues()
+  define_flags(probe)
+  return [name for name in probe if name in flag_values]

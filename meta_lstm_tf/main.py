@@ -1,0 +1,49 @@
+r"""The main job: meta-train, validate, test and export.
+
+    python -m meta_lstm_tf.main --flagfile=configs/mini.flags \
+        --workdir=/tmp/meta_lstm_mini
+
+Rerunning the same command resumes from the last checkpoint.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from meta_lstm_tf import cli
+from meta_lstm_tf import train_lib
+
+cli.define_flags(flags.FLAGS)
+flags.mark_flag_as_required('workdir')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  try:
+    config = cli.config_from_flags(flags.FLAGS)
+  except ValueError as e:
+    raise app.UsageError(f'bad flag: --{e}') from None
+  try:
+    results = train_lib.train_and_evaluate(
+        config, flags.FLAGS.workdir, cli.flags_as_text(flags.FLAGS))
+  except train_lib.TrainingInterrupted as e:
+    logging.warning('%s', e)
+    sys.exit(128 + e.signum)
+  except (ValueError, FileNotFoundError, train_lib.TrainingDivergedError) as e:
+    logging.error('%s', e)
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
+  print(f"test accuracy {results['test_accuracy']:.4f} "
+        f"+- {results['test_ci95']:.4f} over {results['test_episodes']} "
+        f"episodes; results in {flags.FLAGS.workdir}/results.json")
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -1,0 +1,304 @@
+"""Meta-training, validation, final test and export of one run.
+
+Shapes: B episodes per meta-batch; N ways, K shots, Q queries per class.
+
+`train_and_evaluate(config, workdir)` is resumable: rerunning it on the same
+workdir restores the last checkpoint (meta-parameters, optimizer state, step,
+best validation accuracy) and continues with the same episodes, because
+episode i of the training stream depends only on (seed, i).
+"""
+
+import json
+import math
+import os
+import signal
+import time
+from typing import Callable, List, Optional
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import summaries
+from meta_lstm_tf import train_steps
+from meta_lstm_tf import types
+from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf.data import episodes as episodes_lib
+from meta_lstm_tf.data import splits
+
+# Validation and test episodes do not depend on the training seed, so runs
+# with different seeds are compared on identical episodes.
+VALID_SEED = 20170
+TEST_SEED = 20171
+
+
+class TrainingDivergedError(RuntimeError):
+  """The meta-loss became NaN or Inf."""
+
+
+class TrainingInterrupted(Exception):
+  """SIGINT or SIGTERM arrived; a checkpoint was written."""
+
+  def __init__(self, signum: int, checkpoint: str):
+    super().__init__(f'stopped by signal {signum}; checkpoint {checkpoint} '
+                     'written; rerun the same command to resume')
+    self.signum = signum
+
+
+def mean_and_ci95(values) -> tuple:
+  """Mean and 95% confidence half-width 1.96 * std / sqrt(n)."""
+  values = np.asarray(values, np.float64)
+  return (float(values.mean()),
+          float(1.96 * values.std() / math.sqrt(len(values))))
+
+
+def evaluate(eval_step: Callable, episodes: List[types.Episode]) -> dict:
+  """Mean query accuracy, its 95% CI and the mean loss over episodes."""
+  accuracies, losses = [], []
+  for episode in episodes:
+    loss, accuracy = eval_step(episode)
+    accuracies.append(float(accuracy))
+    losses.append(float(loss))
+  accuracy, ci95 = mean_and_ci95(accuracies)
+  return {'accuracy': accuracy, 'ci95': ci95,
+          'loss': float(np.mean(losses)), 'episodes': len(episodes)}
+
+
+def _check_workdir_config(path: str,
+                          config: config_lib.ExperimentConfig) -> None:
+  """Refuses to resume a run of a different experiment."""
+  if not os.path.exists(path):
+    return
+  previous = workdir_lib.load_config(os.path.dirname(path))
+  for part in ('episode', 'learner', 'meta_learner', 'inner_loop'):
+    if getattr(previous, part) != getattr(config, part):
+      raise ValueError(
+          f'workdir={os.path.dirname(path)!r} holds a run with a different '
+          f'{part} config ({getattr(previous, part)} vs '
+          f'{getattr(config, part)}); use a new --workdir')
+
+
+class _SignalFlag:
+  """Turns SIGINT/SIGTERM into a flag checked between steps."""
+
+  def __init__(self):
+    self.signum = None
+    self._previous = {}
+
+  def __enter__(self):
+    for signum in (signal.SIGINT, signal.SIGTERM):
+      try:
+        self._previous[signum] = signal.signal(signum, self._handle)
+      except ValueError:  # Not the main thread: leave signals alone.
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signum = signum
+
+  def __exit__(self, *exc):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+
+
+def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
+                       flags_text: Optional[str] = None) -> dict:
+  """Meta-trains, validates, tests the best checkpoint and exports it.
+
+  Args:
+    config: validated experiment config.
+    workdir: run directory (see `workdir.py`); an existing run is resumed.
+    flags_text: the command line as a flagfile, saved beside the results.
+
+  Returns:
+    The results dict also written to WORKDIR/results.json.
+
+  Raises:
+    TrainingDivergedError: NaN/Inf meta-loss (the last good checkpoint stays).
+    TrainingInterrupted: SIGINT/SIGTERM (after writing a checkpoint).
+    ValueError: bad config or data (before any training).
+  """
+  config.validate()
+  train_cfg = config.train
+  os.makedirs(workdir, exist_ok=True)
+  config_path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
+  _check_workdir_config(config_path, config)
+  workdir_lib.write_json(config_path, config.to_dict())
+  if flags_text is not None:
+    workdir_lib.write_atomic(os.path.join(workdir, workdir_lib.FLAGS_FILE),
+                             flags_text)
+
+  keras.utils.set_random_seed(train_cfg.seed)
+  if train_cfg.deterministic:
+    tf.config.experimental.enable_op_determinism()
+
+  # Data first: every data error surfaces before any training.
+  pools = splits.make_class_pools(config.data)
+  for name in ('meta_train', 'meta_valid', 'meta_test'):
+    episodes_lib.validate_episode_config(getattr(pools, name), config.episode,
+                                         name)
+  valid_episodes = list(episodes_lib.make_eval_dataset(
+      pools.meta_valid, config.episode, train_cfg.eval_episodes, VALID_SEED,
+      name='meta_valid'))
+
+  layer = workdir_lib.make_layer(config)
+  optimizer = keras.optimizers.Adam(train_cfg.learning_rate)
+  optimizer.build(layer.trainable_variables)
+  state = tf.train.Checkpoint(
+      layer=layer, optimizer=optimizer,
+      step=tf.Variable(0, dtype=tf.int64),
+      best_valid_accuracy=tf.Variable(-1.0, dtype=tf.float64),
+      best_step=tf.Variable(-1, dtype=tf.int64),
+      train_seconds=tf.Variable(0.0, dtype=tf.float64))
+  manager = tf.train.CheckpointManager(
+      state, os.path.join(workdir, workdir_lib.CHECKPOINT_DIR),
+      max_to_keep=train_cfg.keep_checkpoints)
+  best_manager = tf.train.CheckpointManager(
+      tf.train.Checkpoint(layer=layer),
+      os.path.join(workdir, workdir_lib.BEST_DIR), max_to_keep=1)
+  if manager.latest_checkpoint:
+    state.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    logging.info('Resumed from %s at step %d.', manager.latest_checkpoint,
+                 int(state.step))
+  start_step = int(state.step)
+
+  train_step = train_steps.make_meta_train_step(
+      layer, optimizer, config.inner_loop, train_cfg.clip_norm,
+      jit_compile=train_cfg.jit_compile)
+  eval_step = train_steps.make_eval_step(layer, config.inner_loop,
+                                         jit_compile=train_cfg.jit_compile)
+  diagnostics_step = train_steps.make_diagnostics_step(layer,
+                                                       config.inner_loop)
+  writer = summaries.Writer(os.path.join(workdir, workdir_lib.LOG_DIR))
+  if start_step == 0:
+    writer.hparams(config)
+    writer.episode_images(0, valid_episodes[0])
+
+  dataset = episodes_lib.make_episode_dataset(
+      pools.meta_train, config.episode, train_cfg.meta_batch_size,
+      train_cfg.seed, start_index=start_step * train_cfg.meta_batch_size)
+  progress = keras.utils.Progbar(
+      train_cfg.max_steps, verbose=0 if train_cfg.quiet else 1,
+      stateful_metrics=['loss', 'acc', 'valid_acc', 'episodes/s'])
+  progress.update(start_step)
+
+  window: List[dict] = []
+  window_start = time.perf_counter()
+  session_start = time.perf_counter()
+  base_seconds = float(state.train_seconds)
+  last_valid = float(state.best_valid_accuracy)
+
+  def elapsed() -> float:
+    return base_seconds + time.perf_counter() - session_start
+
+  def save_checkpoint() -> str:
+    state.train_seconds.assign(elapsed())
+    return manager.save(checkpoint_number=int(state.step))
+
+  with _SignalFlag() as interrupt:
+    iterator = iter(dataset)
+    step = start_step
+    while step < train_cfg.max_steps:
+      if (train_cfg.max_train_seconds and
+          elapsed() >= train_cfg.max_train_seconds):
+        logging.info('Time budget of %.0f s reached at step %d.',
+                     train_cfg.max_train_seconds, step)
+        break
+      metrics = train_step(next(iterator))
+      loss = float(metrics['loss'])
+      if not math.isfinite(loss):
+        raise TrainingDivergedError(
+            f'meta-loss is {loss} at step {step + 1}; stopping. The last '
+            f'good checkpoint ({manager.latest_checkpoint}) is kept; try a '
+            'lower --learning_rate or --clip_norm.')
+      step += 1
+      state.step.assign(step)
+      window.append({k: v.numpy() for k, v in metrics.items()})
+
+      if step % train_cfg.log_every == 0 or step == train_cfg.max_steps:
+        now = time.perf_counter()
+        mean = {k: np.mean([w[k] for w in window], axis=0)
+                for k in window[0]}
+        writer.train_scalars(step, mean, train_cfg.learning_rate,
+                             len(window) * train_cfg.meta_batch_size /
+                             max(now - window_start, 1e-9))
+        writer.gate_histograms(step, diagnostics_step(valid_episodes[0]))
+        window, window_start = [], time.perf_counter()
+
+      if step % train_cfg.eval_every == 0 or step == train_cfg.max_steps:
+        valid = evaluate(eval_step, valid_episodes)
+        writer.valid_scalars(step, valid['accuracy'], valid['ci95'],
+                             valid['loss'])
+        last_valid = valid['accuracy']
+        if valid['accuracy'] > float(state.best_valid_accuracy):
+          state.best_valid_accuracy.assign(valid['accuracy'])
+          state.best_step.assign(step)
+          best_manager.save(checkpoint_number=step)
+        if train_cfg.quiet:
+          logging.info('step %d: loss %.4f, valid accuracy %.4f +- %.4f '
+                       '(best %.4f at %d), %.0f s', step, loss,
+                       valid['accuracy'], valid['ci95'],
+                       float(state.best_valid_accuracy),
+                       int(state.best_step), elapsed())
+
+      if step % train_cfg.checkpoint_every == 0:
+        save_checkpoint()
+      progress.update(step, values=[('loss', loss),
+                                    ('acc', float(metrics['accuracy'])),
+                                    ('valid_acc', last_valid)])
+      if interrupt.signum is not None:
+        writer.flush()
+        raise TrainingInterrupted(interrupt.signum, save_checkpoint())
+
+    if int(state.best_step) < 0 or step % train_cfg.eval_every:
+      # Stopped early (time budget) or never validated: validate now.
+      valid = evaluate(eval_step, valid_episodes)
+      writer.valid_scalars(step, valid['accuracy'], valid['ci95'],
+                           valid['loss'])
+      if valid['accuracy'] > float(state.best_valid_accuracy):
+        state.best_valid_accuracy.assign(valid['accuracy'])
+        state.best_step.assign(step)
+        best_manager.save(checkpoint_number=step)
+    save_checkpoint()
+  writer.flush()
+  train_seconds = float(state.train_seconds)
+
+  # Final test of the best checkpoint by validation accuracy.
+  tf.train.Checkpoint(layer=layer).read(
+      best_manager.latest_checkpoint).assert_existing_objects_matched(
+      ).expect_partial()
+  test_start = time.perf_counter()
+  test = evaluate(eval_step, episodes_lib.make_eval_dataset(
+      pools.meta_test, config.episode, train_cfg.test_episodes, TEST_SEED,
+      name='meta_test'))
+  results = {
+      'test_accuracy': test['accuracy'],
+      'test_ci95': test['ci95'],
+      'test_loss': test['loss'],
+      'test_episodes': test['episodes'],
+      'num_ways': config.episode.num_ways,
+      'num_shots': config.episode.num_shots,
+      'num_queries': config.episode.num_queries,
+      'inner_steps': config.inner_loop.inner_steps,
+      'second_order': config.inner_loop.second_order,
+      'split': config.data.split,
+      'steps': step,
+      'best_step': int(state.best_step),
+      'valid_accuracy': float(state.best_valid_accuracy),
+      'valid_episodes': len(valid_episodes),
+      'train_seconds': train_seconds,
+      'test_seconds': time.perf_counter() - test_start,
+      'best_checkpoint': best_manager.latest_checkpoint,
+      'seed': train_cfg.seed,
+  }
+  if train_cfg.export:
+    from meta_lstm_tf import export_lib  # pylint: disable=g-import-not-at-top
+    results['export_path'] = export_lib.export_adapt_and_classify(
+        layer, config, os.path.join(workdir, workdir_lib.EXPORT_DIR))
+  workdir_lib.write_json(os.path.join(workdir, workdir_lib.RESULTS_FILE),
+                         results)
+  logging.info('Results: %s', json.dumps(results, sort_keys=True))
+  return results

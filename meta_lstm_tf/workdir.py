@@ -1,0 +1,110 @@
+"""Layout of a training workdir, and restoring a trained meta-learner from it.
+
+    WORKDIR/config.json       the ExperimentConfig of the run
+    WORKDIR/flags.txt         the command-line flags of the run
+    WORKDIR/checkpoints/      tf.train.CheckpointManager: layer, optimizer,
+                              step, best validation accuracy (resume state)
+    WORKDIR/best/             the best checkpoint by validation accuracy
+                              (layer only)
+    WORKDIR/logs/             TensorBoard
+    WORKDIR/results.json      final test metrics
+    WORKDIR/export/<version>/ SavedModel for TF Serving
+"""
+
+import json
+import os
+import tempfile
+from typing import Optional, Tuple
+
+import tensorflow as tf
+
+from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import meta_lstm_layer
+
+CONFIG_FILE = 'config.json'
+FLAGS_FILE = 'flags.txt'
+RESULTS_FILE = 'results.json'
+CHECKPOINT_DIR = 'checkpoints'
+BEST_DIR = 'best'
+LOG_DIR = 'logs'
+EXPORT_DIR = 'export'
+
+
+def write_atomic(path: str, text: str) -> None:
+  """Writes text to path atomically (temporary file + rename)."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-')
+  try:
+    with os.fdopen(fd, 'w') as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def write_json(path: str, value) -> None:
+  write_atomic(path, json.dumps(value, indent=2, sort_keys=True) + '\n')
+
+
+def config_from_dict(value: dict) -> config_lib.ExperimentConfig:
+  """Inverse of `ExperimentConfig.to_dict()`."""
+  parts = {}
+  for field, cls in (('data', config_lib.DataConfig),
+                     ('episode', config_lib.EpisodeConfig),
+                     ('learner', config_lib.LearnerConfig),
+                     ('meta_learner', config_lib.MetaLearnerConfig),
+                     ('inner_loop', config_lib.InnerLoopConfig),
+                     ('train', config_lib.TrainConfig)):
+    kwargs = dict(value.get(field, {}))
+    for key, item in kwargs.items():
+      if isinstance(item, list):
+        kwargs[key] = tuple(item)
+    parts[field] = cls(**kwargs)
+  return config_lib.ExperimentConfig(**parts)
+
+
+def load_config(workdir: str) -> config_lib.ExperimentConfig:
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{path} not found: is {workdir!r} a training '
+                            'workdir?')
+  with open(path) as f:
+    return config_from_dict(json.load(f))
+
+
+def make_layer(config: config_lib.ExperimentConfig
+               ) -> meta_lstm_layer.MetaLSTMLayer:
+  """A freshly initialised meta-learner for this config."""
+  return meta_lstm_layer.MetaLSTMLayer.from_experiment(
+      config.learner, config.meta_learner, seed=config.train.seed,
+      name='meta_lstm')
+
+
+def restore_layer(workdir: str, checkpoint: Optional[str] = None
+                  ) -> Tuple[meta_lstm_layer.MetaLSTMLayer,
+                             config_lib.ExperimentConfig, str]:
+  """Restores the meta-learner of a training run.
+
+  Args:
+    workdir: the training workdir.
+    checkpoint: a checkpoint prefix; default the best checkpoint, else the
+      latest training checkpoint.
+
+  Returns:
+    (layer, config, checkpoint path restored).
+  """
+  config = load_config(workdir)
+  layer = make_layer(config)
+  if checkpoint is None:
+    checkpoint = (tf.train.latest_checkpoint(os.path.join(workdir, BEST_DIR)) or
+                  tf.train.latest_checkpoint(
+                      os.path.join(workdir, CHECKPOINT_DIR)))
+  if checkpoint is None:
+    raise FileNotFoundError(f'no checkpoint in {workdir!r}')
+  tf.train.Checkpoint(layer=layer).read(checkpoint).expect_partial()
+  return layer, config, checkpoint

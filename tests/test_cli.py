@@ -1,0 +1,84 @@
+"""Flags -> config: every config file parses, bad values name the flag."""
+
+import glob
+import os
+import subprocess
+import sys
+
+from absl import flags
+from absl.testing import parameterized
+import tensorflow as tf
+
+from meta_lstm_tf import cli
+from meta_lstm_tf import config as config_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(glob.glob(os.path.join(REPO, 'configs', '*.flags')))
+
+
+def parse(argv):
+  flag_values = flags.FlagValues()
+  cli.define_flags(flag_values)
+  flag_values(['prog'] + argv)
+  return flag_values
+
+
+class CliTest(tf.test.TestCase, parameterized.TestCase):
+
+  def test_all_configs_are_listed(self):
+    names = {os.path.basename(p) for p in CONFIGS}
+    self.assertTrue({'base.flags', 'mini.flags', 'omniglot_5w1s.flags',
+                     'omniglot_5w5s.flags', 'omniglot_20w1s.flags',
+                     'omniglot_20w5s.flags'} <= names)
+
+  @parameterized.parameters(*CONFIGS)
+  def test_config_file_parses_and_validates(self, path):
+    cwd = os.getcwd()
+    os.chdir(REPO)  # Nested --flagfile paths are relative to the repo root.
+    try:
+      flag_values = parse([f'--flagfile={path}'])
+    finally:
+      os.chdir(cwd)
+    config = cli.config_from_flags(flag_values)
+    self.assertIsInstance(config, config_lib.ExperimentConfig)
+    if 'omniglot_' in path:
+      ways, shots = os.path.basename(path)[len('omniglot_'):-6].split('w')
+      self.assertEqual(config.episode.num_ways, int(ways))
+      self.assertEqual(config.episode.num_shots, int(shots[:-1]))
+      self.assertEqual(config.inner_loop.inner_steps,
+                       12 if shots == '1s' else 8)
+
+  @parameterized.parameters(
+      ('--num_ways=1', 'num_ways=1'),
+      ('--num_shots=0', 'num_shots=0'),
+      ('--inner_steps=-3', 'inner_steps=-3'),
+      ('--learning_rate=0', 'learning_rate=0.0'),
+      ('--meta_batch_size=0', 'meta_batch_size=0'),
+      ('--image_size=8', 'num_blocks=4'),
+      ('--clip_norm=-1', 'clip_norm=-1.0'),
+  )
+  def test_bad_value_names_the_flag(self, arg, expected):
+    flag_values = parse(['--workdir=/tmp/x', arg])
+    with self.assertRaisesRegex(ValueError, expected):
+      cli.config_from_flags(flag_values)
+
+  def test_unknown_split_is_rejected_by_the_parser(self):
+    with self.assertRaisesRegex(flags.IllegalFlagValueError, 'split'):
+      parse(['--split=bogus'])
+
+  def test_flags_as_text_round_trips(self):
+    flag_values = parse(['--workdir=/tmp/x', '--num_ways=20', '--second_order'])
+    text = cli.flags_as_text(flag_values)
+    path = os.path.join(self.get_temp_dir(), 'f.flags')
+    with open(path, 'w') as f:
+      f.write(text)
+    again = cli.config_from_flags(parse([f'--flagfile={path}']))
+    self.assertEqual(again, cli.config_from_flags(flag_values))
+
+  def test_main_exits_non_zero_naming_the_flag(self):
+    result = subprocess.run(
+        [sys.executable, '-m', 'meta_lstm_tf.main', '--workdir=/tmp/unused',
+         '--num_ways=1'], capture_output=True, text=True, cwd=REPO,
+        timeout=120, check=False)
+    self.assertNotEqual(result.returncode, 0)
+    self.assertIn('num_ways=1', result.stderr)

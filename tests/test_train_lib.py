@@ -1,0 +1,120 @@
+"""train_and_evaluate on small synthetic pools: results, resume, failures."""
+
+import json
+import tempfile
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import train_lib
+from meta_lstm_tf.data import splits
+
+
+def synthetic_pools(num_classes=12, drawings=6, size=8, seed=0, nan=False):
+  """Each class is a fixed random pattern plus noise: learnable episodes."""
+  rng = np.random.default_rng(seed)
+
+  def pool(offset, count):
+    patterns = rng.uniform(size=(count, 1, size, size, 1))
+    images = np.clip(patterns + 0.2 * rng.normal(
+        size=(count, drawings, size, size, 1)), 0, 1).astype(np.float32)
+    if nan:
+      images[:] = np.nan
+    names = tuple(f'synthetic/character{offset + i:02d}' for i in range(count))
+    return splits.ClassPool(tf.constant(images), names)
+
+  return splits.ClassPools(pool(0, num_classes), pool(100, num_classes),
+                           pool(200, num_classes))
+
+
+def tiny_config(**train_overrides):
+  train = dict(max_steps=6, eval_every=3, eval_episodes=4, test_episodes=5,
+               checkpoint_every=2, log_every=2, quiet=True, export=False,
+               seed=3, deterministic=True)
+  train.update(train_overrides)
+  return config_lib.ExperimentConfig(
+      data=config_lib.DataConfig(image_size=8),
+      episode=config_lib.EpisodeConfig(num_ways=3, num_shots=1,
+                                       num_queries=2),
+      learner=config_lib.LearnerConfig(num_ways=3, num_filters=4,
+                                       num_blocks=2, image_size=8),
+      meta_learner=config_lib.MetaLearnerConfig(hidden_size=4),
+      inner_loop=config_lib.InnerLoopConfig(inner_steps=2),
+      train=config_lib.TrainConfig(**train)).validate()
+
+
+class TrainLibTest(tf.test.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self._original = splits.make_class_pools
+    self.pools = synthetic_pools()
+    splits.make_class_pools = lambda data_config: self.pools
+
+  def tearDown(self):
+    splits.make_class_pools = self._original
+    super().tearDown()
+
+  def test_results_and_run_records(self):
+    workdir = tempfile.mkdtemp(dir=self.get_temp_dir())
+    results = train_lib.train_and_evaluate(tiny_config(), workdir, '--x=1\n')
+    with open(os.path.join(workdir, 'results.json')) as f:
+      on_disk = json.load(f)
+    self.assertEqual(on_disk, json.loads(json.dumps(results)))
+    for key in ('test_accuracy', 'test_ci95', 'test_episodes', 'num_ways',
+                'num_shots', 'inner_steps', 'steps', 'best_step',
+                'valid_accuracy', 'train_seconds'):
+      self.assertIn(key, results)
+    self.assertBetween(results['test_accuracy'], 0.0, 1.0)
+    self.assertBetween(results['test_ci95'], 0.0, 1.0)
+    self.assertEqual(results['test_episodes'], 5)
+    self.assertEqual(results['steps'], 6)
+    self.assertIn(results['best_step'], (3, 6))
+    self.assertTrue(os.path.exists(os.path.join(workdir, 'config.json')))
+    self.assertTrue(os.path.exists(os.path.join(workdir, 'flags.txt')))
+    self.assertNotEmpty(tf.io.gfile.glob(os.path.join(workdir, 'logs', 'train',
+                                                      'events*')))
+
+  def test_resume_equals_uninterrupted(self):
+    full_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
+    full = train_lib.train_and_evaluate(tiny_config(), full_dir)
+    part_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
+    train_lib.train_and_evaluate(tiny_config(max_steps=4), part_dir)
+    resumed = train_lib.train_and_evaluate(tiny_config(), part_dir)
+    for key in ('test_accuracy', 'test_loss', 'valid_accuracy', 'best_step',
+                'steps'):
+      self.assertEqual(resumed[key], full[key], msg=key)
+
+  def test_nan_loss_stops_and_keeps_last_good_checkpoint(self):
+    workdir = tempfile.mkdtemp(dir=self.get_temp_dir())
+    train_lib.train_and_evaluate(tiny_config(max_steps=2), workdir)
+    self.pools = synthetic_pools(nan=True)
+    with self.assertRaisesRegex(train_lib.TrainingDivergedError,
+                                r'meta-loss is nan at step 3.*ckpt-2'):
+      train_lib.train_and_evaluate(tiny_config(), workdir)
+    self.assertEqual(tf.train.latest_checkpoint(
+        os.path.join(workdir, 'checkpoints')),
+                     os.path.join(workdir, 'checkpoints', 'ckpt-2'))
+
+  def test_refuses_workdir_of_another_experiment(self):
+    workdir = tempfile.mkdtemp(dir=self.get_temp_dir())
+    train_lib.train_and_evaluate(tiny_config(max_steps=2), workdir)
+    other = tiny_config(max_steps=2)
+    other = other.__class__(**{**other.__dict__, 'inner_loop':
+                               config_lib.InnerLoopConfig(inner_steps=3)})
+    with self.assertRaisesRegex(ValueError, 'inner_loop'):
+      train_lib.train_and_evaluate(other, workdir)
+
+  def test_episode_too_big_for_pool_fails_before_training(self):
+    self.pools = synthetic_pools(drawings=2)
+    workdir = tempfile.mkdtemp(dir=self.get_temp_dir())
+    with self.assertRaisesRegex(ValueError, 'num_shots|num_queries|drawings'):
+      train_lib.train_and_evaluate(tiny_config(), workdir)
+    self.assertFalse(os.path.exists(os.path.join(workdir, 'checkpoints')))
+
+  def test_mean_and_ci95(self):
+    mean, ci = train_lib.mean_and_ci95([0.0, 1.0, 0.0, 1.0])
+    self.assertAlmostEqual(mean, 0.5)
+    self.assertAlmostEqual(ci, 1.96 * 0.5 / 2)
