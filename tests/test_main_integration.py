@@ -1,0 +1,114 @@
+"""The main job end to end on the real Omniglot background/evaluation sets.
+
+Needs OMNIGLOT_DIR (CI sets it to ../shared/data/omniglot); skipped otherwise.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OMNIGLOT_DIR = os.environ.get('OMNIGLOT_DIR')
+if OMNIGLOT_DIR and not os.path.isabs(OMNIGLOT_DIR):
+  OMNIGLOT_DIR = os.path.join(REPO, OMNIGLOT_DIR)
+
+pytestmark = pytest.mark.skipif(
+    not OMNIGLOT_DIR or not os.path.isdir(OMNIGLOT_DIR),
+    reason='OMNIGLOT_DIR is not set to a local Omniglot copy')
+
+# Small but real: 5-way 1-shot on the lake split with the paper's learner.
+QUICK = ['--flagfile=configs/mini.flags', '--quiet', '--noexport',
+         '--max_train_seconds=0']
+
+
+def main_command(workdir, *extra):
+  # The flagfile first: later flags override it.
+  return [sys.executable, '-m', 'meta_lstm_tf.main', *QUICK,
+          f'--workdir={workdir}', f'--omniglot_dir={OMNIGLOT_DIR}', *extra]
+
+
+def run_main(workdir, *extra, timeout=600):
+  result = subprocess.run(main_command(workdir, *extra), cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout,
+                          check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(os.path.join(workdir, 'results.json')) as f:
+    return json.load(f)
+
+
+def wait_for(path, process, timeout=300):
+  deadline = time.time() + timeout
+  while not os.path.exists(path):
+    assert process.poll() is None, process.communicate()[1][-3000:]
+    assert time.time() < deadline, f'{path} never appeared'
+    time.sleep(0.2)
+
+
+def test_brief_training_beats_chance_on_held_out_classes():
+  workdir = tempfile.mkdtemp()
+  results = run_main(workdir, '--max_steps=150', '--inner_steps=5',
+                     '--eval_every=75', '--eval_episodes=30',
+                     '--test_episodes=100')
+  # Chance is 0.2; a broken meta-learner or learner stays near it.
+  assert results['test_accuracy'] > 0.45, results
+  assert results['valid_accuracy'] > 0.45, results
+  assert results['test_episodes'] == 100
+  assert 0 < results['test_ci95'] < 0.1
+
+
+RESUME = ('--deterministic', '--max_steps=20', '--inner_steps=3',
+          '--eval_every=10', '--eval_episodes=10', '--test_episodes=20',
+          '--checkpoint_every=5', '--log_every=5')
+
+
+def test_sigkill_and_resume_reproduces_uninterrupted_run():
+  full_dir = tempfile.mkdtemp()
+  full = run_main(full_dir, *RESUME)
+
+  killed_dir = tempfile.mkdtemp()
+  process = subprocess.Popen(main_command(killed_dir, *RESUME), cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+  wait_for(os.path.join(killed_dir, 'checkpoints', 'ckpt-10.index'), process)
+  process.send_signal(signal.SIGKILL)
+  process.wait(timeout=60)
+  assert not os.path.exists(os.path.join(killed_dir, 'results.json'))
+  resumed = run_main(killed_dir, *RESUME)
+  for key in ('test_accuracy', 'test_ci95', 'test_loss', 'valid_accuracy',
+              'best_step', 'steps'):
+    assert resumed[key] == full[key], (key, resumed[key], full[key])
+
+
+def test_sigterm_writes_a_checkpoint_and_exits():
+  workdir = tempfile.mkdtemp()
+  process = subprocess.Popen(
+      main_command(workdir, '--max_steps=100000', '--inner_steps=2',
+                   '--checkpoint_every=5', '--eval_every=1000',
+                   '--eval_episodes=5'),
+      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  wait_for(os.path.join(workdir, 'checkpoints', 'ckpt-5.index'), process)
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+  assert 'rerun the same command to resume' in stderr
+  checkpoints = os.listdir(os.path.join(workdir, 'checkpoints'))
+  steps = [int(name[len('ckpt-'):-len('.index')]) for name in checkpoints
+           if name.endswith('.index')]
+  assert max(steps) >= 5
+
+
+def test_missing_data_directory_fails_before_training():
+  workdir = tempfile.mkdtemp()
+  result = subprocess.run(
+      [sys.executable, '-m', 'meta_lstm_tf.main', f'--workdir={workdir}',
+       '--omniglot_dir=/nonexistent/omniglot', '--max_steps=1'],
+      cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode != 0
+  assert '/nonexistent/omniglot' in result.stderr
+  assert not os.path.exists(os.path.join(workdir, 'checkpoints'))
