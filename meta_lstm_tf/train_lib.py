@@ -54,16 +54,34 @@ def mean_and_ci95(values) -> tuple:
           float(1.96 * values.std() / math.sqrt(len(values))))
 
 
-def evaluate(eval_step: Callable, episodes: List[types.Episode]) -> dict:
-  """Mean query accuracy, its 95% CI and the mean loss over episodes."""
+EVAL_BATCH = 4
+
+
+def batch_episodes(episodes, batch_size: int = EVAL_BATCH):
+  """Groups single episodes into stacked batches (the last may be smaller)."""
+  if isinstance(episodes, tf.data.Dataset):
+    return list(episodes.batch(batch_size))
+  episodes = list(episodes)
+  return [tf.nest.map_structure(lambda *x: tf.stack(x),
+                                *episodes[i:i + batch_size])
+          for i in range(0, len(episodes), batch_size)]
+
+
+def evaluate(eval_step: Callable, batches: List[types.Episode]) -> dict:
+  """Mean query accuracy, its 95% CI and the mean loss over episodes.
+
+  Args:
+    eval_step: `train_steps.make_eval_step(...)`.
+    batches: episodes stacked in batches (`batch_episodes`).
+  """
   accuracies, losses = [], []
-  for episode in episodes:
-    loss, accuracy = eval_step(episode)
-    accuracies.append(float(accuracy))
-    losses.append(float(loss))
+  for batch in batches:
+    loss, accuracy = eval_step(batch)
+    accuracies.extend(accuracy.numpy().tolist())
+    losses.extend(loss.numpy().tolist())
   accuracy, ci95 = mean_and_ci95(accuracies)
   return {'accuracy': accuracy, 'ci95': ci95,
-          'loss': float(np.mean(losses)), 'episodes': len(episodes)}
+          'loss': float(np.mean(losses)), 'episodes': len(accuracies)}
 
 
 def _check_workdir_config(path: str,
@@ -140,9 +158,10 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
   for name in ('meta_train', 'meta_valid', 'meta_test'):
     episodes_lib.validate_episode_config(getattr(pools, name), config.episode,
                                          name)
-  valid_episodes = list(episodes_lib.make_eval_dataset(
+  valid_episodes = batch_episodes(episodes_lib.make_eval_dataset(
       pools.meta_valid, config.episode, train_cfg.eval_episodes, VALID_SEED,
       name='meta_valid'))
+  first_valid = tf.nest.map_structure(lambda x: x[0], valid_episodes[0])
 
   layer = workdir_lib.make_layer(config)
   optimizer = keras.optimizers.Adam(train_cfg.learning_rate)
@@ -175,7 +194,7 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
   writer = summaries.Writer(os.path.join(workdir, workdir_lib.LOG_DIR))
   if start_step == 0:
     writer.hparams(config)
-    writer.episode_images(0, valid_episodes[0])
+    writer.episode_images(0, first_valid)
 
   dataset = episodes_lib.make_episode_dataset(
       pools.meta_train, config.episode, train_cfg.meta_batch_size,
@@ -225,7 +244,7 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
         writer.train_scalars(step, mean, train_cfg.learning_rate,
                              len(window) * train_cfg.meta_batch_size /
                              max(now - window_start, 1e-9))
-        writer.gate_histograms(step, diagnostics_step(valid_episodes[0]))
+        writer.gate_histograms(step, diagnostics_step(first_valid))
         window, window_start = [], time.perf_counter()
 
       if step % train_cfg.eval_every == 0 or step == train_cfg.max_steps:
@@ -271,9 +290,9 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
       best_manager.latest_checkpoint).assert_existing_objects_matched(
       ).expect_partial()
   test_start = time.perf_counter()
-  test = evaluate(eval_step, episodes_lib.make_eval_dataset(
+  test = evaluate(eval_step, batch_episodes(episodes_lib.make_eval_dataset(
       pools.meta_test, config.episode, train_cfg.test_episodes, TEST_SEED,
-      name='meta_test'))
+      name='meta_test')))
   results = {
       'test_accuracy': test['accuracy'],
       'test_ci95': test['ci95'],
@@ -288,7 +307,7 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
       'steps': step,
       'best_step': int(state.best_step),
       'valid_accuracy': float(state.best_valid_accuracy),
-      'valid_episodes': len(valid_episodes),
+      'valid_episodes': train_cfg.eval_episodes,
       'train_seconds': train_seconds,
       'test_seconds': time.perf_counter() - test_start,
       'best_checkpoint': best_manager.latest_checkpoint,

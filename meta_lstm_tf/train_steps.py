@@ -92,24 +92,31 @@ def make_meta_train_step(
         'input_gate_mean': mean_of('input_gate_mean'),
     }
 
-  return tf.function(step, jit_compile=jit_compile, reduce_retracing=True)
+  return tf.function(step, jit_compile=jit_compile)
 
 
 def make_eval_step(layer: meta_lstm_layer.MetaLSTMLayer,
                    inner_config: config_lib.InnerLoopConfig,
                    jit_compile: bool = False):
-  """Builds the compiled evaluation step: episode -> (loss, accuracy).
+  """Builds the compiled evaluation step.
 
-  Uses non-transductive batch norm (the episode's running support statistics)
-  unless `inner_config.transductive`.
+  The step takes a batch of E episodes (leading axis) and returns per-episode
+  (loss [E], accuracy [E]). The E adaptations are independent, so the runtime
+  overlaps them on the available cores. Uses non-transductive batch norm (the
+  episode's running support statistics) unless `inner_config.transductive`.
   """
 
-  def step(episode: types.Episode):
-    loss, accuracy, _ = episode_loss(layer, episode, inner_config,
-                                     training=False)
-    return loss, accuracy
+  def step(episodes: types.Episode):
+    losses, accuracies = [], []
+    for e in range(episodes.support_images.shape[0]):
+      episode = tf.nest.map_structure(lambda x, e=e: x[e], episodes)
+      loss, accuracy, _ = episode_loss(layer, episode, inner_config,
+                                       training=False)
+      losses.append(loss)
+      accuracies.append(accuracy)
+    return tf.stack(losses), tf.stack(accuracies)
 
-  return tf.function(step, jit_compile=jit_compile, reduce_retracing=True)
+  return tf.function(step, jit_compile=jit_compile)
 
 
 def make_diagnostics_step(layer: meta_lstm_layer.MetaLSTMLayer,
@@ -121,4 +128,4 @@ def make_diagnostics_step(layer: meta_lstm_layer.MetaLSTMLayer,
                                 record_gates=True)
     return result
 
-  return tf.function(step, reduce_retracing=True)
+  return tf.function(step)
