@@ -46,7 +46,7 @@ def support_loss_and_gradient(params: tf.Tensor, images: tf.Tensor,
     tape.watch(params)
     logits, batch_stats = learner.apply(
         learner.unflatten(params, learner.param_spec(learner_config)), images,
-        learner_config)
+        learner_config, twice_differentiable=second_order)
     loss, _ = learner.loss_and_accuracy(logits, labels)
   grad = tape.gradient(loss, params)
   return loss, grad, tf.nest.map_structure(tf.stop_gradient, batch_stats)
@@ -121,7 +121,7 @@ def adapt(weights: meta_lstm_cell.MetaLSTMWeights, initial_params: tf.Tensor,
   final_logits, final_stats = learner.apply(
       learner.unflatten(tf.stop_gradient(state.params),
                         learner.param_spec(learner_config)),
-      support_images, learner_config)
+      support_images, learner_config, twice_differentiable=False)
   final_loss, _ = learner.loss_and_accuracy(final_logits, support_labels)
   losses = losses.write(inner_steps, final_loss)
   stats = learner.accumulate_bn_stats(
@@ -152,5 +152,6 @@ def query_logits(result: types.AdaptationResult, query_images: tf.Tensor,
     bn_stats = result.bn_stats
   logits, _ = learner.apply(
       learner.unflatten(result.params, learner.param_spec(learner_config)),
-      query_images, learner_config, bn_stats=bn_stats)
+      query_images, learner_config, bn_stats=bn_stats,
+      twice_differentiable=False)
   return logits

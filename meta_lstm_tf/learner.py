@@ -115,18 +115,42 @@ def accumulate_bn_stats(running: types.BatchNormStats,
 
 
 def batch_norm(x: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor,
-               epsilon: float, stats=None):
-  """Batch norm over [S, H, W] with exact second derivatives.
+               epsilon: float, stats=None, twice_differentiable: bool = True):
+  """Batch norm over [S, H, W].
+
+  Two implementations of the same function:
+  * `twice_differentiable=True`: plain ops, the variance taken around the
+    batch mean *without* `stop_gradient` (unlike `tf.nn.moments`), so second
+    derivatives are exact. Used wherever a gradient is differentiated again
+    (second-order support passes).
+  * otherwise (float32): `tf.compat.v1.nn.fused_batch_norm` (FusedBatchNormV3), one op forward and one
+    backward, with exact first derivatives. Used for first-order support
+    passes, query passes and evaluation, where nothing differentiates the
+    gradient again.
 
   Args:
     x: [S, H, W, F].
     scale, offset: [F].
     epsilon: variance epsilon.
     stats: optional (mean, variance) to normalise with instead of the batch's.
+    twice_differentiable: see above.
 
   Returns:
-    (normalised x, (batch mean, batch variance)).
+    (normalised x, (batch mean, biased batch variance)).
   """
+  if not twice_differentiable and x.dtype == tf.float32:
+    if stats is None:
+      y, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
+          x, scale, offset, epsilon=epsilon, is_training=True)
+      # The fused op reports the Bessel-corrected variance; normalisation
+      # itself uses the biased one, which is what the running stats hold.
+      n = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), x.dtype)
+      return y, (mean, unbiased * (n - 1.0) / n)
+    y, _, _ = tf.compat.v1.nn.fused_batch_norm(x, scale, offset, mean=stats[0],
+                                     variance=stats[1], epsilon=epsilon,
+                                     is_training=False)
+    mean = tf.reduce_mean(x, axis=[0, 1, 2])
+    return y, (mean, tf.reduce_mean(tf.square(x - mean), axis=[0, 1, 2]))
   mean = tf.reduce_mean(x, axis=[0, 1, 2])
   # No stop_gradient on the mean here: tf.nn.moments' variant makes
   # second-order meta-gradients wrong.
@@ -138,7 +162,8 @@ def batch_norm(x: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor,
 
 def apply(params: dict, images: tf.Tensor,
           config: config_lib.LearnerConfig,
-          bn_stats: Optional[types.BatchNormStats] = None):
+          bn_stats: Optional[types.BatchNormStats] = None,
+          twice_differentiable: bool = True):
   """Runs the learner.
 
   Args:
@@ -148,6 +173,8 @@ def apply(params: dict, images: tf.Tensor,
     bn_stats: None to normalise with the batch's own statistics (support
       passes, meta-training queries, transductive evaluation); else the
       episode's running statistics (non-transductive evaluation).
+    twice_differentiable: whether second derivatives through this pass must
+      be exact (see `batch_norm`); False allows the fused batch norm.
 
   Returns:
     (logits [S, N], batch statistics `types.BatchNormStats` of this pass with
@@ -156,14 +183,16 @@ def apply(params: dict, images: tf.Tensor,
   x = images
   means, variances = [], []
   for block in range(1, config.num_blocks + 1):
-    x = tf.nn.conv2d(x, params[f'conv{block}/kernel'], strides=1,
-                     padding='SAME') + params[f'conv{block}/bias']
+    x = tf.nn.bias_add(tf.nn.conv2d(x, params[f'conv{block}/kernel'],
+                                    strides=1, padding='SAME'),
+                       params[f'conv{block}/bias'])
     stats = None
     if bn_stats is not None:
       stats = (bn_stats.means[block - 1], bn_stats.variances[block - 1])
     x, (mean, variance) = batch_norm(x, params[f'bn{block}/scale'],
                                      params[f'bn{block}/offset'],
-                                     config.bn_epsilon, stats)
+                                     config.bn_epsilon, stats,
+                                     twice_differentiable)
     means.append(mean)
     variances.append(variance)
     x = tf.nn.relu(x)

@@ -77,11 +77,18 @@ def initial_state(params: tf.Tensor, hidden_size: int) -> MetaLSTMState:
   return MetaLSTMState(zeros_h, zeros_h, zeros_p, zeros_p, params)
 
 
-def lstm_step(weights: MetaLSTMWeights, inputs: tf.Tensor, h: tf.Tensor,
-              c: tf.Tensor):
-  """Layer 1: one standard LSTM step. Returns (h_t, c_t), each [P, D]."""
-  z = (tf.matmul(inputs, weights.lstm_kernel) +
-       tf.matmul(h, weights.lstm_recurrent_kernel) + weights.lstm_bias)
+def lstm_step(weights: MetaLSTMWeights, grad_features: tf.Tensor,
+              loss_features: tf.Tensor, h: tf.Tensor, c: tf.Tensor):
+  """Layer 1: one standard LSTM step. Returns (h_t, c_t), each [P, D].
+
+  The input x_t = [grad_features [P, 2], loss_features [2]] is never
+  materialised: the loss is the same for every coordinate, so its input
+  weights fold into the bias.
+  """
+  bias = tf.linalg.matvec(weights.lstm_kernel[2:], loss_features,
+                          transpose_a=True) + weights.lstm_bias
+  z = (tf.matmul(grad_features, weights.lstm_kernel[:2]) +
+       tf.matmul(h, weights.lstm_recurrent_kernel) + bias)
   a_i, a_f, a_g, a_o = tf.split(z, 4, axis=-1)
   c_new = tf.sigmoid(a_f) * c + tf.sigmoid(a_i) * tf.tanh(a_g)
   h_new = tf.sigmoid(a_o) * tf.tanh(c_new)
@@ -93,8 +100,9 @@ def gates(weights: MetaLSTMWeights, h: tf.Tensor, params: tf.Tensor,
   """Layer 2 gates f_t, i_t (each [P]) from [h_t, theta_{t-1}, gate_{t-1}]."""
   hidden = h.shape[-1]
   wf, wi = weights.forget_kernel, weights.input_kernel
-  h_f = tf.linalg.matvec(h, wf[:hidden])
-  h_i = tf.linalg.matvec(h, wi[:hidden])
+  # One [P, D] x [D, 2] product for both gates' hidden-state terms.
+  h_f, h_i = tf.unstack(
+      tf.matmul(h, tf.stack([wf[:hidden], wi[:hidden]], axis=1)), axis=1)
   forget_gate = tf.sigmoid(h_f + params * wf[hidden] +
                            prev_forget * wf[hidden + 1] + weights.forget_bias)
   input_gate = tf.sigmoid(h_i + params * wi[hidden] +
@@ -120,9 +128,8 @@ def meta_lstm_step(weights: MetaLSTMWeights, state: MetaLSTMState,
   loss = tf.cast(loss, grad.dtype)
   grad_features = preprocessing.preprocess(grad, preprocess_p)  # [P, 2]
   loss_features = preprocessing.preprocess(loss, preprocess_p)  # [2]
-  loss_features = tf.broadcast_to(loss_features, tf.shape(grad_features))
-  inputs = tf.concat([grad_features, loss_features], axis=-1)  # [P, 4]
-  h, c = lstm_step(weights, inputs, state.lstm_h, state.lstm_c)
+  h, c = lstm_step(weights, grad_features, loss_features, state.lstm_h,
+                   state.lstm_c)
   forget_gate, input_gate = gates(weights, h, state.params, state.forget_gate,
                                   state.input_gate)
   params = forget_gate * state.params - input_gate * grad

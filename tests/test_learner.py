@@ -94,3 +94,26 @@ class LearnerTest(tf.test.TestCase):
     expected = -np.mean([log_p[0, 0], log_p[1, 1], log_p[2, 1]])
     self.assertAllClose(loss, expected)
     self.assertAllClose(accuracy, 2 / 3)
+
+
+class FusedBatchNormTest(tf.test.TestCase):
+
+  def test_fused_and_exact_agree_in_value_stats_and_gradient(self):
+    cfg = config_lib.LearnerConfig(num_filters=4, num_blocks=2, image_size=8,
+                                   num_ways=3)
+    spec = learner.param_spec(cfg)
+    flat = learner.flatten(learner.init_params(cfg, seed=1), spec)
+    images = tf.random.stateless_uniform([6, 8, 8, 1], seed=[3, 4])
+    labels = tf.constant([0, 1, 2, 0, 1, 2])
+    outputs = {}
+    for twice in (True, False):
+      with tf.GradientTape() as tape:
+        tape.watch(flat)
+        logits, stats = learner.apply(learner.unflatten(flat, spec), images,
+                                      cfg, twice_differentiable=twice)
+        loss, _ = learner.loss_and_accuracy(logits, labels)
+      evaluated, _ = learner.apply(learner.unflatten(flat, spec), images, cfg,
+                                   bn_stats=stats, twice_differentiable=twice)
+      outputs[twice] = (logits, stats, tape.gradient(loss, flat), evaluated)
+    for exact, fused in zip(outputs[True], outputs[False]):
+      self.assertAllClose(exact, fused, rtol=2e-4, atol=2e-5)
