@@ -87,9 +87,15 @@ def lstm_step(weights: MetaLSTMWeights, grad_features: tf.Tensor,
   """
   bias = tf.linalg.matvec(weights.lstm_kernel[2:], loss_features,
                           transpose_a=True) + weights.lstm_bias
-  z = (tf.matmul(grad_features, weights.lstm_kernel[:2]) +
-       tf.matmul(h, weights.lstm_recurrent_kernel) + bias)
-  a_i, a_f, a_g, a_o = tf.split(z, 4, axis=-1)
+  inputs = tf.concat([grad_features, h], axis=-1)  # [P, 2 + D]
+  kernel = tf.concat([weights.lstm_kernel[:2], weights.lstm_recurrent_kernel],
+                     axis=0)  # [2 + D, 4D]
+  # One product per gate rather than one [P, 4D] product and a split: the
+  # column split of a [P, 4D] tensor is a slow strided copy.
+  a_i, a_f, a_g, a_o = (
+      tf.nn.bias_add(tf.matmul(inputs, k), b)
+      for k, b in zip(tf.split(kernel, 4, axis=1),
+                      tf.split(bias, 4)))
   c_new = tf.sigmoid(a_f) * c + tf.sigmoid(a_i) * tf.tanh(a_g)
   h_new = tf.sigmoid(a_o) * tf.tanh(c_new)
   return h_new, c_new
