@@ -59,6 +59,13 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   define('bool', 'transductive', d.inner_loop.transductive,
          'Evaluate with query-batch BN statistics (default: support '
          'statistics).')
+  define('float', 'bn_momentum', d.inner_loop.bn_momentum,
+         'How support passes fold into the running BN statistics: 1 keeps '
+         'the last pass (at theta_T), 0 averages all passes.')
+  define('enum', 'train_query_stats', d.inner_loop.train_query_stats,
+         'BN statistics of the query pass in meta-training: batch (original '
+         'code) or support (as at evaluation).',
+         enum_values=['batch', 'support'])
   # Training.
   t = d.train
   define('float', 'learning_rate', t.learning_rate, 'Adam learning rate.')
@@ -110,7 +117,9 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS
       meta_learner=config_lib.MetaLearnerConfig(hidden_size=f.hidden_size),
       inner_loop=config_lib.InnerLoopConfig(
           inner_steps=f.inner_steps, second_order=f.second_order,
-          transductive=f.transductive),
+          transductive=f.transductive,
+          bn_momentum=f.bn_momentum if f.bn_momentum else None,
+          train_query_stats=f.train_query_stats),
       train=config_lib.TrainConfig(
           learning_rate=f.learning_rate, clip_norm=f.clip_norm,
           meta_batch_size=f.meta_batch_size, max_steps=f.max_steps,

@@ -56,12 +56,14 @@ def adapt(weights: meta_lstm_cell.MetaLSTMWeights, initial_params: tf.Tensor,
           support_images: tf.Tensor, support_labels: tf.Tensor, *,
           learner_config: config_lib.LearnerConfig, inner_steps: int,
           second_order: bool = False, preprocess_p: float = 10.0,
+          bn_momentum: Optional[float] = 1.0,
           record_gates: bool = False) -> types.AdaptationResult:
   """Adapts the learner to a support set with T meta-LSTM steps.
 
   Batch-norm running statistics are reset at the start (every episode starts
-  fresh) and averaged over the T + 1 support passes (theta_0 .. theta_T; the
-  last pass is forward only and gives the final support loss).
+  fresh) and accumulated over the T + 1 support passes (theta_0 .. theta_T;
+  the last pass is forward only and gives the final support loss) with
+  `learner.accumulate_bn_stats(..., bn_momentum)`.
 
   Args:
     weights: meta-LSTM weights (`MetaLSTMLayer.meta_weights()`).
@@ -71,6 +73,7 @@ def adapt(weights: meta_lstm_cell.MetaLSTMWeights, initial_params: tf.Tensor,
     inner_steps: T.
     second_order: exact meta-gradients through the learner's gradient.
     preprocess_p: the preprocessing scale p.
+    bn_momentum: see `learner.accumulate_bn_stats` (1.0: the last pass).
     record_gates: also return the full [T, P] gates (for histograms).
 
   Returns:
@@ -106,7 +109,7 @@ def adapt(weights: meta_lstm_cell.MetaLSTMWeights, initial_params: tf.Tensor,
     if record_gates:
       forget_all = forget_all.write(t, tf.stop_gradient(state.forget_gate))
       input_all = input_all.write(t, tf.stop_gradient(state.input_gate))
-    stats = learner.accumulate_bn_stats(stats, batch_stats)
+    stats = learner.accumulate_bn_stats(stats, batch_stats, bn_momentum)
     return (t + 1, state, stats, losses, forget_means, input_means,
             forget_all, input_all)
 
@@ -125,7 +128,7 @@ def adapt(weights: meta_lstm_cell.MetaLSTMWeights, initial_params: tf.Tensor,
   final_loss, _ = learner.loss_and_accuracy(final_logits, support_labels)
   losses = losses.write(inner_steps, final_loss)
   stats = learner.accumulate_bn_stats(
-      stats, tf.nest.map_structure(tf.stop_gradient, final_stats))
+      stats, tf.nest.map_structure(tf.stop_gradient, final_stats), bn_momentum)
 
   if record_gates:
     forget_gates, input_gates = forget_all.stack(), input_all.stack()
@@ -140,15 +143,18 @@ def adapt(weights: meta_lstm_cell.MetaLSTMWeights, initial_params: tf.Tensor,
 
 def query_logits(result: types.AdaptationResult, query_images: tf.Tensor,
                  learner_config: config_lib.LearnerConfig, *,
-                 training: bool, transductive: bool = False) -> tf.Tensor:
+                 use_support_stats: bool) -> tf.Tensor:
   """Logits [Q_total, N] of the adapted learner on the query set.
 
-  Meta-training normalises the query batch with its own statistics (as the
-  original code); evaluation uses the episode's running support statistics
-  unless `transductive`.
+  Args:
+    result: `adapt`'s output.
+    query_images: [Q_total, H, W, C].
+    learner_config: learner shape.
+    use_support_stats: normalise with the episode's running support
+      statistics (non-transductive) instead of the query batch's own.
   """
   bn_stats: Optional[types.BatchNormStats] = None
-  if not training and not transductive:
+  if use_support_stats:
     bn_stats = result.bn_stats
   logits, _ = learner.apply(
       learner.unflatten(result.params, learner.param_spec(learner_config)),

@@ -99,14 +99,21 @@ def init_bn_stats(config: config_lib.LearnerConfig,
 
 
 def accumulate_bn_stats(running: types.BatchNormStats,
-                        batch: types.BatchNormStats) -> types.BatchNormStats:
-  """Cumulative average of per-pass batch statistics over support passes.
+                        batch: types.BatchNormStats,
+                        momentum: Optional[float] = None
+                        ) -> types.BatchNormStats:
+  """Folds one support pass's batch statistics into the running statistics.
 
-  The first pass replaces the (0, 1) reset values; pass n is weighted 1/n, so
-  after T passes the statistics are the mean of the T passes' statistics.
+  running <- running + w * (batch - running), with w = 1 / n for the n-th
+  pass when `momentum` is None (the mean over all passes) and
+  w = max(1 / n, momentum) otherwise (an exponential moving average; 1.0
+  keeps only the latest pass). The first pass always replaces the (0, 1)
+  reset values.
   """
   count = running.count + 1.0
   weight = 1.0 / count
+  if momentum is not None:
+    weight = tf.maximum(weight, tf.cast(momentum, count.dtype))
   means = tuple(m + weight * (b - m) for m, b in zip(running.means,
                                                       batch.means))
   variances = tuple(v + weight * (b - v)

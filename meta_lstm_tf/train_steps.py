@@ -21,6 +21,35 @@ from meta_lstm_tf import meta_lstm_layer
 from meta_lstm_tf import types
 
 
+def adapt_and_classify(layer: meta_lstm_layer.MetaLSTMLayer,
+                       support_images: tf.Tensor, support_labels: tf.Tensor,
+                       query_images: tf.Tensor,
+                       inner_config: config_lib.InnerLoopConfig, *,
+                       training: bool, record_gates: bool = False):
+  """Adapts the learner to a support set and classifies queries.
+
+  The one place that turns the inner-loop config into `adapt` and
+  `query_logits` arguments; training, evaluation and export all call it.
+
+  Returns:
+    (logits [Q_total, N], `types.AdaptationResult`).
+  """
+  result = inner_loop.adapt(
+      layer.meta_weights(), tf.convert_to_tensor(layer.initial_params),
+      support_images, support_labels, learner_config=layer.learner_cfg,
+      inner_steps=inner_config.inner_steps,
+      second_order=inner_config.second_order and training,
+      preprocess_p=layer.preprocess_p, bn_momentum=inner_config.bn_momentum,
+      record_gates=record_gates)
+  if training:
+    use_support_stats = inner_config.train_query_stats == 'support'
+  else:
+    use_support_stats = not inner_config.transductive
+  logits = inner_loop.query_logits(result, query_images, layer.learner_cfg,
+                                   use_support_stats=use_support_stats)
+  return logits, result
+
+
 def episode_loss(layer: meta_lstm_layer.MetaLSTMLayer, episode: types.Episode,
                  inner_config: config_lib.InnerLoopConfig, *, training: bool,
                  record_gates: bool = False):
@@ -29,15 +58,10 @@ def episode_loss(layer: meta_lstm_layer.MetaLSTMLayer, episode: types.Episode,
   Returns:
     (query loss [], query accuracy [], `types.AdaptationResult`).
   """
-  result = inner_loop.adapt(
-      layer.meta_weights(), tf.convert_to_tensor(layer.initial_params),
-      episode.support_images, episode.support_labels,
-      learner_config=layer.learner_cfg, inner_steps=inner_config.inner_steps,
-      second_order=inner_config.second_order and training,
-      preprocess_p=layer.preprocess_p, record_gates=record_gates)
-  logits = inner_loop.query_logits(result, episode.query_images,
-                                   layer.learner_cfg, training=training,
-                                   transductive=inner_config.transductive)
+  logits, result = adapt_and_classify(
+      layer, episode.support_images, episode.support_labels,
+      episode.query_images, inner_config, training=training,
+      record_gates=record_gates)
   loss, accuracy = learner.loss_and_accuracy(logits, episode.query_labels)
   return loss, accuracy, result
 

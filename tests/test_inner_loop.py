@@ -40,7 +40,8 @@ def query_loss(meta, data, second_order):
   result = inner_loop.adapt(weights, meta[-1], support, support_labels,
                             learner_config=TINY, inner_steps=STEPS,
                             second_order=second_order)
-  logits = inner_loop.query_logits(result, query, TINY, training=True)
+  logits = inner_loop.query_logits(result, query, TINY,
+                                   use_support_stats=False)
   return learner.loss_and_accuracy(logits, query_labels)[0]
 
 
@@ -117,9 +118,10 @@ class InnerLoopTest(tf.test.TestCase, parameterized.TestCase):
     other = tf.constant(np.random.default_rng(5).uniform(size=(4, 4, 4, 1)))
     spec = learner.param_spec(TINY)
 
-    def run(images):
+    def run(images, momentum=None):
       return inner_loop.adapt(weights, meta[-1], images, labels,
-                              learner_config=TINY, inner_steps=STEPS)
+                              learner_config=TINY, inner_steps=STEPS,
+                              bn_momentum=momentum)
 
     run(other)  # An earlier episode must leave no trace.
     result = run(support)
@@ -135,6 +137,14 @@ class InnerLoopTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(result.bn_stats.means[0], np.mean(means, axis=0))
     self.assertEqual(float(result.bn_stats.count), STEPS + 1)
     self.assertAllClose(result.params, state.params)
+    # momentum 1: the statistics of the last pass, at theta_T.
+    last = run(support, momentum=1.0)
+    self.assertAllClose(last.bn_stats.means[0], means[-1])
+    # momentum 0.5: an EMA whose first pass replaces the reset values.
+    ema = means[0]
+    for m in means[1:]:
+      ema = 0.5 * (ema + m)
+    self.assertAllClose(run(support, momentum=0.5).bn_stats.means[0], ema)
     del spec
 
   def test_support_loss_decreases_on_separable_episode(self):
