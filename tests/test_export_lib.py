@@ -1,0 +1,657 @@
+"""Tests for export_lib, export_main and the clients in export/.
+
+A tiny learner (4 filters, 2 blocks, 12 x 12 inputs, T = 2) keeps them fast;
+both SavedModels are exported once per test class. References are computed
+in-process with `train_steps.adapt_and_classify` (what evaluation runs) on
+images preprocessed as the training pipeline does (uint8 PNG pixels through
+`image_ops.preprocess_images`), so a match also shows that the served graph
+feeds the learner what training fed it.
+The real-data test (`saved_model_cli run` on an Omniglot episode) needs
+OMNIGLOT_DIR.
+"""
+
+import base64
+import importlib.util
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+from absl.testing import parameterized
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+
+from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import export_lib
+from meta_lstm_tf import train_steps
+from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf.data import image_ops
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable),
+                                'saved_model_cli')
+_NUM_WAYS = 5
+_CLASS_NAMES = ('alpha', 'beta', 'gamma', 'delta', 'epsilon')
+# Support folders number classes in sorted order; these sort as the labels
+# (relabelling changes the adaptation: theta_0 differs per output unit).
+_FOLDER_NAMES = tuple(f'{i}_{name}' for i, name in enumerate(_CLASS_NAMES))
+
+# Runs in a fresh interpreter that never imports meta_lstm_tf: loads both
+# SavedModels and runs every signature on the inputs of an .npz file.
+_RELOAD_SCRIPT = r'''
+import sys
+import numpy as np
+import tensorflow as tf
+model_dir, learner_dir, inputs_path, outputs_path = sys.argv[1:5]
+x = dict(np.load(inputs_path, allow_pickle=True))
+out = {}
+model = tf.saved_model.load(model_dir)
+for signature, suffix in (('serving_default', ''), ('encoded_images', '_png')):
+  result = model.signatures[signature](
+      support_images=tf.constant(x['support' + suffix]),
+      support_labels=tf.constant(x['labels']),
+      query_images=tf.constant(x['query' + suffix]))
+  for key, value in result.items():
+    out[signature + '/' + key] = value.numpy()
+learner = tf.saved_model.load(learner_dir)
+for signature, suffix in (('serving_default', ''), ('encoded_images', '_png')):
+  images = tf.constant(x['query' + suffix])
+  result = learner.signatures[signature](images=images)
+  for key, value in result.items():
+    out['learner/' + signature + '/' + key] = value.numpy()
+assert not any(m.startswith('meta_lstm_tf') for m in sys.modules)
+np.savez(outputs_path, **out)
+'''
+
+
+def _tiny_config(transductive=False) -> config_lib.ExperimentConfig:
+  return config_lib.ExperimentConfig(
+      data=config_lib.DataConfig(image_size=12),
+      episode=config_lib.EpisodeConfig(num_ways=_NUM_WAYS, num_queries=2),
+      learner=config_lib.LearnerConfig(num_ways=_NUM_WAYS, num_filters=4,
+                                       num_blocks=2, image_size=12),
+      inner_loop=config_lib.InnerLoopConfig(inner_steps=2,
+                                            transductive=transductive),
+  ).validate()
+
+
+def _natural_images(rng, num, size=20, channels=1) -> np.ndarray:
+  """uint8 [num, size, size, channels]: white background, dark strokes."""
+  images = np.full((num, size, size, 1), 255, np.uint8)
+  for image in images:
+    for _ in range(3):
+      row, col = rng.integers(2, size - 2, size=2)
+      length = rng.integers(3, size // 2)
+      if rng.random() < 0.5:
+        image[row, col:col + length] = rng.integers(0, 80)
+      else:
+        image[row:row + length, col] = rng.integers(0, 80)
+  return np.repeat(images, channels, axis=-1)
+
+
+def _png(image: np.ndarray) -> bytes:
+  buffer = io.BytesIO()
+  Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(
+      buffer, format='PNG')
+  return buffer.getvalue()
+
+
+def _pngs(images: np.ndarray) -> np.ndarray:
+  return np.array([_png(image) for image in images], dtype=object)
+
+
+def _reference_logits(layer, config, support_u8, labels, query_u8
+                      ) -> np.ndarray:
+  """What evaluation computes, on images preprocessed as the pipeline does."""
+  size = config.learner.image_size
+  logits, _ = train_steps.adapt_and_classify(
+      layer, image_ops.preprocess_images(support_u8, size),
+      tf.constant(labels, tf.int32),
+      image_ops.preprocess_images(query_u8, size), config.inner_loop,
+      training=False)
+  return logits.numpy()
+
+
+def _subprocess_env() -> dict:
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
+  env['PYTHONPATH'] = os.pathsep.join(
+      p for p in (_REPO, env.get('PYTHONPATH')) if p)
+  return env
+
+
+def _load_script(name: str):
+  """Imports export/<name>.py (a script folder, not a package)."""
+  spec = importlib.util.spec_from_file_location(
+      name, os.path.join(_REPO, 'export', f'{name}.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+  z = np.exp(logits - logits.max(-1, keepdims=True))
+  return z / z.sum(-1, keepdims=True)
+
+
+class ExportTest(tf.test.TestCase, parameterized.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.tmp = tempfile.mkdtemp(prefix='test_export_lib_')
+    cls.config = _tiny_config()
+    cls.layer = workdir_lib.make_layer(cls.config)
+    # Move theta_0 away from its initial value: the exports must hold the
+    # layer's current weights, not a fresh initialisation.
+    rng = np.random.default_rng(0)
+    cls.layer.initial_params.assign(
+        cls.layer.initial_params.numpy() +
+        0.05 * rng.standard_normal(cls.layer.num_coordinates).astype(
+            np.float32))
+    # Two shots per class, shuffled; support and query differ in size.
+    cls.labels = rng.permutation(np.repeat(np.arange(_NUM_WAYS), 2)).astype(
+        np.int32)
+    cls.support_u8 = _natural_images(rng, len(cls.labels), size=20)
+    cls.query_u8 = _natural_images(rng, 7, size=24)
+    cls.support = cls.support_u8.astype(np.float32) / 255.0
+    cls.query = cls.query_u8.astype(np.float32) / 255.0
+    cls.reference = _reference_logits(cls.layer, cls.config, cls.support_u8,
+                                      cls.labels, cls.query_u8)
+    cls.model_path = export_lib.export_adapt_and_classify(
+        cls.layer, cls.config, os.path.join(cls.tmp, 'meta_lstm'))
+    cls.learner_path = export_lib.export_adapted_learner(
+        cls.layer, cls.config, cls.support, cls.labels, _CLASS_NAMES,
+        os.path.join(cls.tmp, 'meta_lstm_adapted'))
+    cls.model = tf.saved_model.load(cls.model_path)
+    cls.learner = tf.saved_model.load(cls.learner_path)
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.tmp, ignore_errors=True)
+    super().tearDownClass()
+
+  def _classify(self, signature='serving_default', **overrides):
+    inputs = dict(support_images=self.support, support_labels=self.labels,
+                  query_images=self.query)
+    if signature == export_lib.ENCODED_SIGNATURE:
+      inputs.update(support_images=_pngs(self.support_u8),
+                    query_images=_pngs(self.query_u8))
+    inputs.update(overrides)
+    outputs = self.model.signatures[signature](
+        **{k: tf.constant(v) for k, v in inputs.items()})
+    return {k: v.numpy() for k, v in outputs.items()}
+
+  # ---------------------------------------------------------------- outputs
+
+  def test_signatures_and_metadata(self):
+    self.assertEqual(os.path.basename(self.model_path), '1')
+    self.assertContainsSubset({'serving_default', 'encoded_images'},
+                              set(self.model.signatures.keys()))
+    self.assertEqual(
+        set(self.model.signatures['serving_default'].structured_outputs),
+        {'logits', 'probabilities', 'classes'})
+    self.assertEqual(
+        set(self.learner.signatures['serving_default'].structured_outputs),
+        {'probabilities', 'classes', 'class_names'})
+    metadata = export_lib.read_metadata(self.model_path)
+    self.assertEqual(metadata['num_ways'], _NUM_WAYS)
+    self.assertEqual(metadata['inner_steps'], 2)
+    self.assertEqual(export_lib.read_metadata(self.learner_path)['class_names'],
+                     list(_CLASS_NAMES))
+
+  def test_float_signature_matches_evaluation(self):
+    outputs = self._classify()
+    self.assertAllClose(outputs['logits'], self.reference, atol=1e-4)
+    self.assertAllClose(outputs['probabilities'], _softmax(self.reference),
+                        atol=1e-5)
+    self.assertAllEqual(outputs['classes'], self.reference.argmax(-1))
+    self.assertEqual(outputs['classes'].dtype, np.int32)
+
+  def test_rgb_images_match_gray(self):
+    outputs = self._classify(
+        support_images=np.repeat(self.support, 3, axis=-1),
+        query_images=np.repeat(self.query, 3, axis=-1))
+    self.assertAllClose(outputs['logits'], self.reference, atol=1e-3)
+
+  @parameterized.parameters(1, 3)
+  def test_encoded_signature_matches_float(self, channels):
+    outputs = self._classify(
+        signature=export_lib.ENCODED_SIGNATURE,
+        support_images=_pngs(np.repeat(self.support_u8, channels, -1)),
+        query_images=_pngs(np.repeat(self.query_u8, channels, -1)))
+    self.assertAllClose(outputs['logits'], self._classify()['logits'],
+                        atol=1e-4)
+
+  def test_transductive_config_is_honoured(self):
+    config = _tiny_config(transductive=True)
+    module = export_lib.AdaptAndClassifyModule(self.layer, config)
+    logits = module.classify(tf.constant(self.support),
+                             tf.constant(self.labels),
+                             tf.constant(self.query))['logits']
+    expected = _reference_logits(self.layer, config, self.support_u8,
+                                 self.labels, self.query_u8)
+    self.assertAllClose(logits, expected, atol=1e-4)
+    self.assertNotAllClose(expected, self.reference, atol=1e-3)
+
+  def test_adapted_learner_matches_adapt_and_classify(self):
+    for signature, images in (('serving_default', self.query),
+                              ('encoded_images', _pngs(self.query_u8))):
+      outputs = self.learner.signatures[signature](images=tf.constant(images))
+      self.assertAllClose(outputs['probabilities'], _softmax(self.reference),
+                          atol=1e-5)
+      self.assertAllEqual(outputs['classes'], self.reference.argmax(-1))
+      self.assertAllEqual(
+          outputs['class_names'].numpy().astype(str),
+          np.array(_CLASS_NAMES)[self.reference.argmax(-1)])
+    self.assertAllEqual(self.learner.class_names.numpy().astype(str),
+                        _CLASS_NAMES)
+
+  def test_fresh_process_matches_in_process(self):
+    inputs = os.path.join(self.tmp, 'reload_inputs.npz')
+    outputs = os.path.join(self.tmp, 'reload_outputs.npz')
+    np.savez(inputs, support=self.support, labels=self.labels,
+             query=self.query, support_png=_pngs(self.support_u8),
+             query_png=_pngs(self.query_u8))
+    subprocess.run(
+        [sys.executable, '-c', _RELOAD_SCRIPT, self.model_path,
+         self.learner_path, inputs, outputs],
+        check=True, env=_subprocess_env(), cwd=self.tmp, capture_output=True)
+    got = dict(np.load(outputs, allow_pickle=True))
+    for signature in ('serving_default', 'encoded_images'):
+      self.assertAllClose(got[f'{signature}/logits'], self.reference,
+                          atol=1e-4)
+      self.assertAllEqual(got[f'{signature}/classes'],
+                          self.reference.argmax(-1))
+      self.assertAllClose(got[f'learner/{signature}/probabilities'],
+                          _softmax(self.reference), atol=1e-5)
+      self.assertAllEqual(got[f'learner/{signature}/class_names'].astype(str),
+                          np.array(_CLASS_NAMES)[self.reference.argmax(-1)])
+
+  # ------------------------------------------------------------ bad inputs
+
+  @parameterized.named_parameters(
+      ('label_too_large', 'support_labels',
+       dict(support_labels=np.array([0, 1, 2, 3, 5, 0, 1, 2, 3, 4],
+                                    np.int32))),
+      ('label_negative', 'support_labels',
+       dict(support_labels=np.array([0, 1, 2, 3, -1, 0, 1, 2, 3, 4],
+                                    np.int32))),
+      ('length_mismatch', 'support_labels',
+       dict(support_labels=np.arange(4, dtype=np.int32))),
+      ('empty_support', 'support_images',
+       dict(support_images=np.zeros((0, 20, 20, 1), np.float32),
+            support_labels=np.zeros((0,), np.int32))),
+      ('empty_query', 'query_images',
+       dict(query_images=np.zeros((0, 20, 20, 1), np.float32))),
+      ('query_rank_3', 'query_images',
+       dict(query_images=np.ones((20, 20, 1), np.float32))),
+      ('support_rank_5', 'support_images',
+       dict(support_images=np.ones((10, 20, 20, 1, 1), np.float32))),
+      ('support_scalar', 'support_images',
+       dict(support_images=np.float32(0.5))),
+      ('labels_rank_2', 'support_labels',
+       dict(support_labels=np.zeros((10, 1), np.int32))),
+      ('labels_scalar', 'support_labels',
+       dict(support_labels=np.int32(0))),
+      ('two_channels', 'support_images',
+       dict(support_images=np.ones((10, 20, 20, 2), np.float32))),
+      ('values_0_255', 'query_images',
+       dict(query_images=np.full((3, 20, 20, 1), 255.0, np.float32))),
+      ('zero_height', 'query_images',
+       dict(query_images=np.ones((3, 0, 20, 1), np.float32))),
+  )
+  def test_bad_input_names_it_and_model_keeps_serving(self, name, overrides):
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
+                                f'{name}: '):
+      self._classify(**overrides)
+    self.assertAllEqual(self._classify()['classes'],
+                        self.reference.argmax(-1))
+
+  @parameterized.named_parameters(
+      ('rank_2', 'support_images', 'support_images',
+       lambda x: x.reshape(1, -1)),
+      ('scalar', 'query_images', 'query_images', lambda x: x[0]),
+      ('empty', 'query_images', 'query_images', lambda x: x[:0]),
+      ('not_an_image', 'query_images', 'query_images',
+       lambda x: np.array([b'', b'GIF89a', b'hello'] + list(x), dtype=object)),
+  )
+  def test_bad_encoded_input_names_it(self, name, key, change):
+    images = _pngs(self.support_u8 if key == 'support_images'
+                   else self.query_u8)
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, f'{name}: '):
+      self._classify(signature=export_lib.ENCODED_SIGNATURE,
+                     **{key: change(images)})
+    self.assertAllEqual(
+        self._classify(signature=export_lib.ENCODED_SIGNATURE)['classes'],
+        self.reference.argmax(-1))
+
+  @parameterized.named_parameters(
+      ('rank_3', np.ones((20, 20, 1), np.float32)),
+      ('empty', np.ones((0, 20, 20, 1), np.float32)),
+      ('channels', np.ones((2, 20, 20, 4), np.float32)),
+      ('range', np.full((2, 20, 20, 1), -1.0, np.float32)),
+  )
+  def test_adapted_learner_bad_input_names_it(self, images):
+    signature = self.learner.signatures['serving_default']
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, 'images: '):
+      signature(images=tf.constant(images))
+    self.assertAllEqual(signature(images=tf.constant(self.query))['classes'],
+                        self.reference.argmax(-1))
+
+  def test_make_adapted_learner_checks_arguments(self):
+    with self.assertRaisesRegex(ValueError, 'class_names'):
+      export_lib.make_adapted_learner(self.layer, self.config, self.support,
+                                      self.labels, _CLASS_NAMES[:4])
+    with self.assertRaisesRegex(ValueError, 'support_labels'):
+      export_lib.make_adapted_learner(self.layer, self.config, self.support,
+                                      self.labels + 1, _CLASS_NAMES)
+
+  # ------------------------------------------------------------ versioning
+
+  def test_versions_are_consecutive_integers_without_leftovers(self):
+    base = os.path.join(self.tmp, 'versions')
+    os.makedirs(os.path.join(base, '7'))
+    os.makedirs(os.path.join(base, 'not_a_version'))
+    self.assertEqual(export_lib.next_version(base), 8)
+    first = export_lib.export_adapt_and_classify(self.layer, self.config,
+                                                 base)
+    second = export_lib.export_adapt_and_classify(self.layer, self.config,
+                                                  base)
+    self.assertEqual([os.path.basename(first), os.path.basename(second)],
+                     ['8', '9'])
+    self.assertCountEqual(os.listdir(base), ['7', '8', '9', 'not_a_version'])
+    self.assertTrue(tf.saved_model.contains_saved_model(second))
+    self.assertEqual(export_lib.next_version(os.path.join(base, 'none')), 1)
+
+  def test_only_standard_ops(self):
+    proto = saved_model_pb2.SavedModel()
+    for path in (self.model_path, self.learner_path):
+      with open(os.path.join(path, 'saved_model.pb'), 'rb') as f:
+        proto.ParseFromString(f.read())
+      graph = proto.meta_graphs[0].graph_def
+      ops = {node.op for node in graph.node}
+      for function in graph.library.function:
+        ops.update(node.op for node in function.node_def)
+      self.assertIn('Assert', ops)
+      self.assertEmpty(ops & {'PyFunc', 'PyFuncStateless', 'EagerPyFunc'})
+
+  # -------------------------------------------------------- saved_model_cli
+
+  def test_saved_model_cli_show_lists_signatures(self):
+    result = subprocess.run(
+        [_SAVED_MODEL_CLI, 'show', '--all', '--dir', self.model_path],
+        check=True, capture_output=True, text=True, env=_subprocess_env())
+    for text in ("signature_def['serving_default']",
+                 "signature_def['encoded_images']", "inputs['support_images']",
+                 "inputs['support_labels']", "inputs['query_images']",
+                 "outputs['logits']", "outputs['probabilities']",
+                 "outputs['classes']"):
+      self.assertIn(text, result.stdout)
+
+  def test_saved_model_cli_run_on_real_episode(self):
+    omniglot_dir = os.environ.get('OMNIGLOT_DIR')
+    if not omniglot_dir:
+      self.skipTest('OMNIGLOT_DIR is not set')
+    episode = export_lib.sample_raw_episode(
+        omniglot_dir, config_lib.EpisodeConfig(_NUM_WAYS, 1, 3), seed=1)
+    files = {}
+    for key, value in (('support_images', episode.support_images),
+                       ('support_labels', episode.support_labels),
+                       ('query_images', episode.query_images)):
+      files[key] = os.path.join(self.tmp, f'cli_{key}.npy')
+      np.save(files[key], value)
+    outdir = os.path.join(self.tmp, 'cli_out')
+    subprocess.run(
+        [_SAVED_MODEL_CLI, 'run', '--dir', self.model_path, '--tag_set',
+         'serve', '--signature_def', 'serving_default', '--inputs',
+         ';'.join(f'{k}={v}' for k, v in files.items()), '--outdir', outdir,
+         '--overwrite'],
+        check=True, capture_output=True, env=_subprocess_env())
+    reference = _reference_logits(
+        self.layer, self.config,
+        (episode.support_images * 255).round().astype(np.uint8),
+        episode.support_labels,
+        (episode.query_images * 255).round().astype(np.uint8))
+    self.assertAllClose(np.load(os.path.join(outdir, 'logits.npy')),
+                        reference, atol=1e-4)
+    self.assertAllEqual(np.load(os.path.join(outdir, 'classes.npy')),
+                        reference.argmax(-1))
+
+  # --------------------------------------------------------------- clients
+
+  def test_grpc_request_runs_through_signature(self):
+    try:
+      # pylint: disable-next=g-import-not-at-top,unused-import
+      import tensorflow_serving
+    except ImportError:
+      self.skipTest('tensorflow-serving-api is not installed')
+    grpc_client = _load_script('grpc_client')
+    for signature, support, query in (
+        ('serving_default', self.support, self.query),
+        ('encoded_images', list(_pngs(self.support_u8)),
+         list(_pngs(self.query_u8)))):
+      request = grpc_client.build_predict_request(
+          support, self.labels, query, model_name='meta_lstm')
+      self.assertEqual(request.model_spec.signature_name, signature)
+      self.assertEqual(request.model_spec.name, 'meta_lstm')
+      tensors = grpc_client.request_tensors(request)
+      outputs = self.model.signatures[signature](
+          **{k: tf.constant(v) for k, v in tensors.items()})
+      self.assertAllClose(outputs['logits'], self.reference, atol=1e-4)
+    request = grpc_client.build_classify_request(self.query)
+    outputs = self.learner.signatures[request.model_spec.signature_name](
+        **{k: tf.constant(v)
+           for k, v in grpc_client.request_tensors(request).items()})
+    self.assertAllEqual(outputs['classes'], self.reference.argmax(-1))
+
+  def test_rest_request_from_folder_runs_through_signature(self):
+    rest = _load_script('make_rest_request')
+    support_dir = self._write_support_folder(
+        os.path.join(self.tmp, 'rest_support'))
+    support, labels, class_names = rest.read_support_folder(support_dir)
+    self.assertEqual(class_names, list(_FOLDER_NAMES))
+    request = json.loads(json.dumps(rest.make_request(
+        support, labels, list(_pngs(self.query_u8)))))
+    self.assertEqual(request['signature_name'], 'encoded_images')
+    decode = lambda items: np.array(
+        [base64.b64decode(item['b64']) for item in items], dtype=object)
+    outputs = self.model.signatures['encoded_images'](
+        support_images=tf.constant(decode(
+            request['inputs']['support_images'])),
+        support_labels=tf.constant(request['inputs']['support_labels'],
+                                   tf.int32),
+        query_images=tf.constant(decode(request['inputs']['query_images'])))
+    self.assertAllClose(outputs['logits'], self.reference, atol=1e-4)
+    classify = rest.make_classify_request(list(_pngs(self.query_u8)))
+    outputs = self.learner.signatures['encoded_images'](images=tf.constant(
+        decode(classify['instances'])))
+    self.assertAllEqual(outputs['classes'], self.reference.argmax(-1))
+
+  def test_predict_request_example_runs(self):
+    with open(os.path.join(_REPO, 'export', 'predict_request.json')) as f:
+      request = json.load(f)
+    inputs = request['inputs']
+    outputs = self.model.signatures[request['signature_name']](
+        support_images=tf.constant(inputs['support_images'], tf.float32),
+        support_labels=tf.constant(inputs['support_labels'], tf.int32),
+        query_images=tf.constant(inputs['query_images'], tf.float32))
+    self.assertEqual(outputs['probabilities'].shape,
+                     [len(inputs['query_images']), _NUM_WAYS])
+
+  # ----------------------------------------------------- folders, workdirs
+
+  def test_load_support_folder(self):
+    root = os.path.join(self.tmp, 'folder')
+    rng = np.random.default_rng(3)
+    for name, count in (('b_class', 2), ('a_class', 1)):
+      os.makedirs(os.path.join(root, name))
+      for i in range(count):
+        with open(os.path.join(root, name, f'{i}.png'), 'wb') as f:
+          f.write(_png(_natural_images(rng, 1, channels=3)[0]))
+    with open(os.path.join(root, 'b_class', 'notes.txt'), 'w') as f:
+      f.write('not an image')
+    images, labels, class_names = export_lib.load_support_folder(root)
+    self.assertEqual(class_names, ['a_class', 'b_class'])
+    self.assertAllEqual(labels, [0, 1, 1])
+    self.assertEqual(images.shape, (3, 20, 20, 1))
+    self.assertBetween(images.min(), 0.0, 1.0)
+    self.assertEqual(images.max(), 1.0)
+
+    with open(os.path.join(root, 'a_class', 'big.png'), 'wb') as f:
+      f.write(_png(_natural_images(rng, 1, size=30)[0]))
+    images, _, _ = export_lib.load_support_folder(root)
+    self.assertIsInstance(images, list)
+    self.assertEqual(export_lib.preprocess_support(images, 12).shape,
+                     [4, 12, 12, 1])
+
+    os.makedirs(os.path.join(root, 'c_empty'))
+    with self.assertRaisesRegex(ValueError, 'c_empty'):
+      export_lib.load_support_folder(root)
+    with self.assertRaisesRegex(ValueError, 'no class subfolder'):
+      export_lib.load_support_folder(os.path.join(root, 'c_empty'))
+
+  def _write_support_folder(self, root: str) -> str:
+    """The support set as root/<folder name>/<i>.png; returns root."""
+    for i, (image, label) in enumerate(zip(self.support_u8, self.labels)):
+      class_dir = os.path.join(root, _FOLDER_NAMES[label])
+      os.makedirs(class_dir, exist_ok=True)
+      with open(os.path.join(class_dir, f'{i:02d}.png'), 'wb') as f:
+        f.write(_png(image))
+    return root
+
+  def _make_workdir(self) -> str:
+    workdir = os.path.join(self.tmp, 'workdir')
+    if not os.path.exists(workdir):
+      workdir_lib.write_json(os.path.join(workdir, workdir_lib.CONFIG_FILE),
+                             self.config.to_dict())
+      manager = tf.train.CheckpointManager(
+          tf.train.Checkpoint(layer=self.layer),
+          os.path.join(workdir, workdir_lib.BEST_DIR), max_to_keep=1)
+      manager.save()
+      self._write_support_folder(os.path.join(workdir, 'support'))
+      two_classes = os.path.join(workdir, 'two_classes')
+      for name in ('a', 'b'):
+        os.makedirs(os.path.join(two_classes, name))
+        with open(os.path.join(two_classes, name, '0.png'), 'wb') as f:
+          f.write(_png(self.support_u8[0]))
+    return workdir
+
+  def test_export_from_workdir(self):
+    workdir = self._make_workdir()
+    path = export_lib.export_from_workdir(workdir)
+    self.assertEqual(path, os.path.join(workdir, 'export', '1'))
+    outputs = tf.saved_model.load(path).signatures['serving_default'](
+        support_images=tf.constant(self.support),
+        support_labels=tf.constant(self.labels),
+        query_images=tf.constant(self.query))
+    self.assertAllClose(outputs['logits'], self.reference, atol=1e-4)
+
+    path = export_lib.export_from_workdir(
+        workdir, export_lib.ADAPTED_LEARNER,
+        support_dir=os.path.join(workdir, 'support'))
+    self.assertEqual(path, os.path.join(workdir, 'export_adapted_learner', '1'))
+    learner = tf.saved_model.load(path)
+    outputs = learner.signatures['serving_default'](
+        images=tf.constant(self.query))
+    self.assertAllClose(outputs['probabilities'], _softmax(self.reference),
+                        atol=1e-5)
+    self.assertAllEqual(
+        outputs['class_names'].numpy().astype(str),
+        np.array(_FOLDER_NAMES)[self.reference.argmax(-1)])
+
+  @parameterized.named_parameters(
+      ('no_workdir', 'workdir', lambda w: dict(workdir=w + '_missing')),
+      ('bad_model', 'model', lambda w: dict(workdir=w, model='other')),
+      ('missing_support_dir', 'support_dir',
+       lambda w: dict(workdir=w, model='adapted_learner')),
+      ('support_dir_for_adapt_and_classify', 'support_dir',
+       lambda w: dict(workdir=w, support_dir=w)),
+      ('empty_support_dir', 'support_dir',
+       lambda w: dict(workdir=w, model='adapted_learner',
+                      support_dir=os.path.join(w, 'best'))),
+      ('wrong_number_of_classes', 'support_dir',
+       lambda w: dict(workdir=w, model='adapted_learner',
+                      support_dir=os.path.join(w, 'two_classes'))),
+      ('bad_checkpoint', 'checkpoint',
+       lambda w: dict(workdir=w, checkpoint=os.path.join(w, 'nothing'))),
+  )
+  def test_export_from_workdir_names_bad_argument(self, argument, kwargs):
+    workdir = self._make_workdir()
+    with self.assertRaises(export_lib.ExportArgumentError) as caught:
+      export_lib.export_from_workdir(**kwargs(workdir))
+    self.assertEqual(caught.exception.argument, argument)
+    self.assertStartsWith(str(caught.exception), f'{argument}=')
+
+  def test_export_main_binary(self):
+    workdir = self._make_workdir()
+    export_dir = os.path.join(self.tmp, 'binary_export')
+    command = [sys.executable, '-m', 'meta_lstm_tf.export_main',
+               f'--workdir={workdir}', f'--export_dir={export_dir}']
+    result = subprocess.run(command, capture_output=True, text=True,
+                            env=_subprocess_env(), cwd=self.tmp)
+    self.assertEqual(result.returncode, 0, result.stderr)
+    self.assertEqual(result.stdout.strip().splitlines()[-1],
+                     os.path.join(export_dir, '1'))
+    result = subprocess.run(command + ['--model=adapted_learner'],
+                            capture_output=True, text=True,
+                            env=_subprocess_env(), cwd=self.tmp)
+    self.assertNotEqual(result.returncode, 0)
+    self.assertIn('--support_dir', result.stderr)
+
+
+class ServingLatencyBenchmarkTest(tf.test.TestCase):
+
+  def test_synthetic_episode_shapes(self):
+    episode = export_lib.sample_raw_episode(
+        None, config_lib.EpisodeConfig(5, 1, 15), seed=0, image_side=30)
+    self.assertEqual(episode.support_images.shape, (5, 30, 30, 1))
+    self.assertEqual(episode.query_images.shape, (75, 30, 30, 1))
+    self.assertAllEqual(episode.support_labels, np.arange(5))
+
+  def test_benchmark_reports_the_keys(self):
+    result = export_lib.serving_latency_benchmark(
+        None, num_calls=2, warmup=1, num_episodes=1)
+    for key in ('serving_latency_ms_p50_5w1s', 'serving_latency_ms_p95_5w1s',
+                'serving_latency_ms_p50_20w1s'):
+      self.assertGreater(result[key], 0.0)
+    self.assertEqual(result['serving_images'], 'synthetic')
+
+  def test_episode_from_archive(self):
+    root = tempfile.mkdtemp(prefix='test_export_lib_archive_')
+    self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(os.path.join(root, 'images_evaluation.zip'),
+                         'w') as archive:
+      for character in ('character01', 'character02', 'character03'):
+        for drawing in range(3):
+          archive.writestr(
+              f'images_evaluation/Alpha/{character}/0001_{drawing:02d}.png',
+              _png(_natural_images(rng, 1, size=16)[0]))
+    episode = export_lib.sample_raw_episode(
+        root, config_lib.EpisodeConfig(2, 1, 2), seed=0)
+    self.assertEqual(episode.support_images.shape, (2, 16, 16, 1))
+    self.assertEqual(episode.query_images.shape, (4, 16, 16, 1))
+    encoded = export_lib.sample_raw_episode(
+        root, config_lib.EpisodeConfig(2, 1, 2), seed=0, encoded=True)
+    self.assertTrue(encoded.support_images[0].startswith(b'\x89PNG'))
+
+  def test_real_episode_is_natural_images(self):
+    omniglot_dir = os.environ.get('OMNIGLOT_DIR')
+    if not omniglot_dir:
+      self.skipTest('OMNIGLOT_DIR is not set')
+    episode = export_lib.sample_raw_episode(
+        omniglot_dir, config_lib.EpisodeConfig(5, 1, 2), seed=0)
+    self.assertEqual(episode.query_images.shape, (10, 105, 105, 1))
+    # White background, dark strokes.
+    self.assertGreater(np.median(episode.support_images), 0.99)
+    self.assertEqual(episode.support_images.min(), 0.0)
+
+
+if __name__ == '__main__':
+  tf.test.main()
