@@ -135,7 +135,8 @@ def _pipeline_benchmark(omniglot_dir):
 
 def _serving_benchmark(omniglot_dir):
   from meta_lstm_tf import export_lib  # pylint: disable=g-import-not-at-top
-  return export_lib.serving_latency_benchmark(omniglot_dir)
+  return export_lib.serving_latency_benchmark(
+      omniglot_dir, inner_steps=_INNER_STEPS.value)
 
 
 _EXTRA_BENCHMARKS = (

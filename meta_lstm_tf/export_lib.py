@@ -786,7 +786,8 @@ def _time_calls(fn, episodes, num_calls: int, warmup: int) -> np.ndarray:
 
 def serving_latency_benchmark(omniglot_dir: Optional[str] = None,
                               num_calls: int = 60, warmup: int = 5,
-                              num_episodes: int = 10) -> Dict[str, float]:
+                              num_episodes: int = 10,
+                              inner_steps: int = 8) -> Dict[str, float]:
   """Latency of adapt-and-classify through a loaded SavedModel.
 
   For 5-way and 20-way 1-shot with 15 queries per class, builds a fresh
@@ -800,6 +801,7 @@ def serving_latency_benchmark(omniglot_dir: Optional[str] = None,
     num_calls: timed calls per setting (>= 50 for a meaningful p95).
     warmup: untimed calls first.
     num_episodes: distinct episodes cycled through.
+    inner_steps: T of the exported model (latency grows linearly with it).
 
   Returns:
     `serving_latency_ms_p50_5w1s`, `serving_latency_ms_p95_5w1s`,
@@ -812,7 +814,9 @@ def serving_latency_benchmark(omniglot_dir: Optional[str] = None,
                                               num_queries=15)
     config = config_lib.ExperimentConfig(
         episode=episode_config,
-        learner=config_lib.LearnerConfig(num_ways=num_ways)).validate()
+        learner=config_lib.LearnerConfig(num_ways=num_ways),
+        inner_loop=config_lib.InnerLoopConfig(
+            inner_steps=inner_steps)).validate()
     layer = workdir_lib.make_layer(config)
     episodes = []
     for seed in range(num_episodes):
