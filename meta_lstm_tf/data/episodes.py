@@ -146,6 +146,19 @@ def episode_seed(seed: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
   return tf.random.experimental.stateless_fold_in(seed, index, alg=_RNG_ALG)
 
 
+def _sampler(pool: splits.ClassPool, episode_config: config_lib.EpisodeConfig,
+             seed: Seed, stream: int):
+  """index -> the episode `index` of the stream (seed, stream)."""
+  images = tf.convert_to_tensor(pool.images)
+  base_seed = _base_seed(seed, stream)
+
+  def sample(index):
+    return sample_episode(images, episode_config,
+                          episode_seed(base_seed, index))
+
+  return sample
+
+
 def make_episode_dataset(pool: splits.ClassPool,
                          episode_config: config_lib.EpisodeConfig,
                          meta_batch_size: int,
@@ -179,13 +192,7 @@ def make_episode_dataset(pool: splits.ClassPool,
   if not isinstance(start_index, int) or start_index < 0:
     raise ValueError(f'start_index={start_index!r}: must be a non-negative '
                      'integer')
-  images = tf.convert_to_tensor(pool.images)
-  base_seed = _base_seed(seed, _TRAIN_STREAM)
-
-  def sample(index):
-    return sample_episode(images, episode_config,
-                          episode_seed(base_seed, index))
-
+  sample = _sampler(pool, episode_config, seed, _TRAIN_STREAM)
   return (tf.data.Dataset.counter(start=start_index, dtype=tf.int64)
           .map(sample, num_parallel_calls=tf.data.AUTOTUNE,
                deterministic=True)
@@ -222,13 +229,7 @@ def make_eval_dataset(pool: splits.ClassPool,
       num_episodes < 1):
     raise ValueError(f'num_episodes={num_episodes!r}: must be a positive '
                      'integer')
-  images = tf.convert_to_tensor(pool.images)
-  base_seed = _base_seed(seed, _EVAL_STREAM)
-
-  def sample(index):
-    return sample_episode(images, episode_config,
-                          episode_seed(base_seed, index))
-
+  sample = _sampler(pool, episode_config, seed, _EVAL_STREAM)
   return (tf.data.Dataset.range(num_episodes)
           .map(sample, num_parallel_calls=tf.data.AUTOTUNE,
                deterministic=True)
