@@ -8,7 +8,9 @@
                               (layer only)
     WORKDIR/logs/             TensorBoard
     WORKDIR/results.json      final test metrics
-    WORKDIR/export/<version>/ SavedModel for TF Serving
+    WORKDIR/export/<version>/ adapt-and-classify SavedModel for TF Serving
+    WORKDIR/export_adapted_learner/<version>/
+                              adapted-learner SavedModels (meta-lstm-export)
 """
 
 import json
