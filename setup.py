@@ -25,7 +25,9 @@ setuptools.setup(
         'importlib_resources',
     ],
     extras_require={
-        'test': ['pytest>=7'],
+        # tensorflow-serving-api: the gRPC client's test builds a real
+        # PredictRequest.
+        'test': ['pytest>=7', 'tensorflow-serving-api>=2.16'],
         'gpu': ['tensorflow[and-cuda]>=2.16'],
         'serving': ['tensorflow-serving-api>=2.16'],
     },

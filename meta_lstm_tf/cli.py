@@ -94,6 +94,14 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
          'TF op determinism: a resumed run reproduces an uninterrupted one.')
   define('bool', 'jit_compile', t.jit_compile,
          'XLA-compile the train and eval steps (for GPUs; off on CPU).')
+  define('enum', 'strategy', t.strategy,
+         'tf.distribute strategy splitting each meta-batch across replicas: '
+         'default (one device), mirrored (all local GPUs), multi_worker '
+         '(the machines of TF_CONFIG), tpu. --meta_batch_size must be a '
+         'multiple of the replicas.', enum_values=list(config_lib.STRATEGIES))
+  define('string', 'tpu_address', t.tpu_address,
+         'TPU name or grpc:// address for --strategy=tpu (default: the '
+         'local TPU).')
   define('bool', 'quiet', t.quiet, 'No progress bar; a log line per eval.')
   define('bool', 'export', t.export,
          'Export the best model as a SavedModel at the end.')
@@ -129,7 +137,8 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS
           keep_checkpoints=f.keep_checkpoints, log_every=f.log_every,
           seed=f.seed, deterministic=f.deterministic,
           jit_compile=f.jit_compile, max_train_seconds=f.max_train_seconds,
-          quiet=f.quiet, export=f.export))
+          quiet=f.quiet, export=f.export, strategy=f.strategy,
+          tpu_address=f.tpu_address))
   return config.validate()
 
 

@@ -10,6 +10,7 @@ from typing import Optional
 SPLITS = ('lake', 'minimal', 'vinyals')
 MINIMAL_SUBSETS = ('small1', 'small2')
 UPDATE_RULES = ('meta_lstm',)
+STRATEGIES = ('default', 'mirrored', 'multi_worker', 'tpu')
 
 
 def _check(condition: bool, field: str, value, requirement: str) -> None:
@@ -147,7 +148,14 @@ class InnerLoopConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """Outer loop, evaluation and bookkeeping."""
+  """Outer loop, evaluation and bookkeeping.
+
+  `strategy` names the `tf.distribute` strategy (`distribute.make_strategy`)
+  that splits each meta-batch across replicas: `default` (one device),
+  `mirrored` (the local GPUs), `multi_worker` (machines of `TF_CONFIG`) or
+  `tpu` (on `tpu_address`, None: the local TPU). `meta_batch_size` must be a
+  multiple of the replicas in sync.
+  """
   learning_rate: float = 1e-3
   clip_norm: float = 0.25
   meta_batch_size: int = 1
@@ -164,6 +172,8 @@ class TrainConfig:
   max_train_seconds: float = 0.0
   quiet: bool = False
   export: bool = True
+  strategy: str = 'default'
+  tpu_address: Optional[str] = None
 
   def validate(self) -> 'TrainConfig':
     _check(self.learning_rate > 0, 'learning_rate', self.learning_rate,
@@ -178,6 +188,8 @@ class TrainConfig:
            'must be a non-negative integer')
     _check(self.max_train_seconds >= 0, 'max_train_seconds',
            self.max_train_seconds, 'must be >= 0 (0 means no limit)')
+    _check(self.strategy in STRATEGIES, 'strategy', self.strategy,
+           f'must be one of {STRATEGIES}')
     return self
 
 

@@ -6,6 +6,12 @@ Shapes: B episodes per meta-batch; N ways, K shots, Q queries per class.
 workdir restores the last checkpoint (meta-parameters, optimizer state, step,
 best validation accuracy) and continues with the same episodes, because
 episode i of the training stream depends only on (seed, i).
+
+Under a `tf.distribute` strategy (`config.train.strategy`) each meta-batch is
+split across the R replicas (B / R episodes each, together exactly the
+single-device batch), and every worker runs this same program: evaluation,
+checkpoints and summaries included; only the chief's files stay
+(`distribute.write_dir`), so a run resumes the same under any strategy.
 """
 
 import json
@@ -21,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import distribute
 from meta_lstm_tf import summaries
 from meta_lstm_tf import train_steps
 from meta_lstm_tf import types
@@ -122,14 +129,45 @@ class _SignalFlag:
       signal.signal(signum, handler)
 
 
+def _make_train_dataset(strategy, pool, config: config_lib.ExperimentConfig,
+                        start_index: int):
+  """The meta-train episodes, split across the strategy's replicas.
+
+  Each input pipeline (one per worker) feeds its local replicas their B / R
+  episodes of each global batch (`episodes.make_episode_dataset`).
+  """
+  train_cfg = config.train
+  if not distribute.is_distributed(strategy):
+    return episodes_lib.make_episode_dataset(
+        pool, config.episode, train_cfg.meta_batch_size, train_cfg.seed,
+        start_index=start_index)
+
+  def dataset_fn(input_context: tf.distribute.InputContext):
+    replicas = input_context.num_replicas_in_sync
+    local = replicas // input_context.num_input_pipelines
+    first = input_context.input_pipeline_id * local
+    return episodes_lib.make_episode_dataset(
+        pool, config.episode, train_cfg.meta_batch_size, train_cfg.seed,
+        start_index=start_index, num_replicas=replicas,
+        replica_ids=range(first, first + local))
+
+  return strategy.distribute_datasets_from_function(dataset_fn)
+
+
 def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
-                       flags_text: Optional[str] = None) -> dict:
+                       flags_text: Optional[str] = None,
+                       strategy: Optional[tf.distribute.Strategy] = None
+                       ) -> dict:
   """Meta-trains, validates, tests the best checkpoint and exports it.
 
   Args:
     config: validated experiment config.
     workdir: run directory (see `workdir.py`); an existing run is resumed.
+      Under `multi_worker` every worker must see it (a shared file system).
     flags_text: the command line as a flagfile, saved beside the results.
+    strategy: the distribution strategy; None builds the one
+      `config.train.strategy` names (`distribute.make_strategy`). Pass one
+      to choose devices, e.g. a `MirroredStrategy` over logical devices.
 
   Returns:
     The results dict also written to WORKDIR/results.json.
@@ -141,12 +179,31 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
   """
   config.validate()
   train_cfg = config.train
+  if strategy is None:
+    # First: multi-worker strategies must exist before other TF calls.
+    strategy = distribute.make_strategy(train_cfg.strategy,
+                                        train_cfg.tpu_address)
+  distribute.check_meta_batch_size(strategy, train_cfg.meta_batch_size)
+  chief = distribute.is_chief(strategy)
   os.makedirs(workdir, exist_ok=True)
   config_path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
   _check_workdir_config(config_path, config)
-  workdir_lib.write_json(config_path, config.to_dict())
+  out_dir = distribute.write_dir(workdir, strategy)
+  try:
+    return _train_and_evaluate(config, workdir, out_dir, flags_text,
+                               strategy, chief)
+  finally:
+    distribute.remove_write_dir(workdir, out_dir)
+
+
+def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
+                        chief):
+  """`train_and_evaluate` once the strategy exists; writes under out_dir."""
+  train_cfg = config.train
+  workdir_lib.write_json(os.path.join(out_dir, workdir_lib.CONFIG_FILE),
+                         config.to_dict())
   if flags_text is not None:
-    workdir_lib.write_atomic(os.path.join(workdir, workdir_lib.FLAGS_FILE),
+    workdir_lib.write_atomic(os.path.join(out_dir, workdir_lib.FLAGS_FILE),
                              flags_text)
 
   keras.utils.set_random_seed(train_cfg.seed)
@@ -163,9 +220,10 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
       name='meta_valid'))
   first_valid = tf.nest.map_structure(lambda x: x[0], valid_episodes[0])
 
-  layer = workdir_lib.make_layer(config)
-  optimizer = keras.optimizers.Adam(train_cfg.learning_rate)
-  optimizer.build(layer.trainable_variables)
+  with strategy.scope():
+    layer = workdir_lib.make_layer(config)
+    optimizer = keras.optimizers.Adam(train_cfg.learning_rate)
+    optimizer.build(layer.trainable_variables)
   state = tf.train.Checkpoint(
       layer=layer, optimizer=optimizer,
       step=tf.Variable(0, dtype=tf.int64),
@@ -173,34 +231,39 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
       best_step=tf.Variable(-1, dtype=tf.int64),
       train_seconds=tf.Variable(0.0, dtype=tf.float64))
   manager = tf.train.CheckpointManager(
-      state, os.path.join(workdir, workdir_lib.CHECKPOINT_DIR),
+      state, os.path.join(out_dir, workdir_lib.CHECKPOINT_DIR),
       max_to_keep=train_cfg.keep_checkpoints)
   best_manager = tf.train.CheckpointManager(
       tf.train.Checkpoint(layer=layer),
-      os.path.join(workdir, workdir_lib.BEST_DIR), max_to_keep=1)
-  if manager.latest_checkpoint:
-    state.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    logging.info('Resumed from %s at step %d.', manager.latest_checkpoint,
-                 int(state.step))
+      os.path.join(out_dir, workdir_lib.BEST_DIR), max_to_keep=1)
+  # Every worker resumes from the chief's checkpoints.
+  latest = tf.train.latest_checkpoint(
+      os.path.join(workdir, workdir_lib.CHECKPOINT_DIR))
+  if latest:
+    state.restore(latest).assert_existing_objects_matched()
+    logging.info('Resumed from %s at step %d.', latest, int(state.step))
   start_step = int(state.step)
 
   train_step = train_steps.make_meta_train_step(
       layer, optimizer, config.inner_loop, train_cfg.clip_norm,
-      jit_compile=train_cfg.jit_compile)
+      jit_compile=train_cfg.jit_compile, strategy=strategy)
   eval_step = train_steps.make_eval_step(layer, config.inner_loop,
                                          jit_compile=train_cfg.jit_compile)
   diagnostics_step = train_steps.make_diagnostics_step(layer,
                                                        config.inner_loop)
-  writer = summaries.Writer(os.path.join(workdir, workdir_lib.LOG_DIR))
+  writer = summaries.Writer(os.path.join(out_dir, workdir_lib.LOG_DIR))
   if start_step == 0:
     writer.hparams(config)
     writer.episode_images(0, first_valid)
 
-  dataset = episodes_lib.make_episode_dataset(
-      pools.meta_train, config.episode, train_cfg.meta_batch_size,
-      train_cfg.seed, start_index=start_step * train_cfg.meta_batch_size)
+  dataset = _make_train_dataset(
+      strategy, pools.meta_train, config,
+      start_index=start_step * train_cfg.meta_batch_size)
+  # Stop decisions (time budget, signals) agreed by every worker.
+  vote = distribute.make_vote(strategy)
   progress = keras.utils.Progbar(
-      train_cfg.max_steps, verbose=0 if train_cfg.quiet else 1,
+      train_cfg.max_steps,
+      verbose=0 if train_cfg.quiet or not chief else 1,
       stateful_metrics=['loss', 'acc', 'valid_acc', 'episodes/s'])
   progress.update(start_step)
 
@@ -217,12 +280,16 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
     state.train_seconds.assign(elapsed())
     return manager.save(checkpoint_number=int(state.step))
 
+  def time_is_up() -> bool:
+    return bool(train_cfg.max_train_seconds and
+                elapsed() >= train_cfg.max_train_seconds)
+
   with _SignalFlag() as interrupt:
     iterator = iter(dataset)
     step = start_step
+    time_up, = vote([time_is_up()])
     while step < train_cfg.max_steps:
-      if (train_cfg.max_train_seconds and
-          elapsed() >= train_cfg.max_train_seconds):
+      if time_up:
         logging.info('Time budget of %.0f s reached at step %d.',
                      train_cfg.max_train_seconds, step)
         break
@@ -268,9 +335,13 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
       progress.update(step, values=[('loss', loss),
                                     ('acc', float(metrics['accuracy'])),
                                     ('valid_acc', last_valid)])
-      if interrupt.signum is not None:
+      time_up, interrupted = vote([time_is_up(),
+                                   interrupt.signum is not None])
+      if interrupted:
         writer.flush()
-        raise TrainingInterrupted(interrupt.signum, save_checkpoint())
+        # A worker that got no signal itself stops with its peers.
+        raise TrainingInterrupted(interrupt.signum or signal.SIGTERM,
+                                  save_checkpoint())
 
     if int(state.best_step) < 0 or step % train_cfg.eval_every:
       # Stopped early (time budget) or never validated: validate now.
@@ -285,10 +356,13 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
   writer.flush()
   train_seconds = float(state.train_seconds)
 
-  # Final test of the best checkpoint by validation accuracy.
+  # Final test of the best checkpoint by validation accuracy (a worker
+  # resumed after the best step finds it in the chief's workdir).
+  best_checkpoint = (best_manager.latest_checkpoint or
+                     tf.train.latest_checkpoint(
+                         os.path.join(workdir, workdir_lib.BEST_DIR)))
   tf.train.Checkpoint(layer=layer).read(
-      best_manager.latest_checkpoint).assert_existing_objects_matched(
-      ).expect_partial()
+      best_checkpoint).assert_existing_objects_matched().expect_partial()
   test_start = time.perf_counter()
   test = evaluate(eval_step, batch_episodes(episodes_lib.make_eval_dataset(
       pools.meta_test, config.episode, train_cfg.test_episodes, TEST_SEED,
@@ -310,14 +384,16 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
       'valid_episodes': train_cfg.eval_episodes,
       'train_seconds': train_seconds,
       'test_seconds': time.perf_counter() - test_start,
-      'best_checkpoint': best_manager.latest_checkpoint,
+      'best_checkpoint': best_checkpoint,
       'seed': train_cfg.seed,
+      'strategy': train_cfg.strategy,
+      'num_replicas': strategy.num_replicas_in_sync,
   }
-  if train_cfg.export:
+  if train_cfg.export and chief:
     from meta_lstm_tf import export_lib  # pylint: disable=g-import-not-at-top
     results['export_path'] = export_lib.export_adapt_and_classify(
         layer, config, os.path.join(workdir, workdir_lib.EXPORT_DIR))
-  workdir_lib.write_json(os.path.join(workdir, workdir_lib.RESULTS_FILE),
+  workdir_lib.write_json(os.path.join(out_dir, workdir_lib.RESULTS_FILE),
                          results)
   logging.info('Results: %s', json.dumps(results, sort_keys=True))
   return results

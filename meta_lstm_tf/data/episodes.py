@@ -163,26 +163,40 @@ def make_episode_dataset(pool: splits.ClassPool,
                          episode_config: config_lib.EpisodeConfig,
                          meta_batch_size: int,
                          seed: Seed,
-                         start_index: int = 0) -> tf.data.Dataset:
+                         start_index: int = 0,
+                         num_replicas: int = 1,
+                         replica_ids: Sequence[int] = (0,)) -> tf.data.Dataset:
   """Infinite meta-batches of training episodes.
 
   Episode i (counting from 0 over the whole stream) depends only on
   (seed, i); batch b holds episodes b * B .. b * B + B - 1 counted from
   `start_index`.
 
+  Split across R replicas (a `tf.distribute` input pipeline feeding the
+  replicas `replica_ids`), element k of the dataset is replica
+  r = replica_ids[k % L]'s share of global batch s = k // L (L =
+  len(replica_ids)): episodes s * B + r * B / R .. s * B + (r + 1) * B / R - 1
+  counted from `start_index`. So the R replicas of step s together see
+  exactly the episodes of batch s of the single-device stream, and resuming
+  at step t still takes `start_index = t * B`.
+
   Args:
     pool: meta-train classes.
     episode_config: N, K, Q.
-    meta_batch_size: B, episodes per element.
+    meta_batch_size: B, episodes per (global) meta-batch.
     seed: int (or int [2]) seed of the stream.
     start_index: index of the first episode, e.g. `step * meta_batch_size`
       when resuming at `step`.
+    num_replicas: R, replicas the meta-batch is split across.
+    replica_ids: the replicas (in 0..R-1) this dataset feeds, in the order
+      the input pipeline hands elements to them.
 
   Returns:
-    `tf.data.Dataset` of `Episode` with a leading [B] axis.
+    `tf.data.Dataset` of `Episode` with a leading [B / R] axis.
 
   Raises:
-    ValueError: the pool cannot supply such episodes, or a bad batch size.
+    ValueError: the pool cannot supply such episodes, a bad batch size, or
+      B not divisible by R.
   """
   validate_episode_config(pool, episode_config, 'meta_train')
   if (not isinstance(meta_batch_size, int) or isinstance(meta_batch_size, bool)
@@ -192,11 +206,41 @@ def make_episode_dataset(pool: splits.ClassPool,
   if not isinstance(start_index, int) or start_index < 0:
     raise ValueError(f'start_index={start_index!r}: must be a non-negative '
                      'integer')
-  sample = _sampler(pool, episode_config, seed, _TRAIN_STREAM)
-  return (tf.data.Dataset.counter(start=start_index, dtype=tf.int64)
+  if not isinstance(num_replicas, int) or num_replicas < 1:
+    raise ValueError(f'num_replicas={num_replicas!r}: must be a positive '
+                     'integer')
+  if meta_batch_size % num_replicas:
+    raise ValueError(f'meta_batch_size={meta_batch_size}: must be a multiple '
+                     f'of the {num_replicas} replicas')
+  replica_ids = list(replica_ids)
+  if not replica_ids or any(not 0 <= r < num_replicas for r in replica_ids):
+    raise ValueError(f'replica_ids={replica_ids!r}: must be a non-empty list '
+                     f'of replicas in [0, {num_replicas})')
+  images = tf.convert_to_tensor(pool.images)
+  base_seed = _base_seed(seed, _TRAIN_STREAM)
+  replica_batch = meta_batch_size // num_replicas
+
+  def sample(index):
+    return sample_episode(images, episode_config,
+                          episode_seed(base_seed, index))
+
+  if num_replicas == 1:
+    indices = tf.data.Dataset.counter(start=start_index, dtype=tf.int64)
+  else:
+    replicas = tf.constant(replica_ids, tf.int64)
+    local = len(replica_ids)
+
+    def replica_indices(k):
+      first = (start_index + k // local * meta_batch_size +
+               tf.gather(replicas, k % local) * replica_batch)
+      return tf.range(first, first + replica_batch)
+
+    indices = (tf.data.Dataset.counter(dtype=tf.int64).map(replica_indices)
+               .unbatch())
+  return (indices
           .map(sample, num_parallel_calls=tf.data.AUTOTUNE,
                deterministic=True)
-          .batch(meta_batch_size, drop_remainder=True,
+          .batch(replica_batch, drop_remainder=True,
                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
           .prefetch(tf.data.AUTOTUNE))
 
