@@ -4,6 +4,10 @@ r"""Speed and memory benchmark; prints one JSON object.
         --num_queries=15 --inner_steps=8
 
 Keys: `meta_train_episodes_per_sec` (first order, meta-batch 1),
+`meta_train_episodes_per_sec_2_replicas` (first order, meta-batch 2 split
+over 2 replicas of a MirroredStrategy: the first 2 GPUs, else 2 logical CPU
+devices sharing the cores, so no speed-up there; measured in a subprocess,
+since logical devices must be configured before TensorFlow starts),
 `meta_train_episodes_per_sec_second_order`, `train_step_trace_seconds`,
 `peak_rss_mib` (after the first-order measurement), and, where Omniglot is
 available (`--omniglot_dir` or `OMNIGLOT_DIR`), the pipeline's
@@ -13,7 +17,9 @@ adapt-and-classify through a loaded SavedModel. Rates are medians over
 """
 
 import json
+import os
 import resource
+import subprocess
 import sys
 import time
 
@@ -24,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import distribute
 from meta_lstm_tf import meta_lstm_layer
 from meta_lstm_tf import train_steps
 from meta_lstm_tf import types
@@ -44,6 +51,11 @@ _SERVING = flags.DEFINE_bool('serving', True,
                              'Time adapt-and-classify through a SavedModel.')
 _OMNIGLOT_DIR = flags.DEFINE_string('omniglot_dir', None,
                                     'Local Omniglot (default $OMNIGLOT_DIR).')
+_REPLICAS = flags.DEFINE_integer(
+    'replicas', 2, 'Replicas of the multi-replica measurement (0: skip it).')
+_ONLY_REPLICAS = flags.DEFINE_bool(
+    'only_replicas', False, 'Internal: this process configures the devices '
+    'and times only the --replicas measurement.')
 
 
 def _peak_rss_mib() -> float:
@@ -66,17 +78,32 @@ def synthetic_episodes(episode: config_lib.EpisodeConfig, image_size: int,
 
 def time_meta_train(episode: config_lib.EpisodeConfig, inner_steps: int,
                     image_size: int, second_order: bool, steps: int,
-                    repeats: int, jit_compile: bool = False) -> dict:
-  """Returns episodes/s (median over blocks) and the first call's seconds."""
+                    repeats: int, jit_compile: bool = False,
+                    strategy=None) -> dict:
+  """Returns episodes/s (median over blocks) and the first call's seconds.
+
+  Without a strategy the meta-batch is one episode; with one, one episode
+  per replica.
+  """
   learner_config = config_lib.LearnerConfig(num_ways=episode.num_ways,
                                             image_size=image_size)
-  layer = meta_lstm_layer.MetaLSTMLayer(learner_config)
-  optimizer = keras.optimizers.Adam(1e-3)
+  strategy = strategy or tf.distribute.get_strategy()
+  with strategy.scope():
+    layer = meta_lstm_layer.MetaLSTMLayer(learner_config)
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build(layer.trainable_variables)
   inner = config_lib.InnerLoopConfig(inner_steps=inner_steps,
                                      second_order=second_order)
   step = train_steps.make_meta_train_step(layer, optimizer, inner, 0.25,
-                                          jit_compile=jit_compile)
-  episodes = synthetic_episodes(episode, image_size)
+                                          jit_compile=jit_compile,
+                                          strategy=strategy)
+  replicas = strategy.num_replicas_in_sync
+  episodes = synthetic_episodes(episode, image_size, meta_batch_size=replicas)
+  if distribute.is_distributed(strategy):
+    episodes = strategy.experimental_distribute_values_from_function(
+        lambda context: tf.nest.map_structure(
+            lambda x: x[context.replica_id_in_sync_group][tf.newaxis],
+            episodes))
   start = time.perf_counter()
   step(episodes)['loss'].numpy()
   trace_seconds = time.perf_counter() - start
@@ -88,15 +115,69 @@ def time_meta_train(episode: config_lib.EpisodeConfig, inner_steps: int,
     for _ in range(steps):
       metrics = step(episodes)
     metrics['loss'].numpy()
-    rates.append(steps / (time.perf_counter() - start))
+    rates.append(steps * replicas / (time.perf_counter() - start))
   return {'episodes_per_sec': float(np.median(rates)),
           'trace_seconds': trace_seconds}
+
+
+def _replica_strategy(replicas: int) -> tf.distribute.Strategy:
+  """MirroredStrategy over the first GPUs, else over logical CPU devices.
+
+  Must run before anything else initialises TensorFlow's devices.
+  """
+  gpus = tf.config.list_physical_devices('GPU')
+  if len(gpus) >= replicas:
+    return tf.distribute.MirroredStrategy(
+        [f'/gpu:{i}' for i in range(replicas)])
+  cpu = tf.config.list_physical_devices('CPU')[0]
+  tf.config.set_logical_device_configuration(
+      cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+  return tf.distribute.MirroredStrategy(
+      [f'/cpu:{i}' for i in range(replicas)])
+
+
+def _time_replicas_here(episode: config_lib.EpisodeConfig) -> dict:
+  """The --only_replicas process: one JSON line with the replicas' rate."""
+  strategy = _replica_strategy(_REPLICAS.value)
+  timing = time_meta_train(episode, _INNER_STEPS.value, _IMAGE_SIZE.value,
+                           False, _STEPS.value, _REPEATS.value, _JIT.value,
+                           strategy=strategy)
+  return {'episodes_per_sec': timing['episodes_per_sec'],
+          'devices': list(strategy.extended.worker_devices)}
+
+
+def _time_replicas_in_subprocess() -> dict:
+  """Runs this benchmark with --only_replicas in a fresh process."""
+  replicas = _REPLICAS.value
+  command = [sys.executable, '-m', 'meta_lstm_tf.benchmark',
+             '--only_replicas'] + [
+                 f'--{name}={flags.FLAGS[name].value}' for name in (
+                     'num_ways', 'num_shots', 'num_queries', 'inner_steps',
+                     'image_size', 'steps', 'repeats', 'jit_compile',
+                     'replicas')]
+  package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ)
+  env['PYTHONPATH'] = os.pathsep.join(
+      p for p in (package_root, env.get('PYTHONPATH')) if p)
+  env.pop('TF_CONFIG', None)
+  result = subprocess.run(command, capture_output=True, text=True, env=env,
+                          check=False)
+  if result.returncode:
+    raise RuntimeError(result.stderr[-2000:])
+  timing = json.loads(result.stdout.strip().splitlines()[-1])
+  return {f'meta_train_episodes_per_sec_{replicas}_replicas':
+              timing['episodes_per_sec'],
+          f'replica_devices_{replicas}_replicas': timing['devices']}
 
 
 def main(argv):
   del argv
   episode = config_lib.EpisodeConfig(_NUM_WAYS.value, _NUM_SHOTS.value,
                                      _NUM_QUERIES.value).validate()
+  if _ONLY_REPLICAS.value:
+    json.dump(_time_replicas_here(episode), sys.stdout)
+    sys.stdout.write('\n')
+    return
   result = {
       'device': 'GPU' if tf.config.list_physical_devices('GPU') else 'CPU',
       'num_ways': episode.num_ways, 'num_shots': episode.num_shots,
@@ -107,6 +188,11 @@ def main(argv):
                           False, _STEPS.value, _REPEATS.value, _JIT.value)
   result['meta_train_episodes_per_sec'] = first['episodes_per_sec']
   result['peak_rss_mib'] = _peak_rss_mib()
+  if _REPLICAS.value > 1:
+    try:
+      result.update(_time_replicas_in_subprocess())
+    except Exception as e:  # pylint: disable=broad-except
+      result['replicas_error'] = f'{type(e).__name__}: {e}'
   if _SECOND_ORDER.value:
     second = time_meta_train(episode, _INNER_STEPS.value, _IMAGE_SIZE.value,
                              True, _STEPS.value, _REPEATS.value, _JIT.value)

@@ -166,6 +166,10 @@ def _make_distributed_meta_train_step(layer, optimizer, inner_config,
   `tests/test_distribute.py` checks the update against one device.
   """
   variables = layer.trainable_variables
+  if not optimizer.built:
+    # Slots must be mirrored variables made now, not inside a replica.
+    with strategy.scope():
+      optimizer.build(variables)
   _disable_optimizer_all_reduce(optimizer)
   num_replicas = strategy.num_replicas_in_sync
 

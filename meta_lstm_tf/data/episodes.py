@@ -216,14 +216,8 @@ def make_episode_dataset(pool: splits.ClassPool,
   if not replica_ids or any(not 0 <= r < num_replicas for r in replica_ids):
     raise ValueError(f'replica_ids={replica_ids!r}: must be a non-empty list '
                      f'of replicas in [0, {num_replicas})')
-  images = tf.convert_to_tensor(pool.images)
-  base_seed = _base_seed(seed, _TRAIN_STREAM)
+  sample = _sampler(pool, episode_config, seed, _TRAIN_STREAM)
   replica_batch = meta_batch_size // num_replicas
-
-  def sample(index):
-    return sample_episode(images, episode_config,
-                          episode_seed(base_seed, index))
-
   if num_replicas == 1:
     indices = tf.data.Dataset.counter(start=start_index, dtype=tf.int64)
   else:
