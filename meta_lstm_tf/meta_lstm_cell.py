@@ -56,8 +56,8 @@ class MetaLSTMState(NamedTuple):
   """Recurrent state, every field with leading axis P.
 
   Attributes:
-    lstm_h: [P, D] layer-1 hidden state.
-    lstm_c: [P, D] layer-1 cell state.
+    lstm_h: [D, P] layer-1 hidden state (coordinates on the last axis).
+    lstm_c: [D, P] layer-1 cell state.
     forget_gate: [P] f_{t-1}.
     input_gate: [P] i_{t-1}.
     params: [P] theta_{t-1}, the learner's flat parameters.
@@ -72,30 +72,30 @@ class MetaLSTMState(NamedTuple):
 def initial_state(params: tf.Tensor, hidden_size: int) -> MetaLSTMState:
   """The state at t = 0: zero LSTM state and gates, theta_0 = params."""
   num = tf.shape(params)[0]
-  zeros_h = tf.zeros(tf.stack([num, hidden_size]), dtype=params.dtype)
+  zeros_h = tf.zeros(tf.stack([hidden_size, num]), dtype=params.dtype)
   zeros_p = tf.zeros_like(params)
   return MetaLSTMState(zeros_h, zeros_h, zeros_p, zeros_p, params)
 
 
 def lstm_step(weights: MetaLSTMWeights, grad_features: tf.Tensor,
               loss_features: tf.Tensor, h: tf.Tensor, c: tf.Tensor):
-  """Layer 1: one standard LSTM step. Returns (h_t, c_t), each [P, D].
+  """Layer 1: one standard LSTM step. Returns (h_t, c_t), each [D, P].
 
-  The input x_t = [grad_features [P, 2], loss_features [2]] is never
-  materialised: the loss is the same for every coordinate, so its input
-  weights fold into the bias.
+  Coordinates run along the last (contiguous) axis and each gate has its own
+  [D, 2 + D] x [2 + D, P] product: no [P, 4D] tensor is split column-wise
+  (a slow strided copy, forward and backward). The input
+  x_t = [grad_features [2, P], loss_features [2]] is never materialised: the
+  loss is the same for every coordinate, so its input weights fold into the
+  bias.
   """
   bias = tf.linalg.matvec(weights.lstm_kernel[2:], loss_features,
                           transpose_a=True) + weights.lstm_bias
-  inputs = tf.concat([grad_features, h], axis=-1)  # [P, 2 + D]
+  inputs = tf.concat([grad_features, h], axis=0)  # [2 + D, P]
   kernel = tf.concat([weights.lstm_kernel[:2], weights.lstm_recurrent_kernel],
                      axis=0)  # [2 + D, 4D]
-  # One product per gate rather than one [P, 4D] product and a split: the
-  # column split of a [P, 4D] tensor is a slow strided copy.
   a_i, a_f, a_g, a_o = (
-      tf.nn.bias_add(tf.matmul(inputs, k), b)
-      for k, b in zip(tf.split(kernel, 4, axis=1),
-                      tf.split(bias, 4)))
+      tf.matmul(k, inputs, transpose_a=True) + b[:, None]
+      for k, b in zip(tf.split(kernel, 4, axis=1), tf.split(bias, 4)))
   c_new = tf.sigmoid(a_f) * c + tf.sigmoid(a_i) * tf.tanh(a_g)
   h_new = tf.sigmoid(a_o) * tf.tanh(c_new)
   return h_new, c_new
@@ -103,12 +103,15 @@ def lstm_step(weights: MetaLSTMWeights, grad_features: tf.Tensor,
 
 def gates(weights: MetaLSTMWeights, h: tf.Tensor, params: tf.Tensor,
           prev_forget: tf.Tensor, prev_input: tf.Tensor):
-  """Layer 2 gates f_t, i_t (each [P]) from [h_t, theta_{t-1}, gate_{t-1}]."""
-  hidden = h.shape[-1]
+  """Layer 2 gates f_t, i_t (each [P]) from [h_t, theta_{t-1}, gate_{t-1}].
+
+  h is [D, P].
+  """
+  hidden = h.shape[0]
   wf, wi = weights.forget_kernel, weights.input_kernel
-  # One [P, D] x [D, 2] product for both gates' hidden-state terms.
+  # One [2, D] x [D, P] product for both gates' hidden-state terms.
   h_f, h_i = tf.unstack(
-      tf.matmul(h, tf.stack([wf[:hidden], wi[:hidden]], axis=1)), axis=1)
+      tf.matmul(tf.stack([wf[:hidden], wi[:hidden]], axis=0), h), axis=0)
   forget_gate = tf.sigmoid(h_f + params * wf[hidden] +
                            prev_forget * wf[hidden + 1] + weights.forget_bias)
   input_gate = tf.sigmoid(h_i + params * wi[hidden] +
@@ -132,7 +135,8 @@ def meta_lstm_step(weights: MetaLSTMWeights, state: MetaLSTMState,
     The state at t; `params` is theta_t.
   """
   loss = tf.cast(loss, grad.dtype)
-  grad_features = preprocessing.preprocess(grad, preprocess_p)  # [P, 2]
+  grad_features = tf.transpose(
+      preprocessing.preprocess(grad, preprocess_p))  # [2, P]
   loss_features = preprocessing.preprocess(loss, preprocess_p)  # [2]
   h, c = lstm_step(weights, grad_features, loss_features, state.lstm_h,
                    state.lstm_c)

@@ -60,8 +60,11 @@ class MetaLSTMCellTest(tf.test.TestCase, parameterized.TestCase):
       loss = 2.0 / (t + 1)
       state = step(tf_w, state, tf.constant(grad), tf.constant(loss, tf.float64))
       np_state = numpy_step(w, np_state, grad, loss)
-      for got, want in zip(state, np_state):
-        self.assertAllClose(got, want, rtol=1e-10, atol=1e-12)
+      # The cell keeps the LSTM state as [D, P]; the reference as [P, D].
+      got = state._replace(lstm_h=tf.transpose(state.lstm_h),
+                           lstm_c=tf.transpose(state.lstm_c))
+      for got_field, want_field in zip(got, np_state):
+        self.assertAllClose(got_field, want_field, rtol=1e-10, atol=1e-12)
 
   def test_previous_gate_values_are_fed_back(self):
     # Only the f_{t-1} weight is non-zero: f_2 must equal sigmoid(w * f_1 + b).
