@@ -125,7 +125,8 @@ def make_meta_train_step(
 
 
 def _meta_batch_losses(layer, episodes: types.Episode,
-                       inner_config: config_lib.InnerLoopConfig):
+                       inner_config: config_lib.InnerLoopConfig,
+                       training: bool = True):
   """Adapts to each episode of a stacked batch (leading axis).
 
   Returns:
@@ -136,7 +137,7 @@ def _meta_batch_losses(layer, episodes: types.Episode,
   for b in range(episodes.support_images.shape[0]):
     episode = tf.nest.map_structure(lambda x, b=b: x[b], episodes)
     loss, accuracy, result = episode_loss(layer, episode, inner_config,
-                                          training=True)
+                                          training=training)
     losses.append(loss)
     accuracies.append(accuracy)
     results.append(result)
@@ -239,13 +240,8 @@ def make_eval_step(layer: meta_lstm_layer.MetaLSTMLayer,
   """
 
   def step(episodes: types.Episode):
-    losses, accuracies = [], []
-    for e in range(episodes.support_images.shape[0]):
-      episode = tf.nest.map_structure(lambda x, e=e: x[e], episodes)
-      loss, accuracy, _ = episode_loss(layer, episode, inner_config,
-                                       training=False)
-      losses.append(loss)
-      accuracies.append(accuracy)
+    losses, accuracies, _ = _meta_batch_losses(layer, episodes, inner_config,
+                                               training=False)
     return tf.stack(losses), tf.stack(accuracies)
 
   return tf.function(step, jit_compile=jit_compile)
