@@ -49,6 +49,12 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   define('integer', 'num_blocks', d.learner.num_blocks,
          'Conv blocks of the learner.')
   # Meta-learner and inner loop.
+  define('enum', 'update_rule', d.meta_learner.update_rule,
+         'Inner-loop update rule: meta_lstm (Ravi & Larochelle), sgd (MAML: '
+         'fixed --inner_lr, learned init) or meta_sgd (learned per-coordinate '
+         'rates and init).', enum_values=list(config_lib.UPDATE_RULES))
+  define('float', 'inner_lr', d.meta_learner.inner_lr,
+         'Learning rate of update_rule=sgd; initial rates of meta_sgd.')
   define('integer', 'hidden_size', d.meta_learner.hidden_size,
          'Hidden units of the meta-LSTM first layer.')
   define('integer', 'inner_steps', d.inner_loop.inner_steps,
@@ -122,7 +128,9 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS
       learner=config_lib.LearnerConfig(
           num_ways=f.num_ways, num_filters=f.num_filters,
           num_blocks=f.num_blocks, image_size=f.image_size),
-      meta_learner=config_lib.MetaLearnerConfig(hidden_size=f.hidden_size),
+      meta_learner=config_lib.MetaLearnerConfig(
+          update_rule=f.update_rule, inner_lr=f.inner_lr,
+          hidden_size=f.hidden_size),
       inner_loop=config_lib.InnerLoopConfig(
           inner_steps=f.inner_steps, second_order=f.second_order,
           transductive=f.transductive,

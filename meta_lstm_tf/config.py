@@ -9,7 +9,7 @@ from typing import Optional
 
 SPLITS = ('lake', 'minimal', 'vinyals')
 MINIMAL_SUBSETS = ('small1', 'small2')
-UPDATE_RULES = ('meta_lstm',)
+UPDATE_RULES = ('meta_lstm', 'sgd', 'meta_sgd')
 STRATEGIES = ('default', 'mirrored', 'multi_worker', 'tpu')
 
 
@@ -97,7 +97,20 @@ class LearnerConfig:
 
 @dataclasses.dataclass(frozen=True)
 class MetaLearnerConfig:
-  """The coordinate-wise two-layer meta-LSTM."""
+  """The update rule of the inner loop and its meta-parameters.
+
+  Attributes:
+    update_rule: one of `UPDATE_RULES`: `meta_lstm` (Ravi & Larochelle),
+      `sgd` (a fixed learning rate and learned initial parameters: MAML) or
+      `meta_sgd` (a learned learning rate per coordinate and learned initial
+      parameters: Meta-SGD, Li et al. 2017).
+    inner_lr: the learning rate of `sgd`, and the initial value of every
+      learned rate of `meta_sgd`; unused by `meta_lstm`.
+    hidden_size, preprocess_p, weight_init_scale, forget_bias_range,
+      input_bias_range: the meta-LSTM (`meta_lstm_layer.MetaLSTMLayer`).
+  """
+  update_rule: str = 'meta_lstm'
+  inner_lr: float = 0.1
   hidden_size: int = 20
   preprocess_p: float = 10.0
   weight_init_scale: float = 0.01
@@ -105,6 +118,9 @@ class MetaLearnerConfig:
   input_bias_range: tuple = (-5.0, -4.0)
 
   def validate(self) -> 'MetaLearnerConfig':
+    _check(self.update_rule in UPDATE_RULES, 'update_rule', self.update_rule,
+           f'must be one of {UPDATE_RULES}')
+    _check(self.inner_lr > 0, 'inner_lr', self.inner_lr, 'must be > 0')
     _positive_int('hidden_size', self.hidden_size)
     _check(self.preprocess_p > 0, 'preprocess_p', self.preprocess_p,
            'must be > 0')

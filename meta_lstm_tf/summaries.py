@@ -71,9 +71,12 @@ class Writer:
       tf.summary.image('episode/query', episode.query_images, max_outputs=10)
 
   def valid_scalars(self, step: int, accuracy: float, ci95: float,
-                    loss: float) -> None:
+                    loss: float, train_seconds: float) -> None:
+    """train_seconds: meta-training time so far (resumes included), so
+    curves of runs can be compared against time as well as steps."""
     with self.valid.as_default(step=step):
       tf.summary.scalar('accuracy', accuracy)
+      tf.summary.scalar('train_seconds', train_seconds)
       tf.summary.scalar('accuracy_ci95', ci95)
       tf.summary.scalar('meta_loss', loss)
 

@@ -317,7 +317,7 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
       if step % train_cfg.eval_every == 0 or step == train_cfg.max_steps:
         valid = evaluate(eval_step, valid_episodes)
         writer.valid_scalars(step, valid['accuracy'], valid['ci95'],
-                             valid['loss'])
+                             valid['loss'], elapsed())
         last_valid = valid['accuracy']
         if valid['accuracy'] > float(state.best_valid_accuracy):
           state.best_valid_accuracy.assign(valid['accuracy'])
@@ -347,7 +347,7 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
       # Stopped early (time budget) or never validated: validate now.
       valid = evaluate(eval_step, valid_episodes)
       writer.valid_scalars(step, valid['accuracy'], valid['ci95'],
-                           valid['loss'])
+                           valid['loss'], elapsed())
       if valid['accuracy'] > float(state.best_valid_accuracy):
         state.best_valid_accuracy.assign(valid['accuracy'])
         state.best_step.assign(step)
