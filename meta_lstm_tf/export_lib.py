@@ -54,9 +54,9 @@ import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import inner_loop
-from meta_lstm_tf import meta_lstm_layer
 from meta_lstm_tf import train_steps
 from meta_lstm_tf import types
+from meta_lstm_tf import update_rule
 from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.data import image_ops
 
@@ -209,7 +209,7 @@ class AdaptAndClassifyModule(tf.Module):
   does.
   """
 
-  def __init__(self, layer: meta_lstm_layer.MetaLSTMLayer,
+  def __init__(self, layer: update_rule.UpdateRule,
                config: config_lib.ExperimentConfig):
     super().__init__(name=ADAPT_AND_CLASSIFY)
     _check_exportable(layer, config)
@@ -292,7 +292,7 @@ def _tf_variable(variable) -> tf.Variable:
   return inner
 
 
-def _check_exportable(layer: meta_lstm_layer.MetaLSTMLayer,
+def _check_exportable(layer: update_rule.UpdateRule,
                       config: config_lib.ExperimentConfig) -> None:
   config.validate()
   if layer.learner_cfg != config.learner:
@@ -387,7 +387,7 @@ def preprocess_support(images: Images, image_size: int) -> tf.Tensor:
   return image_ops.preprocess_images(images, image_size)
 
 
-def make_adapted_learner(layer: meta_lstm_layer.MetaLSTMLayer,
+def make_adapted_learner(layer: update_rule.UpdateRule,
                          config: config_lib.ExperimentConfig,
                          support_images: Images, support_labels,
                          class_names: Sequence[str]) -> AdaptedLearnerModule:
@@ -476,7 +476,7 @@ def _metadata(model: str, config: config_lib.ExperimentConfig,
               config=config.to_dict(), **extra)
 
 
-def export_adapt_and_classify(layer: meta_lstm_layer.MetaLSTMLayer,
+def export_adapt_and_classify(layer: update_rule.UpdateRule,
                               config: config_lib.ExperimentConfig,
                               export_base: str) -> str:
   """Writes the adapt-and-classify SavedModel as the next version.
@@ -494,7 +494,7 @@ def export_adapt_and_classify(layer: meta_lstm_layer.MetaLSTMLayer,
                          _metadata(ADAPT_AND_CLASSIFY, config))
 
 
-def export_adapted_learner(layer: meta_lstm_layer.MetaLSTMLayer,
+def export_adapted_learner(layer: update_rule.UpdateRule,
                            config: config_lib.ExperimentConfig,
                            support_images: Images, support_labels,
                            class_names: Sequence[str],

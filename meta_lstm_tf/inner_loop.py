@@ -3,9 +3,10 @@
 Shapes: S support examples, Q_total query examples, P learner coordinates,
 T inner steps.
 
-`adapt` runs T meta-LSTM updates of the learner's flat parameters on the
-support set, inside a `tf.while_loop` (so a second-order graph does not grow
-with T at trace time). First- or second-order meta-gradients are chosen in one
+`adapt` runs T updates of the learner's flat parameters on the support set by
+an update rule (`update_rule.UpdateRule`: the meta-LSTM, SGD or Meta-SGD),
+inside a `tf.while_loop` (so a second-order graph does not grow with T at
+trace time). First- or second-order meta-gradients are chosen in one
 place, `support_loss_and_gradient`.
 """
 
@@ -15,8 +16,8 @@ import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import learner
-from meta_lstm_tf import meta_lstm_cell
 from meta_lstm_tf import types
+from meta_lstm_tf import update_rule
 
 
 def support_loss_and_gradient(params: tf.Tensor, images: tf.Tensor,
@@ -52,13 +53,15 @@ def support_loss_and_gradient(params: tf.Tensor, images: tf.Tensor,
   return loss, grad, tf.nest.map_structure(tf.stop_gradient, batch_stats)
 
 
-def adapt(weights: meta_lstm_cell.MetaLSTMWeights, initial_params: tf.Tensor,
+def adapt(rule: update_rule.UpdateRule, weights, initial_params: tf.Tensor,
           support_images: tf.Tensor, support_labels: tf.Tensor, *,
-          learner_config: config_lib.LearnerConfig, inner_steps: int,
-          second_order: bool = False, preprocess_p: float = 10.0,
+          inner_steps: int, second_order: bool = False,
           bn_momentum: Optional[float] = 1.0,
           record_gates: bool = False) -> types.AdaptationResult:
-  """Adapts the learner to a support set with T meta-LSTM steps.
+  """Adapts the learner to a support set with T steps of an update rule.
+
+  The rule is used only through `update_rule.UpdateRule`'s interface
+  (`initial_state`, `update`), whichever rule it is.
 
   Batch-norm running statistics are reset at the start (every episode starts
   fresh) and accumulated over the T + 1 support passes (theta_0 .. theta_T;
@@ -66,22 +69,21 @@ def adapt(weights: meta_lstm_cell.MetaLSTMWeights, initial_params: tf.Tensor,
   `learner.accumulate_bn_stats(..., bn_momentum)`.
 
   Args:
-    weights: meta-LSTM weights (`MetaLSTMLayer.meta_weights()`).
-    initial_params: [P] theta_0 (`MetaLSTMLayer.initial_params`).
+    rule: the update rule (its learner config shapes the learner).
+    weights: the rule's meta-parameters, `rule.meta_weights()`.
+    initial_params: [P] theta_0 (`rule.initial_params`).
     support_images: [S, H, W, C]; support_labels: int32 [S].
-    learner_config: learner shape.
     inner_steps: T.
     second_order: exact meta-gradients through the learner's gradient.
-    preprocess_p: the preprocessing scale p.
     bn_momentum: see `learner.accumulate_bn_stats` (1.0: the last pass).
     record_gates: also return the full [T, P] gates (for histograms).
 
   Returns:
     `types.AdaptationResult`.
   """
-  hidden_size = weights.lstm_recurrent_kernel.shape[0]
+  learner_config = rule.learner_cfg
   dtype = initial_params.dtype
-  state0 = meta_lstm_cell.initial_state(initial_params, hidden_size)
+  state0 = rule.initial_state(weights, initial_params)
   stats0 = learner.init_bn_stats(learner_config, dtype)
   losses = tf.TensorArray(dtype, size=inner_steps + 1)
   forget_means = tf.TensorArray(dtype, size=inner_steps)
@@ -99,8 +101,7 @@ def adapt(weights: meta_lstm_cell.MetaLSTMWeights, initial_params: tf.Tensor,
         second_order)
     if not second_order:
       loss = tf.stop_gradient(loss)
-    state = meta_lstm_cell.meta_lstm_step(weights, state, grad, loss,
-                                          preprocess_p)
+    state = rule.update(weights, state, grad, loss)
     losses = losses.write(t, tf.stop_gradient(loss))
     forget_means = forget_means.write(
         t, tf.stop_gradient(tf.reduce_mean(state.forget_gate)))

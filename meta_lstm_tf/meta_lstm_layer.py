@@ -7,7 +7,7 @@ input gate weights of the second layer, and the learned initial learner
 parameters theta_0 (the second layer's initial cell state, trained like every
 other meta-weight). Its `call` packs the variables and delegates to the pure
 `meta_lstm_cell.meta_lstm_step`; the inner loop reads the same packed weights
-through `meta_weights()`.
+through `meta_weights()`. It is the `meta_lstm` rule of `update_rule.UpdateRule`.
 """
 
 import keras
@@ -17,6 +17,7 @@ import tensorflow as tf
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import learner
 from meta_lstm_tf import meta_lstm_cell
+from meta_lstm_tf import update_rule
 
 
 class _UniformRange(keras.initializers.Initializer):
@@ -35,7 +36,7 @@ class _UniformRange(keras.initializers.Initializer):
 
 
 @keras.saving.register_keras_serializable(package='meta_lstm_tf')
-class MetaLSTMLayer(keras.layers.Layer):
+class MetaLSTMLayer(update_rule.UpdateRule):
   """The coordinate-wise two-layer meta-learner LSTM of Ravi & Larochelle.
 
   One set of weights is shared by all P coordinates. Initialisation follows the
@@ -51,20 +52,12 @@ class MetaLSTMLayer(keras.layers.Layer):
                preprocess_p: float = 10.0, weight_init_scale: float = 0.01,
                forget_bias_range=(4.0, 5.0), input_bias_range=(-5.0, -4.0),
                seed: int = 0, **kwargs):
-    super().__init__(**kwargs)
-    if isinstance(learner_config, config_lib.LearnerConfig):
-      learner_config = learner_config.__dict__.copy()
-    self.learner_config = dict(learner_config)
-    self._learner_cfg = config_lib.LearnerConfig(**self.learner_config)
-    self._learner_cfg.validate()
+    super().__init__(learner_config, seed=seed, **kwargs)
     self.hidden_size = int(hidden_size)
     self.preprocess_p = float(preprocess_p)
     self.weight_init_scale = float(weight_init_scale)
     self.forget_bias_range = tuple(float(v) for v in forget_bias_range)
     self.input_bias_range = tuple(float(v) for v in input_bias_range)
-    self.seed = int(seed)
-    self.param_spec = learner.param_spec(self._learner_cfg)
-    self.num_coordinates = learner.num_params(self._learner_cfg)
     self._create_variables()
 
   @classmethod
@@ -102,16 +95,8 @@ class MetaLSTMLayer(keras.layers.Layer):
     self.input_bias = self.add_weight(
         name='input_bias', shape=(),
         initializer=uniform(7, *self.input_bias_range))
-    init = learner.flatten(learner.init_params(self._learner_cfg, self.seed),
-                           self.param_spec).numpy()
-    self.initial_params = self.add_weight(
-        name='initial_params', shape=(self.num_coordinates,),
-        initializer=keras.initializers.Constant(init))
+    self._create_initial_params()
     self.built = True
-
-  @property
-  def learner_cfg(self) -> config_lib.LearnerConfig:
-    return self._learner_cfg
 
   def meta_weights(self) -> meta_lstm_cell.MetaLSTMWeights:
     """The gate and LSTM weights as tensors (reads the variables)."""
@@ -121,24 +106,28 @@ class MetaLSTMLayer(keras.layers.Layer):
             self.forget_kernel, self.forget_bias, self.input_kernel,
             self.input_bias)))
 
-  def initial_state(self) -> meta_lstm_cell.MetaLSTMState:
-    return meta_lstm_cell.initial_state(
-        tf.convert_to_tensor(self.initial_params), self.hidden_size)
+  def initial_state(self, weights: meta_lstm_cell.MetaLSTMWeights,
+                    params: tf.Tensor) -> meta_lstm_cell.MetaLSTMState:
+    hidden_size = weights.lstm_recurrent_kernel.shape[0]
+    return meta_lstm_cell.initial_state(params, hidden_size)
+
+  def update(self, weights: meta_lstm_cell.MetaLSTMWeights,
+             state: meta_lstm_cell.MetaLSTMState, grad: tf.Tensor,
+             loss: tf.Tensor) -> meta_lstm_cell.MetaLSTMState:
+    return meta_lstm_cell.meta_lstm_step(weights, state, grad, loss,
+                                         self.preprocess_p)
 
   def call(self, grad, loss, state):
-    state = meta_lstm_cell.MetaLSTMState(*state)
-    return meta_lstm_cell.meta_lstm_step(self.meta_weights(), state, grad,
-                                         loss, self.preprocess_p)
+    return self.update(self.meta_weights(),
+                       meta_lstm_cell.MetaLSTMState(*state), grad, loss)
 
   def get_config(self):
     base = super().get_config()
     base.update({
-        'learner_config': self.learner_config,
         'hidden_size': self.hidden_size,
         'preprocess_p': self.preprocess_p,
         'weight_init_scale': self.weight_init_scale,
         'forget_bias_range': list(self.forget_bias_range),
         'input_bias_range': list(self.input_bias_range),
-        'seed': self.seed,
     })
     return base

@@ -18,11 +18,11 @@ from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import distribute
 from meta_lstm_tf import inner_loop
 from meta_lstm_tf import learner
-from meta_lstm_tf import meta_lstm_layer
 from meta_lstm_tf import types
+from meta_lstm_tf import update_rule
 
 
-def adapt_and_classify(layer: meta_lstm_layer.MetaLSTMLayer,
+def adapt_and_classify(layer: update_rule.UpdateRule,
                        support_images: tf.Tensor, support_labels: tf.Tensor,
                        query_images: tf.Tensor,
                        inner_config: config_lib.InnerLoopConfig, *,
@@ -36,11 +36,10 @@ def adapt_and_classify(layer: meta_lstm_layer.MetaLSTMLayer,
     (logits [Q_total, N], `types.AdaptationResult`).
   """
   result = inner_loop.adapt(
-      layer.meta_weights(), tf.convert_to_tensor(layer.initial_params),
-      support_images, support_labels, learner_config=layer.learner_cfg,
-      inner_steps=inner_config.inner_steps,
+      layer, layer.meta_weights(), tf.convert_to_tensor(layer.initial_params),
+      support_images, support_labels, inner_steps=inner_config.inner_steps,
       second_order=inner_config.second_order and training,
-      preprocess_p=layer.preprocess_p, bn_momentum=inner_config.bn_momentum,
+      bn_momentum=inner_config.bn_momentum,
       record_gates=record_gates)
   if training:
     use_support_stats = inner_config.train_query_stats == 'support'
@@ -51,7 +50,7 @@ def adapt_and_classify(layer: meta_lstm_layer.MetaLSTMLayer,
   return logits, result
 
 
-def episode_loss(layer: meta_lstm_layer.MetaLSTMLayer, episode: types.Episode,
+def episode_loss(layer: update_rule.UpdateRule, episode: types.Episode,
                  inner_config: config_lib.InnerLoopConfig, *, training: bool,
                  record_gates: bool = False):
   """Adapts to one episode and scores the query set.
@@ -68,7 +67,7 @@ def episode_loss(layer: meta_lstm_layer.MetaLSTMLayer, episode: types.Episode,
 
 
 def make_meta_train_step(
-    layer: meta_lstm_layer.MetaLSTMLayer, optimizer: keras.optimizers.Optimizer,
+    layer: update_rule.UpdateRule, optimizer: keras.optimizers.Optimizer,
     inner_config: config_lib.InnerLoopConfig, clip_norm: float,
     jit_compile: bool = False,
     strategy: Optional[tf.distribute.Strategy] = None
@@ -228,7 +227,7 @@ def _disable_optimizer_all_reduce(optimizer: keras.optimizers.Optimizer):
   setattr(optimizer, hook, lambda grads_and_vars: list(grads_and_vars))
 
 
-def make_eval_step(layer: meta_lstm_layer.MetaLSTMLayer,
+def make_eval_step(layer: update_rule.UpdateRule,
                    inner_config: config_lib.InnerLoopConfig,
                    jit_compile: bool = False):
   """Builds the compiled evaluation step.
@@ -247,7 +246,7 @@ def make_eval_step(layer: meta_lstm_layer.MetaLSTMLayer,
   return tf.function(step, jit_compile=jit_compile)
 
 
-def make_diagnostics_step(layer: meta_lstm_layer.MetaLSTMLayer,
+def make_diagnostics_step(layer: update_rule.UpdateRule,
                           inner_config: config_lib.InnerLoopConfig):
   """Builds a step that also returns the full [T, P] gates, for histograms."""
 

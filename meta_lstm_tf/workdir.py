@@ -22,6 +22,9 @@ import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import meta_lstm_layer
+from meta_lstm_tf import meta_sgd_rule
+from meta_lstm_tf import sgd_rule
+from meta_lstm_tf import update_rule
 
 CONFIG_FILE = 'config.json'
 FLAGS_FILE = 'flags.txt'
@@ -79,16 +82,26 @@ def load_config(workdir: str) -> config_lib.ExperimentConfig:
     return config_from_dict(json.load(f))
 
 
-def make_layer(config: config_lib.ExperimentConfig
-               ) -> meta_lstm_layer.MetaLSTMLayer:
-  """A freshly initialised meta-learner for this config."""
-  return meta_lstm_layer.MetaLSTMLayer.from_experiment(
-      config.learner, config.meta_learner, seed=config.train.seed,
-      name='meta_lstm')
+# `MetaLearnerConfig.update_rule` -> the Keras layer implementing it.
+UPDATE_RULES = {
+    'meta_lstm': meta_lstm_layer.MetaLSTMLayer,
+    'sgd': sgd_rule.SGDRule,
+    'meta_sgd': meta_sgd_rule.MetaSGDRule,
+}
+
+
+def make_layer(config: config_lib.ExperimentConfig) -> update_rule.UpdateRule:
+  """A freshly initialised update rule (meta-learner) for this config."""
+  rule = config.meta_learner.update_rule
+  if rule not in UPDATE_RULES:
+    raise ValueError(f'update_rule={rule!r}: must be one of '
+                     f'{tuple(UPDATE_RULES)}')
+  return UPDATE_RULES[rule].from_experiment(
+      config.learner, config.meta_learner, seed=config.train.seed, name=rule)
 
 
 def restore_layer(workdir: str, checkpoint: Optional[str] = None
-                  ) -> Tuple[meta_lstm_layer.MetaLSTMLayer,
+                  ) -> Tuple[update_rule.UpdateRule,
                              config_lib.ExperimentConfig, str]:
   """Restores the meta-learner of a training run.
 

@@ -11,6 +11,7 @@ OMNIGLOT_DIR.
 """
 
 import base64
+import dataclasses
 import importlib.util
 import io
 import json
@@ -29,6 +30,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import export_lib
+from meta_lstm_tf import learner as learner_lib
 from meta_lstm_tf import train_steps
 from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.data import image_ops
@@ -603,6 +605,62 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
                             env=_subprocess_env(), cwd=self.tmp)
     self.assertNotEqual(result.returncode, 0)
     self.assertIn('--support_dir', result.stderr)
+
+
+class UpdateRuleExportTest(tf.test.TestCase, parameterized.TestCase):
+  """Every update rule exports through the same path and serves, in a fresh
+  process, what evaluation computes in-process."""
+
+  @parameterized.parameters('sgd', 'meta_sgd')
+  def test_rule_exports_and_serves_in_fresh_process(self, rule):
+    tmp = tempfile.mkdtemp(prefix='test_rule_export_')
+    self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+    base = _tiny_config()
+    config = dataclasses.replace(
+        base, meta_learner=dataclasses.replace(
+            base.meta_learner, update_rule=rule, inner_lr=0.3)).validate()
+    layer = workdir_lib.make_layer(config)
+    self.assertEqual(type(layer).__name__,
+                     {'sgd': 'SGDRule', 'meta_sgd': 'MetaSGDRule'}[rule])
+    # Move every variable off its initial value: the exports must hold the
+    # layer's current weights (theta_0, and Meta-SGD's rates).
+    rng = np.random.default_rng(1)
+    for variable in layer.variables:
+      variable.assign(variable.numpy() * (1 + 0.2 * rng.standard_normal(
+          variable.shape)).astype(np.float32))
+    labels = rng.permutation(np.repeat(np.arange(_NUM_WAYS), 2)).astype(
+        np.int32)
+    support_u8 = _natural_images(rng, len(labels))
+    query_u8 = _natural_images(rng, 6)
+    reference = _reference_logits(layer, config, support_u8, labels, query_u8)
+    model_path = export_lib.export_adapt_and_classify(
+        layer, config, os.path.join(tmp, rule))
+    learner_path = export_lib.export_adapted_learner(
+        layer, config, support_u8.astype(np.float32) / 255.0, labels,
+        _CLASS_NAMES, os.path.join(tmp, rule + '_adapted'))
+    self.assertEqual(export_lib.read_metadata(model_path)['config'][
+        'meta_learner']['update_rule'], rule)
+    inputs = os.path.join(tmp, 'inputs.npz')
+    outputs = os.path.join(tmp, 'outputs.npz')
+    np.savez(inputs, support=support_u8.astype(np.float32) / 255.0,
+             labels=labels, query=query_u8.astype(np.float32) / 255.0,
+             support_png=_pngs(support_u8), query_png=_pngs(query_u8))
+    subprocess.run(
+        [sys.executable, '-c', _RELOAD_SCRIPT, model_path, learner_path,
+         inputs, outputs],
+        check=True, env=_subprocess_env(), cwd=tmp, capture_output=True)
+    got = dict(np.load(outputs, allow_pickle=True))
+    for signature in ('serving_default', 'encoded_images'):
+      self.assertAllClose(got[f'{signature}/logits'], reference, atol=1e-4)
+      self.assertAllClose(got[f'learner/{signature}/probabilities'],
+                          _softmax(reference), atol=1e-5)
+    # The adaptation did something: theta_0 alone classifies differently.
+    theta0_logits, _ = learner_lib.apply(
+        learner_lib.unflatten(tf.convert_to_tensor(layer.initial_params),
+                              layer.param_spec),
+        image_ops.preprocess_images(query_u8, config.learner.image_size),
+        config.learner)
+    self.assertNotAllClose(theta0_logits, reference, atol=1e-3)
 
 
 class ServingLatencyBenchmarkTest(tf.test.TestCase):

@@ -1,4 +1,8 @@
-"""Meta-gradients of the inner loop: finite differences and first order."""
+"""Meta-gradients of the inner loop, for every update rule: finite
+differences (second order), a stop-gradient reference (first order), and
+`sgd` == the meta-LSTM forced to f = 1, i = lr."""
+
+import functools
 
 from absl.testing import parameterized
 import numpy as np
@@ -8,6 +12,9 @@ from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import inner_loop
 from meta_lstm_tf import learner
 from meta_lstm_tf import meta_lstm_cell
+from meta_lstm_tf import meta_lstm_layer
+from meta_lstm_tf import meta_sgd_rule
+from meta_lstm_tf import sgd_rule
 
 TINY = config_lib.LearnerConfig(num_ways=2, num_filters=2, num_blocks=1,
                                 image_size=4, channels=1)
@@ -15,13 +22,45 @@ HIDDEN = 3
 STEPS = 3
 
 
-def tiny_problem(seed=0):
+RULES = ('meta_lstm', 'sgd', 'meta_sgd')
+
+
+@functools.lru_cache(maxsize=None)
+def make_rule(name):
+  """One layer per rule, built eagerly (its variables are not used: tests
+  pass their own float64 weights)."""
+  if name == 'meta_lstm':
+    return meta_lstm_layer.MetaLSTMLayer(TINY, hidden_size=HIDDEN)
+  if name == 'sgd':
+    return sgd_rule.SGDRule(TINY, learning_rate=0.3)
+  return meta_sgd_rule.MetaSGDRule(TINY)
+
+
+def rule_weights(name, rng):
+  """Float64 meta-parameters (besides theta_0) of a rule, as a flat list."""
+  if name == 'meta_lstm':
+    shapes = [(4, 4 * HIDDEN), (HIDDEN, 4 * HIDDEN), (4 * HIDDEN,),
+              (HIDDEN + 2,), (), (HIDDEN + 2,), ()]
+    weights = [rng.uniform(-0.5, 0.5, size=s) for s in shapes]
+    weights[4] = np.array(2.0)    # forget bias: f ~ 0.88
+    weights[6] = np.array(-1.5)   # input bias: i ~ 0.18
+    return weights
+  if name == 'sgd':
+    return [np.array(0.3)]
+  return [rng.uniform(0.05, 0.5, size=learner.num_params(TINY))]
+
+
+def pack_weights(name, flat):
+  if name == 'meta_lstm':
+    return meta_lstm_cell.MetaLSTMWeights(*flat)
+  return flat[0]
+
+
+def tiny_problem(seed=0, rule='meta_lstm'):
+  """meta: the rule's float64 weights then theta_0; data: one episode."""
+  make_rule(rule)  # Built here, eagerly, not inside a tf.function.
   rng = np.random.default_rng(seed)
-  shapes = [(4, 4 * HIDDEN), (HIDDEN, 4 * HIDDEN), (4 * HIDDEN,),
-            (HIDDEN + 2,), (), (HIDDEN + 2,), ()]
-  weights = [rng.uniform(-0.5, 0.5, size=s) for s in shapes]
-  weights[4] = np.array(2.0)    # forget bias: f ~ 0.88
-  weights[6] = np.array(-1.5)   # input bias: i ~ 0.18
+  weights = rule_weights(rule, rng)
   theta0 = learner.flatten(learner.init_params(TINY, seed), learner.param_spec(
       TINY)).numpy().astype(np.float64)
   support = rng.uniform(size=(4, 4, 4, 1))
@@ -34,30 +73,30 @@ def tiny_problem(seed=0):
   return meta, data
 
 
-def query_loss(meta, data, second_order):
+def query_loss(meta, data, second_order, rule='meta_lstm'):
   support, support_labels, query, query_labels = data
-  weights = meta_lstm_cell.MetaLSTMWeights(*meta[:-1])
-  result = inner_loop.adapt(weights, meta[-1], support, support_labels,
-                            learner_config=TINY, inner_steps=STEPS,
-                            second_order=second_order)
+  result = inner_loop.adapt(make_rule(rule), pack_weights(rule, meta[:-1]),
+                            meta[-1], support, support_labels,
+                            inner_steps=STEPS, second_order=second_order)
   logits = inner_loop.query_logits(result, query, TINY,
                                    use_support_stats=False)
   return learner.loss_and_accuracy(logits, query_labels)[0]
 
 
-def meta_gradient(meta, data, second_order):
+def meta_gradient(meta, data, second_order, rule='meta_lstm'):
   with tf.GradientTape() as tape:
     tape.watch(meta)
-    loss = query_loss(meta, data, second_order)
+    loss = query_loss(meta, data, second_order, rule)
   return tape.gradient(loss, meta)
 
 
-def reference_first_order_loss(meta, data):
+def reference_first_order_loss(meta, data, rule='meta_lstm'):
   """Unrolled Python loop, stop_gradient on the learner's gradient and loss."""
   support, support_labels, query, query_labels = data
-  weights = meta_lstm_cell.MetaLSTMWeights(*meta[:-1])
+  update = make_rule(rule)
+  weights = pack_weights(rule, meta[:-1])
   spec = learner.param_spec(TINY)
-  state = meta_lstm_cell.initial_state(meta[-1], HIDDEN)
+  state = update.initial_state(weights, meta[-1])
   for _ in range(STEPS):
     with tf.GradientTape() as tape:
       tape.watch(state.params)
@@ -65,20 +104,19 @@ def reference_first_order_loss(meta, data):
                                 TINY)
       loss = learner.loss_and_accuracy(logits, support_labels)[0]
     grad = tape.gradient(loss, state.params)
-    state = meta_lstm_cell.meta_lstm_step(weights, state,
-                                          tf.stop_gradient(grad),
-                                          tf.stop_gradient(loss))
+    state = update.update(weights, state, tf.stop_gradient(grad),
+                          tf.stop_gradient(loss))
   logits, _ = learner.apply(learner.unflatten(state.params, spec), query, TINY)
   return learner.loss_and_accuracy(logits, query_labels)[0]
 
 
 class InnerLoopTest(tf.test.TestCase, parameterized.TestCase):
 
-  @parameterized.named_parameters(('eager', False), ('tf_function', True))
-  def test_second_order_matches_finite_differences(self, use_function):
-    meta, data = tiny_problem()
-    grad_fn = lambda m: meta_gradient(m, data, True)
-    loss_fn = lambda m: query_loss(m, data, True)
+  @parameterized.product(rule=RULES, use_function=(False, True))
+  def test_second_order_matches_finite_differences(self, rule, use_function):
+    meta, data = tiny_problem(rule=rule)
+    grad_fn = lambda m: meta_gradient(m, data, True, rule)
+    loss_fn = lambda m: query_loss(m, data, True, rule)
     if use_function:
       grad_fn, loss_fn = tf.function(grad_fn), tf.function(loss_fn)
     grads = grad_fn(meta)
@@ -94,20 +132,22 @@ class InnerLoopTest(tf.test.TestCase, parameterized.TestCase):
       self.assertLess(abs(analytic - numeric) / abs(numeric), 1e-6,
                       msg=f'analytic={analytic} numeric={numeric}')
 
-  def test_second_order_differs_from_first_order(self):
-    meta, data = tiny_problem()
-    first = meta_gradient(meta, data, False)
-    second = meta_gradient(meta, data, True)
+  @parameterized.parameters(*RULES)
+  def test_second_order_differs_from_first_order(self, rule):
+    meta, data = tiny_problem(rule=rule)
+    first = meta_gradient(meta, data, False, rule)
+    second = meta_gradient(meta, data, True, rule)
     diff = max(float(tf.reduce_max(tf.abs(a - b)))
                for a, b in zip(first, second))
     self.assertGreater(diff, 1e-4)
 
-  def test_first_order_equals_stop_gradient_reference(self):
-    meta, data = tiny_problem(seed=1)
-    got = tf.function(lambda m: meta_gradient(m, data, False))(meta)
+  @parameterized.parameters(*RULES)
+  def test_first_order_equals_stop_gradient_reference(self, rule):
+    meta, data = tiny_problem(seed=1, rule=rule)
+    got = tf.function(lambda m: meta_gradient(m, data, False, rule))(meta)
     with tf.GradientTape() as tape:
       tape.watch(meta)
-      loss = reference_first_order_loss(meta, data)
+      loss = reference_first_order_loss(meta, data, rule)
     want = tape.gradient(loss, meta)
     for g, w in zip(got, want):
       self.assertAllClose(g, w, rtol=1e-9, atol=1e-12)
@@ -116,12 +156,11 @@ class InnerLoopTest(tf.test.TestCase, parameterized.TestCase):
     meta, (support, labels, _, _) = tiny_problem()
     weights = meta_lstm_cell.MetaLSTMWeights(*meta[:-1])
     other = tf.constant(np.random.default_rng(5).uniform(size=(4, 4, 4, 1)))
-    spec = learner.param_spec(TINY)
+    rule = make_rule('meta_lstm')
 
     def run(images, momentum=None):
-      return inner_loop.adapt(weights, meta[-1], images, labels,
-                              learner_config=TINY, inner_steps=STEPS,
-                              bn_momentum=momentum)
+      return inner_loop.adapt(rule, weights, meta[-1], images, labels,
+                              inner_steps=STEPS, bn_momentum=momentum)
 
     run(other)  # An earlier episode must leave no trace.
     result = run(support)
@@ -145,7 +184,6 @@ class InnerLoopTest(tf.test.TestCase, parameterized.TestCase):
     for m in means[1:]:
       ema = 0.5 * (ema + m)
     self.assertAllClose(run(support, momentum=0.5).bn_stats.means[0], ema)
-    del spec
 
   def test_support_loss_decreases_on_separable_episode(self):
     cfg = config_lib.LearnerConfig(num_ways=2, num_filters=8, num_blocks=2,
@@ -155,12 +193,10 @@ class InnerLoopTest(tf.test.TestCase, parameterized.TestCase):
     images[0::2, :4] += 0.8   # class 0: top half lit
     images[1::2, 4:] += 0.8   # class 1: bottom half lit
     labels = tf.constant([0, 1] * 3)
-    from meta_lstm_tf import meta_lstm_layer  # pylint: disable=g-import-not-at-top
     layer = meta_lstm_layer.MetaLSTMLayer(cfg)  # paper initialisation
     result = inner_loop.adapt(
-        layer.meta_weights(), tf.convert_to_tensor(layer.initial_params),
-        tf.constant(images, tf.float32), labels, learner_config=cfg,
-        inner_steps=8)
+        layer, layer.meta_weights(), tf.convert_to_tensor(layer.initial_params),
+        tf.constant(images, tf.float32), labels, inner_steps=8)
     losses = result.support_losses.numpy()
     self.assertLen(losses, 9)
     self.assertTrue(np.all(np.diff(losses) < 0), msg=str(losses))
@@ -179,10 +215,99 @@ class InnerLoopTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_record_gates_shapes(self):
     meta, (support, labels, _, _) = tiny_problem()
-    result = inner_loop.adapt(meta_lstm_cell.MetaLSTMWeights(*meta[:-1]),
-                              meta[-1], support, labels, learner_config=TINY,
-                              inner_steps=STEPS, record_gates=True)
+    result = inner_loop.adapt(make_rule('meta_lstm'),
+                              meta_lstm_cell.MetaLSTMWeights(*meta[:-1]),
+                              meta[-1], support, labels, inner_steps=STEPS,
+                              record_gates=True)
     p = learner.num_params(TINY)
     self.assertEqual(result.forget_gates.shape, (STEPS, p))
     self.assertAllClose(tf.reduce_mean(result.forget_gates, axis=1),
                         result.forget_gate_mean)
+
+  @parameterized.parameters((1, 0.0), (4, 0.0), (4, -2.1972246))
+  def test_sgd_equals_meta_lstm_forced_to_unit_forget_and_lr_input(
+      self, steps, input_bias):
+    """Gates forced through the weights: zero kernels, f bias 30 (sigmoid is
+    exactly 1 in float32), i bias b. b = 0 gives i = 0.5 exactly, so the
+    adapted parameters must agree to the bit. b = logit(0.1): TF's
+    vectorised sigmoid returns 0.1 or its float32 neighbour depending on the
+    element's position, so i differs from a constant lr by 1 ulp in places
+    and agreement is to float32 rounding."""
+    cfg = config_lib.LearnerConfig(num_ways=3, num_filters=4, num_blocks=2,
+                                   image_size=8)
+    lstm = meta_lstm_layer.MetaLSTMLayer(cfg, seed=3)
+    lstm.forget_kernel.assign(tf.zeros_like(lstm.forget_kernel))
+    lstm.forget_bias.assign(30.0)
+    lstm.input_kernel.assign(tf.zeros_like(lstm.input_kernel))
+    lstm.input_bias.assign(input_bias)
+    weights = lstm.meta_weights()
+    lr = float(tf.sigmoid(weights.input_bias))
+    self.assertEqual(float(tf.sigmoid(weights.forget_bias)), 1.0)
+    sgd = sgd_rule.SGDRule(cfg, learning_rate=lr, seed=3)
+    self.assertAllEqual(sgd.initial_params, lstm.initial_params)
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(size=(6, 8, 8, 1)), tf.float32)
+    labels = tf.constant([0, 1, 2] * 2)
+
+    def run(rule):
+      return tf.function(lambda: inner_loop.adapt(
+          rule, rule.meta_weights(), tf.convert_to_tensor(rule.initial_params),
+          images, labels, inner_steps=steps, record_gates=True))()
+
+    want, got = run(lstm), run(sgd)
+    if input_bias == 0.0:
+      check = self.assertAllEqual
+    else:
+      check = functools.partial(self.assertAllClose, rtol=1e-5, atol=1e-6)
+    check(got.params, want.params)
+    check(got.support_losses, want.support_losses)
+    for g, w in zip(tf.nest.flatten(got.bn_stats),
+                    tf.nest.flatten(want.bn_stats)):
+      check(g, w)
+    self.assertAllEqual(got.forget_gates, want.forget_gates)
+    check(got.input_gates, want.input_gates)
+    # The parameters did move: the equality is not a trivial one.
+    self.assertGreater(
+        float(tf.reduce_max(tf.abs(got.params - lstm.initial_params))), 1e-3)
+
+  def test_meta_sgd_starts_as_sgd_and_learns_per_coordinate_rates(self):
+    meta_sgd = meta_sgd_rule.MetaSGDRule(TINY, initial_learning_rate=0.2)
+    sgd = sgd_rule.SGDRule(TINY, learning_rate=0.2)
+    _, (support, labels, query, query_labels) = tiny_problem()
+    support = tf.cast(support, tf.float32)
+
+    def adapted(rule):
+      return inner_loop.adapt(
+          rule, rule.meta_weights(), tf.convert_to_tensor(rule.initial_params),
+          support, labels, inner_steps=STEPS).params
+
+    self.assertAllClose(adapted(meta_sgd), adapted(sgd), rtol=0, atol=1e-7)
+    with tf.GradientTape() as tape:
+      result = inner_loop.adapt(
+          meta_sgd, meta_sgd.meta_weights(),
+          tf.convert_to_tensor(meta_sgd.initial_params), support, labels,
+          inner_steps=STEPS)
+      logits = inner_loop.query_logits(result, tf.cast(query, tf.float32),
+                                       TINY, use_support_stats=False)
+      loss = learner.loss_and_accuracy(logits, query_labels)[0]
+    grads = tape.gradient(loss, meta_sgd.trainable_variables)
+    self.assertLen(grads, 2)
+    by_name = {v.name: g for v, g in zip(meta_sgd.trainable_variables, grads)}
+    rate_grad = by_name['learning_rates'].numpy()
+    # One rate per coordinate, each with its own gradient.
+    self.assertEqual(rate_grad.shape, (learner.num_params(TINY),))
+    self.assertGreater(len(np.unique(np.round(rate_grad, 12))), 10)
+
+  @parameterized.parameters(*RULES)
+  def test_rule_state_has_gates_and_params(self, rule):
+    layer = make_rule(rule)
+    weights = layer.meta_weights()
+    params = tf.convert_to_tensor(layer.initial_params)
+    state = layer.initial_state(weights, params)
+    grad = tf.ones_like(params)
+    new = layer.update(weights, state, grad, tf.constant(1.0))
+    self.assertEqual(type(new), type(state))
+    for field in ('params', 'forget_gate', 'input_gate'):
+      self.assertEqual(getattr(new, field).shape, params.shape)
+    # theta_t = f_t * theta_{t-1} - i_t * grad_t, whatever the rule.
+    self.assertAllClose(new.params, new.forget_gate * params - new.input_gate)

@@ -95,7 +95,8 @@ class MetaLSTMCellTest(tf.test.TestCase, parameterized.TestCase):
     layer.input_bias.assign(np.log(lr / (1 - lr)))
     rng = np.random.default_rng(0)
     grad = tf.constant(rng.normal(size=layer.num_coordinates))
-    state = layer.initial_state()
+    state = layer.initial_state(
+        layer.meta_weights(), tf.convert_to_tensor(layer.initial_params))
     theta0 = state.params.numpy()
     for _ in range(2):
       state = layer(grad, tf.constant(0.7, tf.float64), state)

@@ -56,7 +56,8 @@ class MetaLSTMLayerTest(tf.test.TestCase):
     rng = np.random.default_rng(0)
     grad = tf.constant(rng.normal(size=layer.num_coordinates), tf.float32)
     loss = tf.constant(1.3)
-    state = layer.initial_state()
+    state = layer.initial_state(
+        layer.meta_weights(), tf.convert_to_tensor(layer.initial_params))
     got = layer(grad, loss, state)
     want = meta_lstm_cell.meta_lstm_step(layer.meta_weights(), state, grad,
                                          loss, layer.preprocess_p)

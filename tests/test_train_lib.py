@@ -4,11 +4,13 @@ import json
 import tempfile
 import os
 
+from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import train_lib
+from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.data import splits
 
 
@@ -29,7 +31,7 @@ def synthetic_pools(num_classes=12, drawings=6, size=8, seed=0, nan=False):
                            pool(200, num_classes))
 
 
-def tiny_config(**train_overrides):
+def tiny_config(update_rule='meta_lstm', **train_overrides):
   train = dict(max_steps=6, eval_every=3, eval_episodes=4, test_episodes=5,
                checkpoint_every=2, log_every=2, quiet=True, export=False,
                seed=3, deterministic=True)
@@ -40,12 +42,14 @@ def tiny_config(**train_overrides):
                                        num_queries=2),
       learner=config_lib.LearnerConfig(num_ways=3, num_filters=4,
                                        num_blocks=2, image_size=8),
-      meta_learner=config_lib.MetaLearnerConfig(hidden_size=4),
+      meta_learner=config_lib.MetaLearnerConfig(hidden_size=4,
+                                                update_rule=update_rule,
+                                                inner_lr=0.3),
       inner_loop=config_lib.InnerLoopConfig(inner_steps=2),
       train=config_lib.TrainConfig(**train)).validate()
 
 
-class TrainLibTest(tf.test.TestCase):
+class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
 
   def setUp(self):
     super().setUp()
@@ -86,6 +90,27 @@ class TrainLibTest(tf.test.TestCase):
     for key in ('test_accuracy', 'test_loss', 'valid_accuracy', 'best_step',
                 'steps'):
       self.assertEqual(resumed[key], full[key], msg=key)
+
+  @parameterized.parameters('sgd', 'meta_sgd')
+  def test_rule_meta_trains_checkpoints_and_resumes(self, rule):
+    full_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
+    full = train_lib.train_and_evaluate(tiny_config(rule), full_dir)
+    self.assertEqual(full['update_rule'], rule)
+    part_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
+    train_lib.train_and_evaluate(tiny_config(rule, max_steps=4), part_dir)
+    resumed = train_lib.train_and_evaluate(tiny_config(rule), part_dir)
+    for key in ('test_accuracy', 'test_loss', 'valid_accuracy', 'best_step'):
+      self.assertEqual(resumed[key], full[key], msg=key)
+    # Every meta-parameter of the rule was trained and checkpointed.
+    layer, _, _ = workdir_lib.restore_layer(
+        full_dir, tf.train.latest_checkpoint(
+            os.path.join(full_dir, 'checkpoints')))
+    fresh = workdir_lib.make_layer(tiny_config(rule))
+    self.assertEqual(type(layer), type(fresh))
+    self.assertLen(layer.trainable_variables, 1 if rule == 'sgd' else 2)
+    for trained, initial in zip(layer.trainable_variables,
+                                fresh.trainable_variables):
+      self.assertNotAllClose(trained, initial, msg=trained.name)
 
   def test_nan_loss_stops_and_keeps_last_good_checkpoint(self):
     workdir = tempfile.mkdtemp(dir=self.get_temp_dir())

@@ -1,0 +1,90 @@
+"""The interface every inner-loop update rule implements.
+
+Shapes: P learner coordinates.
+
+An update rule is a Keras layer that owns its meta-parameters, among them the
+learned initial learner parameters theta_0 (`initial_params`, [P]), and
+implements two pure methods the inner loop calls:
+
+    state_0 = rule.initial_state(weights, theta_0)
+    state_t = rule.update(weights, state_{t-1}, grad_t, loss_t)
+
+`weights = rule.meta_weights()` are the rule's other meta-parameters as
+tensors, read once per episode outside the loop (so the loop body only sees
+tensors, and a test can pass float64 weights of its own). Every state is a
+NamedTuple with at least the [P] fields
+
+    params       theta_t, the learner's flat parameters
+    forget_gate  f_t
+    input_gate   i_t
+
+because every rule here is an instance of
+
+    theta_t = f_t * theta_{t-1} - i_t * grad_t
+
+(`meta_lstm`: both gates computed by the meta-LSTM; `sgd`: f = 1, i = lr;
+`meta_sgd`: f = 1, i = a learned rate per coordinate). The gates are what
+TensorBoard shows for every rule. `inner_loop.adapt` only talks to this
+interface: it never branches on which rule it runs.
+"""
+
+import keras
+import tensorflow as tf
+
+from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import learner
+
+
+class UpdateRule(keras.layers.Layer):
+  """Base class: holds the learner config and theta_0.
+
+  Subclasses create their own variables in `_create_rule_variables`, and
+  implement `meta_weights`, `initial_state` and `update`.
+  """
+
+  def __init__(self, learner_config, seed: int = 0, **kwargs):
+    super().__init__(**kwargs)
+    if isinstance(learner_config, config_lib.LearnerConfig):
+      learner_config = learner_config.__dict__.copy()
+    self.learner_config = dict(learner_config)
+    self._learner_cfg = config_lib.LearnerConfig(**self.learner_config)
+    self._learner_cfg.validate()
+    self.seed = int(seed)
+    self.param_spec = learner.param_spec(self._learner_cfg)
+    self.num_coordinates = learner.num_params(self._learner_cfg)
+
+  def _create_initial_params(self) -> None:
+    """theta_0, initialised from `learner.init_params(config, seed)`."""
+    init = learner.flatten(learner.init_params(self._learner_cfg, self.seed),
+                           self.param_spec).numpy()
+    self.initial_params = self.add_weight(
+        name='initial_params', shape=(self.num_coordinates,),
+        initializer=keras.initializers.Constant(init))
+
+  @property
+  def learner_cfg(self) -> config_lib.LearnerConfig:
+    return self._learner_cfg
+
+  def meta_weights(self):
+    """The rule's meta-parameters other than theta_0, as a nest of tensors."""
+    raise NotImplementedError
+
+  def initial_state(self, weights, params: tf.Tensor):
+    """The state at t = 0 with `params` = theta_0 ([P])."""
+    raise NotImplementedError
+
+  def update(self, weights, state, grad: tf.Tensor, loss: tf.Tensor):
+    """One update: the state at t from the state at t - 1.
+
+    Args:
+      weights: `meta_weights()` (or a nest of the same structure).
+      state: the state at t - 1 (its `params` is theta_{t-1}).
+      grad: [P] gradient of the support loss at theta_{t-1}.
+      loss: [] support loss at theta_{t-1}.
+    """
+    raise NotImplementedError
+
+  def get_config(self):
+    base = super().get_config()
+    base.update({'learner_config': self.learner_config, 'seed': self.seed})
+    return base
