@@ -14,6 +14,10 @@ function of an explicit parameter nest with stable names:
 the same parameters as one flat vector [P]; `flatten` / `unflatten` are the
 only place that maps between the two views.
 
+`apply` is `head(features(...))`: `features` runs the conv blocks and returns
+the flattened output of the last one [S, F * R * R] (the penultimate
+features, used by the nearest-neighbour baseline), `head` the linear layer.
+
 Batch norm computes the variance around the batch mean *without*
 `stop_gradient` (unlike `tf.nn.moments`), so second derivatives through it are
 exact. Running statistics are not parameters: they are per-episode state
@@ -47,6 +51,17 @@ def param_spec(config: config_lib.LearnerConfig) -> 'collections.OrderedDict':
   spec['linear/kernel'] = (config.num_filters * size * size, config.num_ways)
   spec['linear/bias'] = (config.num_ways,)
   return spec
+
+
+def feature_spec(config: config_lib.LearnerConfig) -> 'collections.OrderedDict':
+  """The part of `param_spec` that `features` reads: all but `linear/*`.
+
+  It is a prefix of `param_spec`, so the flat feature parameters are the
+  first coordinates of the flat [P] vector, whatever `num_ways` is.
+  """
+  return collections.OrderedDict(
+      (name, shape) for name, shape in param_spec(config).items()
+      if not name.startswith('linear/'))
 
 
 def num_params(config: config_lib.LearnerConfig) -> int:
@@ -167,25 +182,24 @@ def batch_norm(x: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor,
   return y, (mean, variance)
 
 
-def apply(params: dict, images: tf.Tensor,
-          config: config_lib.LearnerConfig,
-          bn_stats: Optional[types.BatchNormStats] = None,
-          twice_differentiable: bool = True):
-  """Runs the learner.
+def features(params: dict, images: tf.Tensor,
+             config: config_lib.LearnerConfig,
+             bn_stats: Optional[types.BatchNormStats] = None,
+             twice_differentiable: bool = True):
+  """Runs the conv blocks: the learner's penultimate features.
 
   Args:
-    params: parameter nest (see module docstring).
+    params: parameter nest (see module docstring); only the `conv*` and `bn*`
+      entries are read, so a nest without `linear/*` will do.
     images: [S, H, W, C].
     config: the learner's shape.
-    bn_stats: None to normalise with the batch's own statistics (support
-      passes, meta-training queries, transductive evaluation); else the
-      episode's running statistics (non-transductive evaluation).
-    twice_differentiable: whether second derivatives through this pass must
-      be exact (see `batch_norm`); False allows the fused batch norm.
+    bn_stats: None to normalise with the batch's own statistics; else the
+      running statistics to normalise with (see `apply`).
+    twice_differentiable: see `apply`.
 
   Returns:
-    (logits [S, N], batch statistics `types.BatchNormStats` of this pass with
-    count 1).
+    (features [S, F * R * R], the flattened output of the last block; batch
+    statistics `types.BatchNormStats` of this pass with count 1).
   """
   x = images
   means, variances = [], []
@@ -205,10 +219,40 @@ def apply(params: dict, images: tf.Tensor,
     x = tf.nn.relu(x)
     x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding='VALID')
   x = tf.reshape(x, [tf.shape(x)[0], -1])
-  logits = tf.matmul(x, params['linear/kernel']) + params['linear/bias']
   batch = types.BatchNormStats(tuple(means), tuple(variances),
-                               tf.constant(1.0, logits.dtype))
-  return logits, batch
+                               tf.constant(1.0, x.dtype))
+  return x, batch
+
+
+def head(params: dict, feature_batch: tf.Tensor) -> tf.Tensor:
+  """The linear layer: features [S, F * R * R] -> logits [S, N]."""
+  return tf.matmul(feature_batch, params['linear/kernel']) + params[
+      'linear/bias']
+
+
+def apply(params: dict, images: tf.Tensor,
+          config: config_lib.LearnerConfig,
+          bn_stats: Optional[types.BatchNormStats] = None,
+          twice_differentiable: bool = True):
+  """Runs the learner: `head(params, features(params, images, ...))`.
+
+  Args:
+    params: parameter nest (see module docstring).
+    images: [S, H, W, C].
+    config: the learner's shape.
+    bn_stats: None to normalise with the batch's own statistics (support
+      passes, meta-training queries, transductive evaluation); else the
+      episode's running statistics (non-transductive evaluation).
+    twice_differentiable: whether second derivatives through this pass must
+      be exact (see `batch_norm`); False allows the fused batch norm.
+
+  Returns:
+    (logits [S, N], batch statistics `types.BatchNormStats` of this pass with
+    count 1).
+  """
+  feature_batch, batch = features(params, images, config, bn_stats,
+                                  twice_differentiable)
+  return head(params, feature_batch), batch
 
 
 def loss_and_accuracy(logits: tf.Tensor, labels: tf.Tensor):
