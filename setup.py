@@ -26,16 +26,20 @@ setuptools.setup(
     ],
     extras_require={
         # tensorflow-serving-api: the gRPC client's test builds a real
-        # PredictRequest.
-        'test': ['pytest>=7', 'tensorflow-serving-api>=2.16'],
+        # PredictRequest; matplotlib: the grid report's plot is tested.
+        'test': ['pytest>=7', 'tensorflow-serving-api>=2.16',
+                 'matplotlib>=3.6'],
         'gpu': ['tensorflow[and-cuda]>=2.16'],
         'serving': ['tensorflow-serving-api>=2.16'],
+        # The plot of `python -m meta_lstm_tf.results` (imported only there).
+        'results': ['matplotlib>=3.6'],
     },
     entry_points={
         'console_scripts': [
             'meta-lstm-train=meta_lstm_tf.main:run',
             'meta-lstm-benchmark=meta_lstm_tf.benchmark:run',
             'meta-lstm-export=meta_lstm_tf.export_main:run',
+            'meta-lstm-results=meta_lstm_tf.results:run',
         ],
     },
 )

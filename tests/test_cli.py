@@ -11,14 +11,15 @@ import tensorflow as tf
 
 from meta_lstm_tf import cli
 from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import results
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, 'configs', '*.flags')))
 
 
-def parse(argv):
+def parse(argv, define_flags=cli.define_flags):
   flag_values = flags.FlagValues()
-  cli.define_flags(flag_values)
+  define_flags(flag_values)
   flag_values(['prog'] + argv)
   return flag_values
 
@@ -35,8 +36,12 @@ class CliTest(tf.test.TestCase, parameterized.TestCase):
   def test_config_file_parses_and_validates(self, path):
     cwd = os.getcwd()
     os.chdir(REPO)  # Nested --flagfile paths are relative to the repo root.
+    # results_*.flags are for the grid binary: the main job's flags and more.
+    define_flags = (results.define_flags
+                    if os.path.basename(path).startswith('results_')
+                    else cli.define_flags)
     try:
-      flag_values = parse([f'--flagfile={path}'])
+      flag_values = parse([f'--flagfile={path}'], define_flags)
     finally:
       os.chdir(cwd)
     config = cli.config_from_flags(flag_values)

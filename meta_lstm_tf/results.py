@@ -1,0 +1,169 @@
+r"""Runs a named grid of update rules and baselines and writes its report.
+
+    python -m meta_lstm_tf.results --flagfile=configs/results_mini.flags
+
+Every flag of the main job applies to every cell (`--workdir` is the grid
+root; `--max_steps` / `--max_train_seconds` are the budget of each update-rule
+cell); each cell then replaces the update rule, N and K. Writes
+WORKDIR/results.md, results.json and valid_curves.png (see `results_lib`).
+Rerunning the same command skips finished cells and resumes the others.
+With `--update_readme=README.md` the README's block between
+`<!-- results:begin -->` and `<!-- results:end -->` is replaced by the report.
+"""
+
+import os
+import shlex
+import shutil
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from meta_lstm_tf import baselines_lib
+from meta_lstm_tf import cli
+from meta_lstm_tf import results_lib
+from meta_lstm_tf import train_lib
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """The main job's flags plus the grid's, on `flag_values`."""
+  cli.define_flags(flag_values)
+  b = baselines_lib.BaselineConfig()
+
+  def define(kind, name, default, help_text, **kwargs):
+    getattr(flags, f'DEFINE_{kind}')(name=name, default=default,
+                                     help=help_text, flag_values=flag_values,
+                                     **kwargs)
+
+  define('enum', 'grid', 'mini', 'Named grid of N-way K-shot settings: '
+         + '; '.join(f'{name}: ' + ', '.join(f'{n}w{k}s' for n, k in grid)
+                     for name, grid in results_lib.GRIDS.items()) + '.',
+         enum_values=list(results_lib.GRIDS))
+  define('list', 'settings', None,
+         'Restrict the grid to these settings (NwKs, e.g. 5w1s).')
+  define('list', 'rules', list(results_lib.RULES),
+         'Update rules meta-trained per setting (empty: none).')
+  define('list', 'baselines', list(results_lib.BASELINES),
+         'Baselines evaluated per setting (empty: none).')
+  define('list', 'inner_steps_by_shots', [],
+         'K:T pairs, e.g. 1:12,5:8 (the paper): T inner steps for K-shot '
+         'cells; other cells use --inner_steps.')
+  define('integer', 'pretrain_steps', b.pretrain_steps,
+         'Baselines: pretraining steps of the all-classes classifier.')
+  define('float', 'pretrain_seconds', b.pretrain_seconds,
+         'Baselines: pretraining time budget (0: no limit).')
+  define('list', 'finetune_learning_rates',
+         [repr(v) for v in b.finetune_learning_rates],
+         'Baselines: fine-tuning learning rates chosen among on meta-valid.')
+  define('list', 'finetune_steps', [str(v) for v in b.finetune_steps],
+         'Baselines: fine-tuning step counts chosen among on meta-valid.')
+  define('integer', 'selection_episodes', b.selection_episodes,
+         'Baselines: meta-valid episodes that choose the fine-tuning '
+         'setting.')
+  define('string', 'update_readme', None,
+         'Also replace the block between <!-- results:begin --> and '
+         '<!-- results:end --> of this file with the report.')
+  define('string', 'readme_image', None,
+         'With --update_readme: copy the plot here (e.g. docs/x.png, a path '
+         'git tracks) and link it; default: link the plot in --workdir.')
+
+
+def _numbers(name, values, kind):
+  try:
+    return tuple(kind(v) for v in values)
+  except ValueError:
+    raise ValueError(f'{name}={",".join(values)}: must be a list of '
+                     f'{kind.__name__}s') from None
+
+
+def grid_from_flags(flag_values: flags.FlagValues = flags.FLAGS
+                    ) -> results_lib.GridSpec:
+  """The grid the flags name. Raises ValueError naming the flag."""
+  f = flag_values
+  pairs = []
+  for item in f.inner_steps_by_shots:
+    try:
+      shots, steps = (int(x) for x in item.split(':'))
+    except ValueError:
+      raise ValueError(f'inner_steps_by_shots={item}: expected K:T, e.g. '
+                       '1:12') from None
+    pairs.append((shots, steps))
+  return results_lib.make_grid(f.grid, rules=f.rules, baselines=f.baselines,
+                               settings=f.settings,
+                               inner_steps_by_shots=pairs)
+
+
+def baseline_config_from_flags(flag_values: flags.FlagValues = flags.FLAGS):
+  """`baselines_lib.BaselineConfig` from the flags, validated."""
+  f = flag_values
+  return baselines_lib.BaselineConfig(
+      pretrain_steps=f.pretrain_steps, pretrain_seconds=f.pretrain_seconds,
+      finetune_learning_rates=_numbers('finetune_learning_rates',
+                                       f.finetune_learning_rates, float),
+      finetune_steps=_numbers('finetune_steps', f.finetune_steps, int),
+      selection_episodes=f.selection_episodes,
+      seed=f.seed).validate()
+
+
+def command_line(argv) -> str:
+  """The command as typed, with OMNIGLOT_DIR when the data came from it."""
+  command = 'python -m meta_lstm_tf.results ' + shlex.join(argv[1:])
+  if flags.FLAGS.omniglot_dir is None and os.environ.get('OMNIGLOT_DIR'):
+    command = f'OMNIGLOT_DIR={os.environ["OMNIGLOT_DIR"]} {command}'
+  return command
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  try:
+    config = cli.config_from_flags(flags.FLAGS)
+    spec = grid_from_flags(flags.FLAGS)
+    baseline_config = baseline_config_from_flags(flags.FLAGS)
+  except ValueError as e:
+    raise app.UsageError(f'bad flag: --{e}') from None
+  root = flags.FLAGS.workdir
+  if flags.FLAGS.update_readme and not os.path.exists(
+      flags.FLAGS.update_readme):
+    raise app.UsageError(f'--update_readme={flags.FLAGS.update_readme}: no '
+                         'such file')
+  try:
+    report = results_lib.run_grid(
+        spec, config, root, baseline_config=baseline_config,
+        command=command_line(sys.argv), flags_text=cli.flags_as_text(
+            flags.FLAGS))
+    if flags.FLAGS.update_readme:
+      readme = flags.FLAGS.update_readme
+      plot = os.path.join(root, results_lib.PLOT_FILE)
+      if flags.FLAGS.readme_image:
+        os.makedirs(os.path.dirname(os.path.abspath(
+            flags.FLAGS.readme_image)), exist_ok=True)
+        shutil.copyfile(plot, flags.FLAGS.readme_image)
+        plot = flags.FLAGS.readme_image
+      results_lib.update_readme(
+          readme, report, image=os.path.relpath(
+              plot, os.path.dirname(os.path.abspath(readme))))
+  except train_lib.TrainingInterrupted as e:
+    logging.warning('%s', e)
+    sys.exit(128 + e.signum)
+  except (ValueError, FileNotFoundError, train_lib.TrainingDivergedError) as e:
+    logging.error('%s', e)
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
+  print(results_lib.accuracy_table(
+      report['rows'], report['rules'] + report['baselines'],
+      [results_lib.Setting(*s) for s in report['settings']]))
+  print(f'Report: {os.path.join(root, results_lib.RESULTS_MD)}')
+
+
+def run():
+  # Flags are defined here, not at import, so tests can import this module
+  # and define them on their own FlagValues.
+  define_flags(flags.FLAGS)
+  flags.mark_flag_as_required('workdir')
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -1,0 +1,465 @@
+"""The grid report: grid expansion, resumption, curves, tables, plot, README.
+
+Everything but the last test runs on fake runs (results.json, config.json and
+TensorBoard event files written here), without training. The last test runs
+the real command on tiny budgets when OMNIGLOT_DIR is set.
+"""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from absl import flags
+from absl.testing import parameterized
+import pytest
+import tensorflow as tf
+
+from meta_lstm_tf import baselines_lib
+from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import results
+from meta_lstm_tf import results_lib
+from meta_lstm_tf import workdir as workdir_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OMNIGLOT_DIR = os.environ.get('OMNIGLOT_DIR')
+if OMNIGLOT_DIR and not os.path.isabs(OMNIGLOT_DIR):
+  OMNIGLOT_DIR = os.path.join(REPO, OMNIGLOT_DIR)
+PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+Setting = results_lib.Setting
+
+
+def write_valid_logs(workdir, points, name='valid'):
+  """points: (step, train_seconds or None, accuracy) validations."""
+  writer = tf.summary.create_file_writer(os.path.join(workdir, 'logs', name))
+  with writer.as_default():
+    for step, seconds, accuracy in points:
+      tf.summary.scalar('accuracy', accuracy, step=step)
+      if seconds is not None:
+        tf.summary.scalar('train_seconds', seconds, step=step)
+      tf.summary.scalar('meta_loss', 1.0, step=step)
+  writer.close()
+
+
+class FakeTraining:
+  """Stands in for `train_lib.train_and_evaluate`: writes a finished run."""
+
+  def __init__(self):
+    self.calls = []
+
+  def __call__(self, config, workdir, flags_text=None):
+    self.calls.append((config, workdir, flags_text))
+    rule = config.meta_learner.update_rule
+    accuracy = {'meta_lstm': 0.8, 'sgd': 0.7, 'meta_sgd': 0.75}[rule]
+    accuracy += 0.01 * config.episode.num_shots
+    steps = config.train.max_steps
+    write_valid_logs(workdir, [(s, 2.0 * s, accuracy * s / steps)
+                               for s in range(config.train.eval_every,
+                                              steps + 1,
+                                              config.train.eval_every)])
+    results = {'test_accuracy': accuracy, 'test_ci95': 0.0123,
+               'test_episodes': config.train.test_episodes, 'steps': steps,
+               'train_seconds': 2.0 * steps, 'test_seconds': 3.5,
+               'valid_accuracy': accuracy - 0.05,
+               'num_ways': config.episode.num_ways,
+               'num_shots': config.episode.num_shots,
+               'inner_steps': config.inner_loop.inner_steps}
+    workdir_lib.write_json(os.path.join(workdir, 'config.json'),
+                           config.to_dict())
+    workdir_lib.write_json(os.path.join(workdir, 'results.json'), results)
+    return results
+
+
+class FakeBaselines:
+  """Stands in for `baselines_lib.pretrain` and `evaluate_baselines`."""
+
+  def __init__(self):
+    self.pretrain_calls = 0
+    self.evaluate_calls = []
+
+  def pretrain(self, config, baseline_config, out_dir, pools=None):
+    del config, pools
+    self.pretrain_calls += 1
+    return {'params': None, 'steps': baseline_config.pretrain_steps,
+            'seconds': 42.0, 'out_dir': out_dir}
+
+  def evaluate(self, config, baseline_config, pretrained, pools=None):
+    del baseline_config, pools
+    self.evaluate_calls.append(config.episode.num_shots)
+    common = {'test_episodes': config.train.test_episodes,
+              'pretrain_steps': pretrained['steps'],
+              'pretrain_seconds': pretrained['seconds'], 'eval_seconds': 1.5,
+              'selection_seconds': 4.0}
+    return {
+        'finetune': dict(common, test_accuracy=0.6, test_ci95=0.02,
+                         valid_accuracy=0.55, learning_rate=0.05,
+                         inner_steps=20),
+        'nearest_neighbour': dict(common, test_accuracy=0.5, test_ci95=0.03,
+                                  valid_accuracy=0.45),
+    }
+
+
+def tiny_base_config(**train):
+  defaults = dict(max_steps=20, eval_every=10, test_episodes=50,
+                  quiet=True, export=False)
+  defaults.update(train)
+  return config_lib.ExperimentConfig(
+      inner_loop=config_lib.InnerLoopConfig(inner_steps=5),
+      train=config_lib.TrainConfig(**defaults)).validate()
+
+
+class GridTest(tf.test.TestCase, parameterized.TestCase):
+
+  def test_named_grids(self):
+    self.assertEqual(results_lib.make_grid('mini').settings,
+                     (Setting(5, 1), Setting(5, 5)))
+    paper = results_lib.make_grid('paper')
+    self.assertEqual([s.name for s in paper.settings],
+                     ['5w1s', '5w5s', '20w1s', '20w5s'])
+    self.assertEqual(paper.rules, ('meta_lstm', 'sgd', 'meta_sgd'))
+    self.assertEqual(paper.baselines, ('finetune', 'nearest_neighbour'))
+
+  def test_restrictions_keep_grid_order(self):
+    spec = results_lib.make_grid('paper', rules=['sgd'], baselines=[],
+                                 settings=['20w5s', '5w1s'])
+    self.assertEqual(spec.settings, (Setting(5, 1), Setting(20, 5)))
+    self.assertEqual(spec.rules, ('sgd',))
+    self.assertEqual(spec.baselines, ())
+
+  @parameterized.parameters(
+      (dict(name='huge'), 'grid=.huge'),
+      (dict(name='mini', settings=['20w1s']), '20w1s is not in grid'),
+      (dict(name='mini', settings=['5-way']), 'expected NwKs'),
+      (dict(name='mini', rules=['adam']), 'adam'),
+      (dict(name='mini', baselines=['knn']), 'knn'),
+      (dict(name='mini', rules=[], baselines=[]), 'nothing to run'),
+  )
+  def test_bad_grid_is_rejected(self, kwargs, message):
+    with self.assertRaisesRegex(ValueError, message):
+      results_lib.make_grid(**kwargs)
+
+  def test_expand_grid_replaces_rule_ways_shots(self):
+    root = '/grid'
+    spec = results_lib.make_grid('paper')
+    cells = results_lib.expand_grid(spec, tiny_base_config(), root)
+    self.assertLen(cells, 12)
+    for cell in cells:
+      self.assertEqual(cell.config.meta_learner.update_rule, cell.rule)
+      self.assertEqual(cell.config.episode.num_ways, cell.setting.num_ways)
+      self.assertEqual(cell.config.learner.num_ways, cell.setting.num_ways)
+      self.assertEqual(cell.config.episode.num_shots, cell.setting.num_shots)
+      self.assertEqual(cell.config.inner_loop.inner_steps, 5)
+      self.assertEqual(cell.config.train, tiny_base_config().train)
+      self.assertEqual(
+          cell.workdir,
+          f'/grid/{cell.rule}_{cell.setting.num_ways}w'
+          f'{cell.setting.num_shots}s')
+    self.assertEqual([(c.rule, c.setting.name) for c in cells[:4]],
+                     [('meta_lstm', '5w1s'), ('sgd', '5w1s'),
+                      ('meta_sgd', '5w1s'), ('meta_lstm', '5w5s')])
+
+  def test_inner_steps_by_shots(self):
+    spec = results_lib.make_grid('paper', rules=['meta_lstm'],
+                                 inner_steps_by_shots=[(1, 12)])
+    cells = results_lib.expand_grid(spec, tiny_base_config(), '/g')
+    self.assertEqual({c.setting.name: c.config.inner_loop.inner_steps
+                      for c in cells},
+                     {'5w1s': 12, '5w5s': 5, '20w1s': 12, '20w5s': 5})
+
+  def test_cell_flags_text_overrides_the_grid_flags(self):
+    spec = results_lib.make_grid('mini', rules=['sgd'])
+    cell = results_lib.expand_grid(spec, tiny_base_config(), '/g')[1]
+    text = results_lib.cell_flags_text('--num_ways=5\n--num_shots=1\n', cell)
+    lines = text.splitlines()
+    self.assertEqual(lines[:2], ['--num_ways=5', '--num_shots=1'])
+    self.assertIn('--num_shots=5', lines[2:])
+    self.assertIn('--update_rule=sgd', lines[2:])
+    self.assertIn('--workdir=/g/sgd_5w5s', lines[2:])
+
+
+class CurveTest(tf.test.TestCase):
+
+  def test_reads_seconds_and_accuracy_per_validation(self):
+    workdir = self.get_temp_dir()
+    write_valid_logs(workdir, [(10, 5.0, 0.3), (20, 9.5, 0.45),
+                               (30, None, 0.5)])
+    curve = results_lib.read_valid_curve(workdir)
+    self.assertEqual([p.step for p in curve], [10, 20])
+    self.assertAllClose([p.train_seconds for p in curve], [5.0, 9.5])
+    self.assertAllClose([p.accuracy for p in curve], [0.3, 0.45])
+
+  def test_resumed_run_last_write_wins(self):
+    workdir = tempfile.mkdtemp(dir=self.get_temp_dir())
+    write_valid_logs(workdir, [(10, 5.0, 0.3), (20, 9.5, 0.45)])
+    write_valid_logs(workdir, [(20, 10.0, 0.46), (30, 14.0, 0.5)])
+    curve = results_lib.read_valid_curve(workdir)
+    self.assertEqual([p.step for p in curve], [10, 20, 30])
+    self.assertAllClose(curve[1][1:], (10.0, 0.46))
+
+  def test_no_logs_is_empty(self):
+    self.assertEqual(results_lib.read_valid_curve(self.get_temp_dir()), [])
+
+
+def sample_rows():
+  rows = []
+  for method, kind, accuracy in (('meta_lstm', 'rule', 0.87312),
+                                 ('sgd', 'rule', 0.8),
+                                 ('finetune', 'baseline', 0.7),
+                                 ('nearest_neighbour', 'baseline', 0.6)):
+    row = {'method': method, 'kind': kind, 'setting': '5w1s',
+           'num_ways': 5, 'num_shots': 1, 'test_accuracy': accuracy,
+           'test_ci95': 0.00617, 'test_episodes': 600, 'steps': 4000,
+           'train_seconds': 181.2, 'eval_seconds': 12.0,
+           'valid_accuracy': accuracy - 0.02}
+    if method == 'finetune':
+      row.update(learning_rate=0.05, inner_steps=20)
+    rows.append(row)
+  return rows
+
+
+class TableTest(tf.test.TestCase):
+
+  def test_accuracy_table_in_percent_with_ci(self):
+    table = results_lib.accuracy_table(
+        sample_rows(), ['meta_lstm', 'sgd', 'meta_sgd', 'finetune',
+                        'nearest_neighbour'],
+        [Setting(5, 1), Setting(5, 5)])
+    lines = table.splitlines()
+    self.assertEqual(lines[0], '| method | 5-way 1-shot | 5-way 5-shot |')
+    self.assertLen(lines, 2 + 5)
+    self.assertIn('87.31 ± 0.62', lines[2])
+    self.assertIn('(`meta_lstm`)', lines[2])
+    self.assertIn('(`meta_sgd`) | – | – |', lines[4])
+    self.assertIn('60.00 ± 0.62', lines[6])
+
+  def test_cost_table(self):
+    table = results_lib.cost_table(sample_rows())
+    self.assertIn('| `meta_lstm` | 5-way 1-shot | 600 | 4,000 | 3 min 01 s '
+                  '| 12.0 s | 85.31 |', table)
+    self.assertIn('4,000 (pretraining, shared)', table)
+    self.assertIn('`finetune` (lr 0.05, 20 steps)', table)
+
+  def test_format_seconds(self):
+    self.assertEqual(results_lib.format_seconds(9.04), '9.0 s')
+    self.assertEqual(results_lib.format_seconds(454.4), '7 min 34 s')
+    self.assertEqual(results_lib.format_seconds(None), '–')
+
+
+class ReadmeTest(tf.test.TestCase):
+
+  def test_replaces_only_between_markers(self):
+    text = ('intro\n<!-- results:begin -->\nold table\n'
+            '<!-- results:end -->\noutro\n')
+    new = results_lib.replace_between_markers(text, '| new |\n')
+    self.assertEqual(new, 'intro\n<!-- results:begin -->\n| new |\n'
+                     '<!-- results:end -->\noutro\n')
+    self.assertEqual(results_lib.replace_between_markers(new, '| new |'),
+                     new)
+
+  def test_missing_or_misordered_markers_raise(self):
+    for text in ('no markers\n', '<!-- results:begin -->\n',
+                 '<!-- results:end -->\n<!-- results:begin -->\n',
+                 '<!-- results:begin --><!-- results:begin -->'
+                 '<!-- results:end -->'):
+      with self.assertRaisesRegex(ValueError, 'README.md'):
+        results_lib.replace_between_markers(text, 'x', 'README.md')
+
+
+class PlotTest(tf.test.TestCase):
+
+  def test_writes_a_png(self):
+    path = os.path.join(self.get_temp_dir(), 'sub', 'curves.png')
+    point = results_lib.CurvePoint
+    results_lib.write_valid_curves_plot(
+        {'5w1s': {'meta_lstm': [point(10, 5.0, 0.3), point(20, 9.0, 0.5)],
+                  'sgd': []}},
+        {'5w1s': {'finetune': 0.4}, '5w5s': {}},
+        [Setting(5, 1), Setting(5, 5)], path)
+    with open(path, 'rb') as f:
+      data = f.read()
+    self.assertTrue(data.startswith(PNG_MAGIC))
+    self.assertGreater(len(data), 5000)
+    self.assertEqual(glob.glob(os.path.join(os.path.dirname(path), '.tmp*')),
+                     [])
+
+
+class RunGridTest(tf.test.TestCase):
+
+  def run_grid(self, root, base, training, baselines, **kwargs):
+    return results_lib.run_grid(
+        results_lib.make_grid('mini'), base, root,
+        baseline_config=baselines_lib.BaselineConfig(pretrain_steps=7),
+        command='python -m meta_lstm_tf.results --grid=mini',
+        flags_text='--grid=mini\n', train_fn=training,
+        pretrain_fn=baselines.pretrain,
+        evaluate_baselines_fn=baselines.evaluate, pools=object(), **kwargs)
+
+  def test_runs_every_cell_once_and_writes_the_report(self):
+    root = os.path.join(self.get_temp_dir(), 'grid')
+    training, baselines = FakeTraining(), FakeBaselines()
+    report = self.run_grid(root, tiny_base_config(), training, baselines)
+
+    self.assertLen(training.calls, 6)
+    self.assertEqual(baselines.pretrain_calls, 1)
+    self.assertEqual(baselines.evaluate_calls, [1, 5])
+    config, workdir, flags_text = training.calls[4]
+    self.assertEqual(workdir, os.path.join(root, 'sgd_5w5s'))
+    self.assertEqual(config.episode.num_shots, 5)
+    self.assertIn('--update_rule=sgd', flags_text)
+    self.assertLen(report['rows'], 10)
+
+    with open(os.path.join(root, 'results.md')) as f:
+      markdown = f.read()
+    for method in ('meta_lstm', 'sgd', 'meta_sgd', 'finetune',
+                   'nearest_neighbour'):
+      self.assertIn(f'(`{method}`) |', markdown)
+    self.assertIn('| 81.00 ± 1.23 | 85.00 ± 1.23 |', markdown)  # meta_lstm
+    self.assertIn('| 60.00 ± 2.00 | 60.00 ± 2.00 |', markdown)  # finetune
+    self.assertIn('python -m meta_lstm_tf.results --grid=mini', markdown)
+    self.assertIn('at most 20 meta-train steps', markdown)
+    self.assertIn('CPU cores', markdown)
+    self.assertIn(tf.__version__, markdown)
+    self.assertIn('![', markdown)
+    self.assertNotIn('Not run yet', markdown)
+    with open(os.path.join(root, 'results.json')) as f:
+      saved = json.load(f)
+    self.assertEqual(saved['rows'], report['rows'])
+    self.assertAllClose(saved['curves']['meta_lstm_5w1s'],
+                        [[10, 20.0, 0.405], [20, 40.0, 0.81]])
+    with open(os.path.join(root, 'valid_curves.png'), 'rb') as f:
+      self.assertTrue(f.read().startswith(PNG_MAGIC))
+
+    # Rerun: every cell is finished, nothing trains or evaluates again.
+    again = self.run_grid(root, tiny_base_config(), training, baselines)
+    self.assertLen(training.calls, 6)
+    self.assertEqual(baselines.pretrain_calls, 1)
+    self.assertLen(baselines.evaluate_calls, 2)
+    self.assertEqual(again['rows'], report['rows'])
+
+    # Bookkeeping flags do not count as another experiment.
+    self.run_grid(root, tiny_base_config(quiet=False, log_every=7), training,
+                  baselines)
+    self.assertLen(training.calls, 6)
+
+    # A bigger budget resumes every update-rule cell; the baselines, which
+    # do not depend on it, stay cached.
+    self.run_grid(root, tiny_base_config(max_steps=30), training, baselines)
+    self.assertLen(training.calls, 12)
+    self.assertLen(baselines.evaluate_calls, 2)
+
+  def test_update_readme(self):
+    root = os.path.join(self.get_temp_dir(), 'grid2')
+    report = self.run_grid(root, tiny_base_config(), FakeTraining(),
+                           FakeBaselines())
+    readme = os.path.join(self.get_temp_dir(), 'README.md')
+    with open(readme, 'w') as f:
+      f.write('# X\n\n<!-- results:begin -->\nstale\n<!-- results:end -->\n'
+              'tail\n')
+    results_lib.update_readme(readme, report, image='runs/g/valid_curves.png')
+    with open(readme) as f:
+      text = f.read()
+    self.assertNotIn('stale', text)
+    self.assertTrue(text.startswith('# X\n\n<!-- results:begin -->\n'
+                                    '### Results: grid `mini`'))
+    self.assertTrue(text.endswith('<!-- results:end -->\ntail\n'))
+    self.assertIn('| 81.00 ± 1.23 |', text)
+    self.assertIn('(runs/g/valid_curves.png)', text)
+
+  def test_rules_only_needs_no_baselines(self):
+    root = os.path.join(self.get_temp_dir(), 'grid3')
+    training = FakeTraining()
+    report = results_lib.run_grid(
+        results_lib.make_grid('mini', rules=['meta_lstm'], baselines=[],
+                              settings=['5w5s']),
+        tiny_base_config(), root, train_fn=training)
+    self.assertLen(training.calls, 1)
+    self.assertEqual([r['method'] for r in report['rows']], ['meta_lstm'])
+
+
+class FlagsTest(tf.test.TestCase):
+
+  def parse(self, argv):
+    flag_values = flags.FlagValues()
+    results.define_flags(flag_values)
+    cwd = os.getcwd()
+    os.chdir(REPO)  # Nested --flagfile paths are relative to the repo root.
+    try:
+      flag_values(['prog'] + argv)
+    finally:
+      os.chdir(cwd)
+    return flag_values
+
+  def test_results_configs(self):
+    mini = self.parse(['--flagfile=configs/results_mini.flags'])
+    spec = results.grid_from_flags(mini)
+    self.assertEqual(spec.name, 'mini')
+    self.assertEqual(spec.rules, ('meta_lstm', 'sgd', 'meta_sgd'))
+    self.assertEqual(spec.baselines, ('finetune', 'nearest_neighbour'))
+    self.assertGreater(results.baseline_config_from_flags(mini)
+                       .pretrain_seconds, 0)
+    paper = self.parse(['--flagfile=configs/results_paper.flags'])
+    spec = results.grid_from_flags(paper)
+    self.assertLen(spec.settings, 4)
+    self.assertEqual(dict(spec.inner_steps_by_shots), {1: 12, 5: 8})
+
+  def test_lists_and_restrictions(self):
+    flag_values = self.parse([
+        '--workdir=/tmp/g', '--rules=meta_lstm', '--baselines=',
+        '--settings=5w5s', '--finetune_learning_rates=0.1,0.2',
+        '--finetune_steps=3', '--selection_episodes=9'])
+    spec = results.grid_from_flags(flag_values)
+    self.assertEqual((spec.rules, spec.baselines, spec.settings),
+                     (('meta_lstm',), (), (Setting(5, 5),)))
+    baseline_config = results.baseline_config_from_flags(flag_values)
+    self.assertEqual(baseline_config.finetune_learning_rates, (0.1, 0.2))
+    self.assertEqual(baseline_config.finetune_steps, (3,))
+    self.assertEqual(baseline_config.selection_episodes, 9)
+
+  def test_bad_values_name_the_flag(self):
+    with self.assertRaisesRegex(ValueError, 'finetune_steps=x'):
+      results.baseline_config_from_flags(self.parse(['--finetune_steps=x']))
+    with self.assertRaisesRegex(ValueError, 'inner_steps_by_shots=1-12'):
+      results.grid_from_flags(self.parse(['--inner_steps_by_shots=1-12']))
+
+
+@pytest.mark.slow  # About 70 s on 2 CPU cores.
+@pytest.mark.skipif(not OMNIGLOT_DIR or not os.path.isdir(OMNIGLOT_DIR),
+                    reason='OMNIGLOT_DIR is not set to a local Omniglot copy')
+def test_command_end_to_end_on_real_omniglot():
+  root = tempfile.mkdtemp()
+  readme = os.path.join(root, 'README.md')
+  with open(readme, 'w') as f:
+    f.write('<!-- results:begin -->\n<!-- results:end -->\n')
+  command = [
+      sys.executable, '-m', 'meta_lstm_tf.results',
+      '--flagfile=configs/results_mini.flags', f'--workdir={root}/grid',
+      f'--omniglot_dir={OMNIGLOT_DIR}', '--rules=meta_lstm',
+      '--max_steps=3', '--max_train_seconds=0', '--eval_every=2',
+      '--eval_episodes=4', '--test_episodes=8', '--inner_steps=2',
+      '--pretrain_steps=5', '--pretrain_seconds=0',
+      '--finetune_learning_rates=0.1', '--finetune_steps=2',
+      '--selection_episodes=4',
+      f'--update_readme={readme}']
+  result = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+                          timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(os.path.join(root, 'grid', 'results.md')) as f:
+    markdown = f.read()
+  for method in ('meta_lstm', 'finetune', 'nearest_neighbour'):
+    row = [line for line in markdown.splitlines()
+           if line.startswith('| ') and f'(`{method}`)' in line]
+    assert len(row) == 1 and row[0].count('±') == 2, (method, markdown)
+  assert 'Not run yet' not in markdown
+  with open(os.path.join(root, 'grid', 'results.json')) as f:
+    report = json.load(f)
+  assert {(r['method'], r['setting']) for r in report['rows']} == {
+      (m, s) for m in ('meta_lstm', 'finetune', 'nearest_neighbour')
+      for s in ('5w1s', '5w5s')}
+  assert all(r['test_episodes'] == 8 for r in report['rows'])
+  assert len(report['curves']['meta_lstm_5w1s']) == 2  # Steps 2 and 3.
+  with open(os.path.join(root, 'grid', 'valid_curves.png'), 'rb') as f:
+    assert f.read().startswith(PNG_MAGIC)
+  with open(readme) as f:
+    assert '(`meta_lstm`)' in f.read()
