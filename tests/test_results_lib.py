@@ -435,7 +435,7 @@ def test_command_end_to_end_on_real_omniglot():
   command = [
       sys.executable, '-m', 'meta_lstm_tf.results',
       '--flagfile=configs/results_mini.flags', f'--workdir={root}/grid',
-      f'--omniglot_dir={OMNIGLOT_DIR}', '--rules=meta_lstm',
+      f'--omniglot_dir={OMNIGLOT_DIR}', '--settings=5w1s',
       '--max_steps=3', '--max_train_seconds=0', '--eval_every=2',
       '--eval_episodes=4', '--test_episodes=8', '--inner_steps=2',
       '--pretrain_steps=5', '--pretrain_seconds=0',
@@ -447,16 +447,19 @@ def test_command_end_to_end_on_real_omniglot():
   assert result.returncode == 0, result.stderr[-3000:]
   with open(os.path.join(root, 'grid', 'results.md')) as f:
     markdown = f.read()
-  for method in ('meta_lstm', 'finetune', 'nearest_neighbour'):
+  methods = ('meta_lstm', 'sgd', 'meta_sgd', 'finetune', 'nearest_neighbour')
+  for method in methods:
     row = [line for line in markdown.splitlines()
            if line.startswith('| ') and f'(`{method}`)' in line]
-    assert len(row) == 1 and row[0].count('±') == 2, (method, markdown)
+    assert len(row) == 1 and row[0].count('±') == 1, (method, markdown)
   assert 'Not run yet' not in markdown
   with open(os.path.join(root, 'grid', 'results.json')) as f:
     report = json.load(f)
   assert {(r['method'], r['setting']) for r in report['rows']} == {
-      (m, s) for m in ('meta_lstm', 'finetune', 'nearest_neighbour')
-      for s in ('5w1s', '5w5s')}
+      (m, '5w1s') for m in methods}
+  for rule in ('meta_lstm', 'sgd', 'meta_sgd'):
+    with open(os.path.join(root, 'grid', f'{rule}_5w1s', 'results.json')) as f:
+      assert json.load(f)['update_rule'] == rule
   assert all(r['test_episodes'] == 8 for r in report['rows'])
   assert len(report['curves']['meta_lstm_5w1s']) == 2  # Steps 2 and 3.
   with open(os.path.join(root, 'grid', 'valid_curves.png'), 'rb') as f:
