@@ -65,8 +65,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
          'Also replace the block between <!-- results:begin --> and '
          '<!-- results:end --> of this file with the report.')
   define('string', 'readme_image', None,
-         'With --update_readme: copy the plot here (e.g. docs/x.png, a path '
-         'git tracks) and link it; default: link the plot in --workdir.')
+         'With --update_readme: copy the plot here and embed it; default: '
+         'name the plot\'s path in --workdir without embedding it.')
 
 
 def _numbers(name, values, kind):
@@ -140,10 +140,11 @@ def main(argv):
         os.makedirs(os.path.dirname(os.path.abspath(
             flags.FLAGS.readme_image)), exist_ok=True)
         shutil.copyfile(plot, flags.FLAGS.readme_image)
-        plot = flags.FLAGS.readme_image
-      results_lib.update_readme(
-          readme, report, image=os.path.relpath(
-              plot, os.path.dirname(os.path.abspath(readme))))
+        results_lib.update_readme(readme, report, image=os.path.relpath(
+            flags.FLAGS.readme_image,
+            os.path.dirname(os.path.abspath(readme))))
+      else:
+        results_lib.update_readme(readme, report, plot_path=plot)
   except train_lib.TrainingInterrupted as e:
     logging.warning('%s', e)
     sys.exit(128 + e.signum)

@@ -681,17 +681,25 @@ def replace_between_markers(text: str, block: str, path: str = 'README') -> str:
 
 
 def update_readme(readme_path: str, report: dict,
-                  image: Optional[str] = None) -> None:
+                  image: Optional[str] = None,
+                  plot_path: Optional[str] = None) -> None:
   """Replaces the README's results block with the report (atomically).
 
   Args:
     readme_path: the README with the markers.
     report: `run_grid`'s return value.
-    image: the plot's path relative to the README (None: no image).
+    image: the plot's path relative to the README, embedded (None: no
+      image).
+    plot_path: where the command wrote the plot, named in the text instead
+      (generated files are not kept in git, so an embedded link to it would
+      break on a fresh clone).
   """
   with open(readme_path, encoding='utf-8') as f:
     text = f.read()
   block = render_report(report, image=image, heading_level=3)
+  if plot_path:
+    block += (f'\nThe plot of meta-valid accuracy against meta-training '
+              f'time per rule is written to `{plot_path}`.\n')
   workdir_lib.write_atomic(readme_path,
                            replace_between_markers(text, block, readme_path))
 
