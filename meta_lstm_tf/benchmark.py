@@ -8,7 +8,9 @@ Keys: `meta_train_episodes_per_sec` (first order, meta-batch 1),
 over 2 replicas of a MirroredStrategy: the first 2 GPUs, else 2 logical CPU
 devices sharing the cores, so no speed-up there; measured in a subprocess,
 since logical devices must be configured before TensorFlow starts),
-`meta_train_episodes_per_sec_second_order`, `train_step_trace_seconds`,
+`meta_train_episodes_per_sec_second_order`,
+`meta_train_episodes_per_sec_sgd` / `_meta_sgd` (first order, the other
+update rules, `--other_rules`), `train_step_trace_seconds`,
 `peak_rss_mib` (after the first-order measurement), and, where Omniglot is
 available (`--omniglot_dir` or `OMNIGLOT_DIR`), the pipeline's
 `pipeline_episodes_per_sec_5w1s` / `_20w5s`; with `--serving`, the latency of
@@ -16,6 +18,7 @@ adapt-and-classify through a loaded SavedModel. Rates are medians over
 `--repeats` timed blocks of `--steps` steps each.
 """
 
+import dataclasses
 import json
 import os
 import resource
@@ -31,9 +34,9 @@ import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import distribute
-from meta_lstm_tf import meta_lstm_layer
 from meta_lstm_tf import train_steps
 from meta_lstm_tf import types
+from meta_lstm_tf import workdir as workdir_lib
 
 _NUM_WAYS = flags.DEFINE_integer('num_ways', 5, 'N ways.')
 _NUM_SHOTS = flags.DEFINE_integer('num_shots', 1, 'K shots.')
@@ -45,6 +48,10 @@ _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed blocks (median).')
 _SECOND_ORDER = flags.DEFINE_bool('second_order', True,
                                   'Also time the second-order step.')
 _JIT = flags.DEFINE_bool('jit_compile', False, 'Compile steps with XLA.')
+_OTHER_RULES = flags.DEFINE_list(
+    'other_rules', ['sgd', 'meta_sgd'],
+    'Also time the first-order step of these update rules '
+    '(meta_train_episodes_per_sec_<rule>).')
 _PIPELINE = flags.DEFINE_bool('pipeline', True,
                               'Time the episode pipeline (needs Omniglot).')
 _SERVING = flags.DEFINE_bool('serving', True,
@@ -79,7 +86,7 @@ def synthetic_episodes(episode: config_lib.EpisodeConfig, image_size: int,
 def time_meta_train(episode: config_lib.EpisodeConfig, inner_steps: int,
                     image_size: int, second_order: bool, steps: int,
                     repeats: int, jit_compile: bool = False,
-                    strategy=None) -> dict:
+                    strategy=None, update_rule: str = 'meta_lstm') -> dict:
   """Returns episodes/s (median over blocks) and the first call's seconds.
 
   Without a strategy the meta-batch is one episode; with one, one episode
@@ -88,8 +95,11 @@ def time_meta_train(episode: config_lib.EpisodeConfig, inner_steps: int,
   learner_config = config_lib.LearnerConfig(num_ways=episode.num_ways,
                                             image_size=image_size)
   strategy = strategy or tf.distribute.get_strategy()
+  config = dataclasses.replace(
+      config_lib.ExperimentConfig(), learner=learner_config,
+      meta_learner=config_lib.MetaLearnerConfig(update_rule=update_rule))
   with strategy.scope():
-    layer = meta_lstm_layer.MetaLSTMLayer(learner_config)
+    layer = workdir_lib.make_layer(config)
     optimizer = keras.optimizers.Adam(1e-3)
     optimizer.build(layer.trainable_variables)
   inner = config_lib.InnerLoopConfig(inner_steps=inner_steps,
@@ -204,6 +214,11 @@ def main(argv):
     result['peak_rss_mib_with_second_order'] = _peak_rss_mib()
   else:
     result['train_step_trace_seconds'] = first['trace_seconds']
+  for rule in _OTHER_RULES.value:
+    timing = time_meta_train(episode, _INNER_STEPS.value, _IMAGE_SIZE.value,
+                             False, _STEPS.value, _REPEATS.value, _JIT.value,
+                             update_rule=rule)
+    result[f'meta_train_episodes_per_sec_{rule}'] = timing['episodes_per_sec']
   for name, enabled, fn in _EXTRA_BENCHMARKS:
     if enabled():
       try:
