@@ -48,7 +48,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import time
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -340,21 +339,6 @@ def _check_settings(path: str, settings: dict) -> None:
         f'({details}); use another out_dir or delete it')
 
 
-def _write_bytes_atomic(path: str, data: bytes) -> None:
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 def _load_result(out_dir: str) -> dict:
   with open(os.path.join(out_dir, RESULT_FILE)) as f:
     result = json.load(f)
@@ -472,7 +456,8 @@ def pretrain(config: config_lib.ExperimentConfig,
   buffer = io.BytesIO()
   np.savez(buffer, feature_params=flat[:num_features],
            head_params=flat[num_features:])
-  _write_bytes_atomic(os.path.join(out_dir, PARAMS_FILE), buffer.getvalue())
+  workdir_lib.write_atomic(os.path.join(out_dir, PARAMS_FILE),
+                           buffer.getvalue())
   summary = {
       'learner_config': dataclasses.asdict(learner_config),
       'num_classes': num_classes,

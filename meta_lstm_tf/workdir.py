@@ -16,7 +16,7 @@
 import json
 import os
 import tempfile
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import tensorflow as tf
 
@@ -35,14 +35,14 @@ LOG_DIR = 'logs'
 EXPORT_DIR = 'export'
 
 
-def write_atomic(path: str, text: str) -> None:
-  """Writes text to path atomically (temporary file + rename)."""
+def write_atomic(path: str, data: Union[str, bytes]) -> None:
+  """Writes text or bytes to path atomically (temporary file + rename)."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-')
   try:
-    with os.fdopen(fd, 'w') as f:
-      f.write(text)
+    with os.fdopen(fd, 'wb' if isinstance(data, bytes) else 'w') as f:
+      f.write(data)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
