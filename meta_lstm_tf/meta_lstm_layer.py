@@ -61,16 +61,12 @@ class MetaLSTMLayer(update_rule.UpdateRule):
     self._create_variables()
 
   @classmethod
-  def from_experiment(cls, learner_config: config_lib.LearnerConfig,
-                      meta_config: config_lib.MetaLearnerConfig,
-                      seed: int = 0, **kwargs) -> 'MetaLSTMLayer':
-    return cls(learner_config.__dict__.copy(),
-               hidden_size=meta_config.hidden_size,
-               preprocess_p=meta_config.preprocess_p,
-               weight_init_scale=meta_config.weight_init_scale,
-               forget_bias_range=meta_config.forget_bias_range,
-               input_bias_range=meta_config.input_bias_range, seed=seed,
-               **kwargs)
+  def config_kwargs(cls, meta_config: config_lib.MetaLearnerConfig) -> dict:
+    return dict(hidden_size=meta_config.hidden_size,
+                preprocess_p=meta_config.preprocess_p,
+                weight_init_scale=meta_config.weight_init_scale,
+                forget_bias_range=meta_config.forget_bias_range,
+                input_bias_range=meta_config.input_bias_range)
 
   def _create_variables(self):
     d, s = self.hidden_size, self.weight_init_scale

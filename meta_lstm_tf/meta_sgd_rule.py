@@ -16,11 +16,10 @@ import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import sgd_rule
-from meta_lstm_tf import update_rule
 
 
 @keras.saving.register_keras_serializable(package='meta_lstm_tf')
-class MetaSGDRule(update_rule.UpdateRule):
+class MetaSGDRule(sgd_rule.GradientDescentRule):
   """Learned per-coordinate learning rates `learning_rates` [P] and theta_0."""
 
   def __init__(self, learner_config, initial_learning_rate: float = 0.1,
@@ -37,25 +36,12 @@ class MetaSGDRule(update_rule.UpdateRule):
     self.built = True
 
   @classmethod
-  def from_experiment(cls, learner_config: config_lib.LearnerConfig,
-                      meta_config: config_lib.MetaLearnerConfig,
-                      seed: int = 0, **kwargs) -> 'MetaSGDRule':
-    return cls(learner_config.__dict__.copy(),
-               initial_learning_rate=meta_config.inner_lr, seed=seed,
-               **kwargs)
+  def config_kwargs(cls, meta_config: config_lib.MetaLearnerConfig) -> dict:
+    return dict(initial_learning_rate=meta_config.inner_lr)
 
   def meta_weights(self) -> tf.Tensor:
     """alpha, [P]."""
     return tf.convert_to_tensor(self.learning_rates)
-
-  def initial_state(self, weights, params: tf.Tensor) -> sgd_rule.GatedState:
-    del weights
-    return sgd_rule.initial_state(params)
-
-  def update(self, weights, state: sgd_rule.GatedState, grad: tf.Tensor,
-             loss: tf.Tensor) -> sgd_rule.GatedState:
-    del loss
-    return sgd_rule.sgd_step(state, grad, weights)
 
   def get_config(self):
     base = super().get_config()

@@ -388,36 +388,34 @@ def read_valid_curve(workdir: str) -> List[CurvePoint]:
           if 'train_seconds' in values and 'accuracy' in values]
 
 
+def _row(method: str, kind: str, setting: Setting, results: dict,
+         **fields) -> dict:
+  """A table row: what every method reports, plus `fields`."""
+  return dict(
+      method=method, kind=kind, setting=setting.name,
+      num_ways=setting.num_ways, num_shots=setting.num_shots,
+      test_accuracy=results['test_accuracy'],
+      test_ci95=results['test_ci95'],
+      test_episodes=results['test_episodes'],
+      valid_accuracy=results.get('valid_accuracy'), **fields)
+
+
 def _rule_row(rule: str, setting: Setting, results: dict,
               workdir: str, root: str) -> dict:
-  return {
-      'method': rule, 'kind': 'rule', 'setting': setting.name,
-      'num_ways': setting.num_ways, 'num_shots': setting.num_shots,
-      'test_accuracy': results['test_accuracy'],
-      'test_ci95': results['test_ci95'],
-      'test_episodes': results['test_episodes'],
-      'valid_accuracy': results.get('valid_accuracy'),
-      'steps': results['steps'],
-      'train_seconds': results['train_seconds'],
-      'eval_seconds': results.get('test_seconds'),
-      'inner_steps': results.get('inner_steps'),
-      'workdir': os.path.relpath(workdir, root),
-  }
+  return _row(rule, 'rule', setting, results,
+              steps=results['steps'],
+              train_seconds=results['train_seconds'],
+              eval_seconds=results.get('test_seconds'),
+              inner_steps=results.get('inner_steps'),
+              workdir=os.path.relpath(workdir, root))
 
 
 def _baseline_row(baseline: str, setting: Setting, results: dict) -> dict:
-  row = {
-      'method': baseline, 'kind': 'baseline', 'setting': setting.name,
-      'num_ways': setting.num_ways, 'num_shots': setting.num_shots,
-      'test_accuracy': results['test_accuracy'],
-      'test_ci95': results['test_ci95'],
-      'test_episodes': results['test_episodes'],
-      'valid_accuracy': results.get('valid_accuracy'),
-      'steps': results.get('pretrain_steps'),
-      'train_seconds': results.get('pretrain_seconds'),
-      'eval_seconds': results.get('eval_seconds'),
-      'workdir': PRETRAIN_DIR,
-  }
+  row = _row(baseline, 'baseline', setting, results,
+             steps=results.get('pretrain_steps'),
+             train_seconds=results.get('pretrain_seconds'),
+             eval_seconds=results.get('eval_seconds'),
+             workdir=PRETRAIN_DIR)
   for key in ('learning_rate', 'inner_steps', 'selection_seconds'):
     if key in results:
       row[key] = results[key]

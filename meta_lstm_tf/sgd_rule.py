@@ -56,8 +56,24 @@ def sgd_step(state: GatedState, grad: tf.Tensor,
                     tf.broadcast_to(learning_rate, tf.shape(params)), params)
 
 
+class GradientDescentRule(update_rule.UpdateRule):
+  """theta_t = theta_{t-1} - meta_weights() * grad_t: `sgd` and `meta_sgd`.
+
+  Subclasses say what the step size is (`meta_weights`, [] or [P]).
+  """
+
+  def initial_state(self, weights, params: tf.Tensor) -> GatedState:
+    del weights
+    return initial_state(params)
+
+  def update(self, weights, state: GatedState, grad: tf.Tensor,
+             loss: tf.Tensor) -> GatedState:
+    del loss
+    return sgd_step(state, grad, weights)
+
+
 @keras.saving.register_keras_serializable(package='meta_lstm_tf')
-class SGDRule(update_rule.UpdateRule):
+class SGDRule(GradientDescentRule):
   """MAML's inner loop: fixed learning rate, learned theta_0.
 
   The only meta-parameter is `initial_params`; `meta_weights()` is the
@@ -74,23 +90,11 @@ class SGDRule(update_rule.UpdateRule):
     self.built = True
 
   @classmethod
-  def from_experiment(cls, learner_config: config_lib.LearnerConfig,
-                      meta_config: config_lib.MetaLearnerConfig,
-                      seed: int = 0, **kwargs) -> 'SGDRule':
-    return cls(learner_config.__dict__.copy(),
-               learning_rate=meta_config.inner_lr, seed=seed, **kwargs)
+  def config_kwargs(cls, meta_config: config_lib.MetaLearnerConfig) -> dict:
+    return dict(learning_rate=meta_config.inner_lr)
 
   def meta_weights(self) -> tf.Tensor:
     return tf.constant(self.learning_rate, self.initial_params.dtype)
-
-  def initial_state(self, weights, params: tf.Tensor) -> GatedState:
-    del weights
-    return initial_state(params)
-
-  def update(self, weights, state: GatedState, grad: tf.Tensor,
-             loss: tf.Tensor) -> GatedState:
-    del loss
-    return sgd_step(state, grad, weights)
 
   def get_config(self):
     base = super().get_config()

@@ -38,8 +38,9 @@ from meta_lstm_tf import learner
 class UpdateRule(keras.layers.Layer):
   """Base class: holds the learner config and theta_0.
 
-  Subclasses create their own variables in `_create_rule_variables`, and
-  implement `meta_weights`, `initial_state` and `update`.
+  Subclasses create their variables (theta_0 with `_create_initial_params`)
+  and implement `config_kwargs`, `meta_weights`, `initial_state` and
+  `update`.
   """
 
   def __init__(self, learner_config, seed: int = 0, **kwargs):
@@ -60,6 +61,19 @@ class UpdateRule(keras.layers.Layer):
     self.initial_params = self.add_weight(
         name='initial_params', shape=(self.num_coordinates,),
         initializer=keras.initializers.Constant(init))
+
+  @classmethod
+  def from_experiment(cls, learner_config: config_lib.LearnerConfig,
+                      meta_config: config_lib.MetaLearnerConfig,
+                      seed: int = 0, **kwargs) -> 'UpdateRule':
+    """The rule for an experiment's learner and meta-learner configs."""
+    return cls(learner_config.__dict__.copy(), seed=seed,
+               **cls.config_kwargs(meta_config), **kwargs)
+
+  @classmethod
+  def config_kwargs(cls, meta_config: config_lib.MetaLearnerConfig) -> dict:
+    """The constructor arguments this rule takes from `meta_config`."""
+    raise NotImplementedError
 
   @property
   def learner_cfg(self) -> config_lib.LearnerConfig:
