@@ -6,11 +6,9 @@ query examples; E episodes per stacked evaluation batch; P_f the learner's
 feature coordinates (its conv and batch-norm parameters, `learner.
 feature_spec`), d = F * R * R the feature dimension.
 
-Both baselines start from one pretrained network (`pretrain`): the learner
-trained with Adam as an ordinary C-way classifier over every meta-train
-class, on mini-batches of (image, class) pairs. Its conv and batch-norm
-parameters do not depend on N or K, so one pretraining serves every episode
-shape.
+Both baselines start from one pretrained network (`pretrain_lib.pretrain`,
+re-exported here): the learner trained with Adam as an ordinary C-way
+classifier over every meta-train class.
 
   nearest neighbour  1-NN by cosine similarity between the penultimate
                      features (`learner.features`) of each query and of the
@@ -33,446 +31,37 @@ Episodes are those of meta-training's evaluation (`train_lib.VALID_SEED`,
 `train_lib.TEST_SEED`): episode i depends only on (seed, i), so the baselines
 and the meta-learner are scored on identical episodes.
 
-`pretrain(config, baseline_config, out_dir)` writes
-
-    OUT/settings.json   what the pretraining depends on; a rerun with other
-                        settings on the same OUT is refused
-    OUT/checkpoints/    resume state (parameters, Adam, step, seconds)
-    OUT/pretrained.npz  `feature_params` [P_f] and `head_params`
-    OUT/pretrain.json   steps, seconds, losses; written last, so its
-                        presence means done: a rerun reuses the result
+The pretraining's files are described in `pretrain_lib`.
 """
 
-import dataclasses
-import hashlib
-import io
-import json
-import os
 import time
 from typing import Dict, Optional, Sequence, Tuple
 
-from absl import logging
-import keras
 import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import learner
+from meta_lstm_tf import pretrain_lib
 from meta_lstm_tf import sgd_rule
 from meta_lstm_tf import train_lib
 from meta_lstm_tf import train_steps
 from meta_lstm_tf import types
-from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.data import episodes as episodes_lib
 from meta_lstm_tf.data import splits
 
-SETTINGS_FILE = 'settings.json'
-CHECKPOINT_DIR = 'checkpoints'
-PARAMS_FILE = 'pretrained.npz'
-RESULT_FILE = 'pretrain.json'
-
-_CHECKPOINT_EVERY = 500
-# Images of the fixed sample the pretraining loss is reported on.
-_LOSS_SAMPLE = 1024
-_RNG_ALG = 'philox'
-# Keeps the pretraining batches apart from any other stream of the same seed.
-_PRETRAIN_STREAM = 2
-_LOSS_SAMPLE_STREAM = 3
-
-
-def _fail(field: str, value, requirement: str) -> None:
-  raise ValueError(f'{field}={value!r}: {requirement}')
-
-
-def _is_int(value) -> bool:
-  return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-@dataclasses.dataclass(frozen=True)
-class BaselineConfig:
-  """Pretraining and fine-tuning settings of the baselines.
-
-  Attributes:
-    pretrain_steps: Adam steps of the C-way pretraining.
-    pretrain_seconds: also stop the pretraining after this many seconds of
-      training (0: no time limit).
-    batch_size: B, images per pretraining step.
-    learning_rate: Adam's learning rate for the pretraining.
-    finetune_learning_rates: the SGD learning rates fine-tuning chooses from.
-    finetune_steps: the step counts fine-tuning chooses from.
-    selection_episodes: meta-valid episodes the choice of learning rate and
-      steps is made on (also what `valid_accuracy` is measured on).
-    seed: seed of the initial parameters and of the pretraining batches.
-  """
-  pretrain_steps: int = 3000
-  pretrain_seconds: float = 0.0
-  batch_size: int = 64
-  learning_rate: float = 1e-3
-  finetune_learning_rates: tuple = (0.01, 0.05, 0.2, 0.5)
-  finetune_steps: tuple = (5, 20, 50)
-  selection_episodes: int = 100
-  seed: int = 0
-
-  def validate(self) -> 'BaselineConfig':
-    for name in ('pretrain_steps', 'batch_size', 'selection_episodes'):
-      value = getattr(self, name)
-      if not (_is_int(value) and value > 0):
-        _fail(name, value, 'must be a positive integer')
-    if not (isinstance(self.pretrain_seconds, (int, float)) and
-            self.pretrain_seconds >= 0):
-      _fail('pretrain_seconds', self.pretrain_seconds,
-            'must be >= 0 (0 means no limit)')
-    if not (isinstance(self.learning_rate, (int, float)) and
-            self.learning_rate > 0):
-      _fail('learning_rate', self.learning_rate, 'must be > 0')
-    rates = self.finetune_learning_rates
-    if (not isinstance(rates, (tuple, list)) or not rates or
-        not all(isinstance(r, (int, float)) and not isinstance(r, bool) and
-                r > 0 for r in rates)):
-      _fail('finetune_learning_rates', rates,
-            'must be a non-empty tuple of numbers > 0')
-    steps = self.finetune_steps
-    if (not isinstance(steps, (tuple, list)) or not steps or
-        not all(_is_int(s) and s > 0 for s in steps)):
-      _fail('finetune_steps', steps,
-            'must be a non-empty tuple of positive integers')
-    if not (_is_int(self.seed) and self.seed >= 0):
-      _fail('seed', self.seed, 'must be a non-negative integer')
-    return self
-
-
-# ------------------------------------------------------------------ checks
-
-
-def _check_pool(pool, learner_config: config_lib.LearnerConfig,
-                name: str) -> Tuple[int, int]:
-  """(C, D) of a pool whose images fit the learner; else ValueError."""
-  images = getattr(pool, 'images', None)
-  if images is None:
-    raise ValueError(f'pools.{name} has no `images` (expected a '
-                     'splits.ClassPool)')
-  shape = tuple(images.shape)
-  expected = (learner_config.image_size, learner_config.image_size,
-              learner_config.channels)
-  if len(shape) != 5 or shape[2:] != expected:
-    raise ValueError(f'pools.{name}.images has shape {shape}; expected '
-                     f'[C, D, {expected[0]}, {expected[1]}, {expected[2]}] '
-                     'to match the learner config')
-  return int(shape[0]), int(shape[1])
-
-
-def _check_pools(pools) -> None:
-  for name in ('meta_train', 'meta_valid', 'meta_test'):
-    if not hasattr(pools, name):
-      raise ValueError(f'pools has no {name!r} (expected splits.ClassPools, '
-                       f'got {type(pools).__name__})')
-
-
-def pretrain_learner_config(learner_config: config_lib.LearnerConfig,
-                            num_classes: int) -> config_lib.LearnerConfig:
-  """The experiment's learner with a C-way head."""
-  if not (_is_int(num_classes) and num_classes >= 2):
-    _fail('num_classes', num_classes,
-          'the pretraining needs at least 2 meta-train classes')
-  return dataclasses.replace(learner_config,
-                             num_ways=int(num_classes)).validate()
-
-
-def feature_params_of(pretrained: dict,
-                      learner_config: config_lib.LearnerConfig) -> tf.Tensor:
-  """The flat conv/BN parameters [P_f] of `pretrain`'s result, checked.
-
-  Raises:
-    ValueError: no `params`, or a size that does not fit `learner_config`.
-  """
-  if not isinstance(pretrained, dict) or 'params' not in pretrained:
-    raise ValueError("pretrained must be pretrain()'s dict, with 'params' "
-                     'the flat conv/BN parameters')
-  params = np.asarray(pretrained['params'], np.float32)
-  expected = _spec_size(learner.feature_spec(learner_config))
-  if params.shape != (expected,):
-    raise ValueError(
-        f"pretrained['params'] has shape {params.shape}; the learner "
-        f'(num_filters={learner_config.num_filters}, '
-        f'num_blocks={learner_config.num_blocks}, '
-        f'channels={learner_config.channels}) has {expected} conv/BN '
-        'parameters: was it pretrained with another learner config?')
-  if not np.all(np.isfinite(params)):
-    raise ValueError("pretrained['params'] holds NaN or Inf")
-  return tf.constant(params)
-
-
-def _spec_size(spec: dict) -> int:
-  return int(sum(np.prod(shape) for shape in spec.values()))
-
-
-# ------------------------------------------------------------- pretraining
-
-
-def make_pretrain_dataset(pool_images, batch_size: int, seed: int,
-                          start_step: int = 0) -> tf.data.Dataset:
-  """Infinite mini-batches of (image, class) pairs from a class pool.
-
-  Batch i holds B pairs drawn uniformly (with replacement) from the C * D
-  images, with the stateless seed fold_in([seed, stream], i): it depends on
-  (seed, i) only, so a resumed pretraining sees the batches an uninterrupted
-  one would.
-
-  Args:
-    pool_images: float32 [C, D, H, W, ch].
-    batch_size: B.
-    seed: the stream's seed.
-    start_step: index of the first batch.
-
-  Returns:
-    `tf.data.Dataset` of (images [B, H, W, ch], labels int32 [B] in [0, C)).
-  """
-  images = tf.convert_to_tensor(pool_images, tf.float32)
-  num_classes, num_drawings = int(images.shape[0]), int(images.shape[1])
-  flat = tf.reshape(images, [num_classes * num_drawings] + images.shape[2:])
-  base_seed = tf.constant([seed, _PRETRAIN_STREAM], tf.int64)
-
-  def batch(step):
-    index = tf.random.stateless_uniform(
-        [batch_size],
-        seed=tf.random.experimental.stateless_fold_in(base_seed, step,
-                                                      alg=_RNG_ALG),
-        minval=0, maxval=num_classes * num_drawings, dtype=tf.int64,
-        alg=_RNG_ALG)
-    return tf.gather(flat, index), tf.cast(index // num_drawings, tf.int32)
-
-  return (tf.data.Dataset.counter(start=start_step, dtype=tf.int64)
-          .map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-          .prefetch(tf.data.AUTOTUNE))
-
-
-def _loss_sample(pool_images, seed: int):
-  """A fixed sample of (images, labels) the pretraining loss is reported on."""
-  images = tf.convert_to_tensor(pool_images, tf.float32)
-  num_classes, num_drawings = int(images.shape[0]), int(images.shape[1])
-  total = num_classes * num_drawings
-  size = min(_LOSS_SAMPLE, total)
-  scores = tf.random.stateless_uniform(
-      [total], seed=tf.constant([seed, _LOSS_SAMPLE_STREAM], tf.int64),
-      alg=_RNG_ALG)
-  index = tf.math.top_k(scores, k=size).indices
-  flat = tf.reshape(images, [total] + images.shape[2:])
-  return tf.gather(flat, index), tf.cast(index // num_drawings, tf.int32)
-
-
-def _classification_loss(flat_params, images, labels,
-                         learner_config: config_lib.LearnerConfig):
-  logits, _ = learner.apply(
-      learner.unflatten(tf.convert_to_tensor(flat_params),
-                        learner.param_spec(learner_config)),
-      images, learner_config, twice_differentiable=False)
-  return learner.loss_and_accuracy(logits, labels)
-
-
-def make_pretrain_step(params: keras.Variable,
-                       optimizer: keras.optimizers.Optimizer,
-                       learner_config: config_lib.LearnerConfig):
-  """Builds the compiled pretraining step.
-
-  Args:
-    params: the flat [P] parameters of the C-way learner.
-    optimizer: Adam.
-    learner_config: the C-way learner.
-
-  Returns:
-    step(images [B, H, W, ch], labels int32 [B]) -> (loss [], accuracy []),
-    one optimizer update of `params` (batch norm with the batch's
-    statistics).
-  """
-
-  def step(images, labels):
-    with tf.GradientTape() as tape:
-      loss, accuracy = _classification_loss(params, images, labels,
-                                            learner_config)
-    grad = tape.gradient(loss, params)
-    optimizer.apply_gradients([(grad, params)])
-    return loss, accuracy
-
-  return tf.function(step)
-
-
-def _pool_fingerprint(pool) -> str:
-  names = getattr(pool, 'class_names', None)
-  if names is None:
-    return 'unnamed'
-  return hashlib.sha256('\n'.join(names).encode()).hexdigest()[:16]
-
-
-def _pretrain_settings(learner_config: config_lib.LearnerConfig,
-                       baseline_config: BaselineConfig, pool,
-                       num_drawings: int) -> dict:
-  """Everything the pretraining result depends on (JSON types only)."""
-  return {
-      'learner': dataclasses.asdict(learner_config),
-      'pretrain_steps': int(baseline_config.pretrain_steps),
-      'pretrain_seconds': float(baseline_config.pretrain_seconds),
-      'batch_size': int(baseline_config.batch_size),
-      'learning_rate': float(baseline_config.learning_rate),
-      'seed': int(baseline_config.seed),
-      'num_classes': int(learner_config.num_ways),
-      'drawings_per_class': int(num_drawings),
-      'classes': _pool_fingerprint(pool),
-  }
-
-
-def _check_settings(path: str, settings: dict) -> None:
-  """Writes `settings`, or refuses an out_dir made with other settings."""
-  if not os.path.exists(path):
-    workdir_lib.write_json(path, settings)
-    return
-  with open(path) as f:
-    previous = json.load(f)
-  # JSON turns tuples into lists; compare in that form.
-  current = json.loads(json.dumps(settings))
-  if previous != current:
-    changed = sorted(k for k in set(previous) | set(current)
-                     if previous.get(k) != current.get(k))
-    details = ', '.join(f'{k}: {previous.get(k)!r} -> {current.get(k)!r}'
-                        for k in changed)
-    raise ValueError(
-        f'{os.path.dirname(path)!r} holds a pretraining with other settings '
-        f'({details}); use another out_dir or delete it')
-
-
-def _load_result(out_dir: str) -> dict:
-  with open(os.path.join(out_dir, RESULT_FILE)) as f:
-    result = json.load(f)
-  with np.load(os.path.join(out_dir, PARAMS_FILE)) as arrays:
-    result['params'] = arrays['feature_params']
-    result['head_params'] = arrays['head_params']
-  return result
-
-
-def pretrain(config: config_lib.ExperimentConfig,
-             baseline_config: BaselineConfig, out_dir: str,
-             pools: Optional[splits.ClassPools] = None) -> dict:
-  """Trains the learner as a C-way classifier over all meta-train classes.
-
-  Resumable and cached: a rerun on the same `out_dir` resumes from the last
-  checkpoint, or, once done, returns the stored result without training.
-
-  Args:
-    config: the experiment; its learner config (with `num_ways` replaced by
-      C) is the network pretrained.
-    baseline_config: pretraining settings.
-    out_dir: where the result, checkpoints and settings go.
-    pools: `splits.make_class_pools(config.data)`, if already loaded.
-
-  Returns:
-    dict with `params` (float32 [P_f], the flat conv/BN parameters, in
-    `learner.feature_spec` order), `head_params` (the C-way linear layer),
-    `learner_config` (the C-way learner, as a dict), `num_classes`, `steps`
-    and `seconds` (training steps and seconds done), `initial_loss`,
-    `final_loss`, `final_accuracy` (on a fixed sample of up to 1024
-    meta-train images, at the initial and at the final parameters), and
-    `reused` (True when the result was read from `out_dir`).
-
-  Raises:
-    ValueError: invalid configs, empty `out_dir`, pools that do not fit the
-      learner, or an `out_dir` holding a pretraining with other settings.
-  """
-  config.validate()
-  baseline_config.validate()
-  if not out_dir or not isinstance(out_dir, str):
-    _fail('out_dir', out_dir, 'must be a non-empty path')
-  if pools is None:
-    pools = splits.make_class_pools(config.data)
-  _check_pools(pools)
-  num_classes, num_drawings = _check_pool(pools.meta_train, config.learner,
-                                          'meta_train')
-  learner_config = pretrain_learner_config(config.learner, num_classes)
-  os.makedirs(out_dir, exist_ok=True)
-  _check_settings(os.path.join(out_dir, SETTINGS_FILE),
-                  _pretrain_settings(learner_config, baseline_config,
-                                     pools.meta_train, num_drawings))
-  if (os.path.exists(os.path.join(out_dir, RESULT_FILE)) and
-      os.path.exists(os.path.join(out_dir, PARAMS_FILE))):
-    result = _load_result(out_dir)
-    result['reused'] = True
-    logging.info('Reusing the pretraining in %s (%d steps, %.0f s)', out_dir,
-                 result['steps'], result['seconds'])
-    return result
-
-  spec = learner.param_spec(learner_config)
-  initial = learner.flatten(learner.init_params(learner_config,
-                                                baseline_config.seed), spec)
-  params = keras.Variable(initial, name='pretrain_params')
-  optimizer = keras.optimizers.Adam(baseline_config.learning_rate)
-  optimizer.build([params])
-  state = tf.train.Checkpoint(params=params, optimizer=optimizer,
-                              step=tf.Variable(0, dtype=tf.int64),
-                              seconds=tf.Variable(0.0, dtype=tf.float64))
-  manager = tf.train.CheckpointManager(
-      state, os.path.join(out_dir, CHECKPOINT_DIR), max_to_keep=1)
-  if manager.latest_checkpoint:
-    state.restore(manager.latest_checkpoint).assert_consumed()
-
-  step = int(state.step)
-  limit = float(baseline_config.pretrain_seconds)
-  train_step = make_pretrain_step(params, optimizer, learner_config)
-  batches = iter(make_pretrain_dataset(pools.meta_train.images,
-                                       baseline_config.batch_size,
-                                       baseline_config.seed, start_step=step))
-  seconds_before = float(state.seconds)
-  start = time.perf_counter()
-
-  def seconds() -> float:
-    return seconds_before + time.perf_counter() - start
-
-  while step < baseline_config.pretrain_steps and not (
-      limit and seconds() >= limit):
-    images, labels = next(batches)
-    loss, _ = train_step(images, labels)
-    step += 1
-    if step % _CHECKPOINT_EVERY == 0:
-      if not np.isfinite(float(loss)):
-        raise FloatingPointError(f'pretraining loss is {float(loss)} at step '
-                                 f'{step}; lower learning_rate')
-      state.step.assign(step)
-      state.seconds.assign(seconds())
-      manager.save(checkpoint_number=step)
-      logging.info('Pretraining step %d (%.0f s): batch loss %.4f', step,
-                   seconds(), float(loss))
-  state.step.assign(step)
-  state.seconds.assign(seconds())
-  manager.save(checkpoint_number=step)
-
-  sample_images, sample_labels = _loss_sample(pools.meta_train.images,
-                                              baseline_config.seed)
-  initial_loss, _ = _classification_loss(initial, sample_images,
-                                         sample_labels, learner_config)
-  final_loss, final_accuracy = _classification_loss(
-      params, sample_images, sample_labels, learner_config)
-  if not np.isfinite(float(final_loss)):
-    raise FloatingPointError(f'pretraining diverged (loss {float(final_loss)})'
-                             '; lower learning_rate')
-  flat = np.asarray(tf.convert_to_tensor(params).numpy(), np.float32)
-  num_features = _spec_size(learner.feature_spec(learner_config))
-  buffer = io.BytesIO()
-  np.savez(buffer, feature_params=flat[:num_features],
-           head_params=flat[num_features:])
-  workdir_lib.write_atomic(os.path.join(out_dir, PARAMS_FILE),
-                           buffer.getvalue())
-  summary = {
-      'learner_config': dataclasses.asdict(learner_config),
-      'num_classes': num_classes,
-      'steps': step,
-      'seconds': float(state.seconds),
-      'initial_loss': float(initial_loss),
-      'final_loss': float(final_loss),
-      'final_accuracy': float(final_accuracy),
-  }
-  workdir_lib.write_json(os.path.join(out_dir, RESULT_FILE), summary)
-  logging.info('Pretraining done: %s', json.dumps(summary, sort_keys=True))
-  result = _load_result(out_dir)
-  result['reused'] = False
-  return result
-
+# The pretraining moved to `pretrain_lib` (the meta-learners use it too);
+# these names stay importable from here.
+BaselineConfig = pretrain_lib.BaselineConfig
+pretrain = pretrain_lib.pretrain
+make_pretrain_dataset = pretrain_lib.make_pretrain_dataset
+make_pretrain_step = pretrain_lib.make_pretrain_step
+feature_params_of = pretrain_lib.feature_params_of
+SETTINGS_FILE = pretrain_lib.SETTINGS_FILE
+PARAMS_FILE = pretrain_lib.PARAMS_FILE
+RESULT_FILE = pretrain_lib.RESULT_FILE
+_check_pool = pretrain_lib.check_pool
+_check_pools = pretrain_lib.check_pools
 
 # ------------------------------------------------------- nearest neighbour
 
@@ -547,7 +136,8 @@ def evaluate_nearest_neighbour(feature_params: tf.Tensor,
   for batch in batches:
     accuracies.extend(step(feature_params, batch).numpy().tolist())
   accuracy, ci95 = train_lib.mean_and_ci95(accuracies)
-  return {'accuracy': accuracy, 'ci95': ci95, 'episodes': len(accuracies)}
+  return {'accuracy': accuracy, 'ci95': ci95, 'episodes': len(accuracies),
+          'accuracies': accuracies}
 
 
 # ---------------------------------------------------------------- fine-tune
@@ -634,7 +224,8 @@ def evaluate_baselines(config: config_lib.ExperimentConfig,
 
   Returns:
     {'finetune': {...}, 'nearest_neighbour': {...}}, each with
-    `test_accuracy`, `test_ci95`, `test_episodes`, `valid_accuracy`,
+    `test_accuracy`, `test_ci95`, `test_episodes`, `test_accuracies` (per
+    meta-test episode, in episode order), `valid_accuracy`,
     `valid_episodes`, `pretrain_steps`, `pretrain_seconds`, `eval_seconds`
     (the meta-test evaluation), `selection_seconds` (the meta-valid
     evaluation: for fine-tune the whole grid), `num_ways`, `num_shots`;
@@ -672,7 +263,8 @@ def evaluate_baselines(config: config_lib.ExperimentConfig,
   nn_test = evaluate_nearest_neighbour(feature_params, config.learner, test)
   nearest_neighbour = dict(
       common, test_accuracy=nn_test['accuracy'], test_ci95=nn_test['ci95'],
-      test_episodes=nn_test['episodes'], valid_accuracy=nn_valid['accuracy'],
+      test_episodes=nn_test['episodes'],
+      test_accuracies=nn_test['accuracies'], valid_accuracy=nn_valid['accuracy'],
       selection_seconds=middle - start,
       eval_seconds=time.perf_counter() - middle)
 
@@ -689,7 +281,8 @@ def evaluate_baselines(config: config_lib.ExperimentConfig,
                               inner_steps, test)
   finetune = dict(
       common, test_accuracy=ft_test['accuracy'], test_ci95=ft_test['ci95'],
-      test_episodes=ft_test['episodes'], valid_accuracy=grid[(learning_rate,
+      test_episodes=ft_test['episodes'],
+      test_accuracies=ft_test['accuracies'], valid_accuracy=grid[(learning_rate,
                                                               inner_steps)],
       learning_rate=learning_rate, inner_steps=inner_steps,
       grid=[{'learning_rate': lr, 'inner_steps': steps,

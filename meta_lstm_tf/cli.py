@@ -54,7 +54,22 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
          'fixed --inner_lr, learned init) or meta_sgd (learned per-coordinate '
          'rates and init).', enum_values=list(config_lib.UPDATE_RULES))
   define('float', 'inner_lr', d.meta_learner.inner_lr,
-         'Learning rate of update_rule=sgd; initial rates of meta_sgd.')
+         'Learning rate of update_rule=sgd; initial rates of meta_sgd; '
+         'initial input gate of meta_lstm with --gate_init=inner_lr.')
+  define('enum', 'gate_init', d.meta_learner.gate_init,
+         'Meta-LSTM gate biases at initialisation: inner_lr (input gate = '
+         '--inner_lr, forget gate = --forget_gate_init) or paper (the '
+         "original code's U(-5,-4) input and U(4,5) forget biases).",
+         enum_values=list(config_lib.GATE_INITS))
+  define('enum', 'gate_bias', d.meta_learner.gate_bias,
+         'Meta-LSTM gate biases: shared (the paper), per_tensor (one per '
+         'learner tensor) or per_coordinate.',
+         enum_values=list(config_lib.GATE_BIASES))
+  define('float', 'gate_bias_scale', d.meta_learner.gate_bias_scale,
+         'Meta-LSTM gate biases are this times their variables: the '
+         'meta-optimizer moves them this much faster (1: plain biases).')
+  define('float', 'forget_gate_init', d.meta_learner.forget_gate_init,
+         'Initial forget gate of the meta-LSTM with --gate_init=inner_lr.')
   define('integer', 'hidden_size', d.meta_learner.hidden_size,
          'Hidden units of the meta-LSTM first layer.')
   define('integer', 'inner_steps', d.inner_loop.inner_steps,
@@ -108,6 +123,17 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   define('string', 'tpu_address', t.tpu_address,
          'TPU name or grpc:// address for --strategy=tpu (default: the '
          'local TPU).')
+  define('enum', 'init_from', t.init_from,
+         'Where theta_0 starts: scratch (random init) or pretrained (first '
+         'train the learner as a classifier over all meta-train classes for '
+         '--init_pretrain_seconds; that time counts towards '
+         '--max_train_seconds).', enum_values=list(config_lib.INIT_FROM))
+  define('float', 'init_pretrain_seconds', t.init_pretrain_seconds,
+         'Pretraining time of --init_from=pretrained (0: no limit).')
+  define('integer', 'init_pretrain_steps', t.init_pretrain_steps,
+         'Pretraining steps (batches) of --init_from=pretrained.')
+  define('integer', 'init_pretrain_batch_size', t.init_pretrain_batch_size,
+         'Pretraining batch size of --init_from=pretrained.')
   define('bool', 'quiet', t.quiet, 'No progress bar; a log line per eval.')
   define('bool', 'export', t.export,
          'Export the best model as a SavedModel at the end.')
@@ -130,6 +156,8 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS
           num_blocks=f.num_blocks, image_size=f.image_size),
       meta_learner=config_lib.MetaLearnerConfig(
           update_rule=f.update_rule, inner_lr=f.inner_lr,
+          gate_init=f.gate_init, forget_gate_init=f.forget_gate_init,
+          gate_bias=f.gate_bias, gate_bias_scale=f.gate_bias_scale,
           hidden_size=f.hidden_size),
       inner_loop=config_lib.InnerLoopConfig(
           inner_steps=f.inner_steps, second_order=f.second_order,
@@ -146,7 +174,10 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS
           seed=f.seed, deterministic=f.deterministic,
           jit_compile=f.jit_compile, max_train_seconds=f.max_train_seconds,
           quiet=f.quiet, export=f.export, strategy=f.strategy,
-          tpu_address=f.tpu_address))
+          tpu_address=f.tpu_address, init_from=f.init_from,
+          init_pretrain_seconds=f.init_pretrain_seconds,
+          init_pretrain_steps=f.init_pretrain_steps,
+          init_pretrain_batch_size=f.init_pretrain_batch_size))
   return config.validate()
 
 

@@ -5,17 +5,25 @@ Library code receives these; only `cli.py` knows about flags. Every config has a
 """
 
 import dataclasses
+import math
 from typing import Optional
 
 SPLITS = ('lake', 'minimal', 'vinyals')
 MINIMAL_SUBSETS = ('small1', 'small2')
 UPDATE_RULES = ('meta_lstm', 'sgd', 'meta_sgd')
+GATE_INITS = ('inner_lr', 'paper')
+GATE_BIASES = ('shared', 'per_tensor', 'per_coordinate')
+INIT_FROM = ('scratch', 'pretrained')
 STRATEGIES = ('default', 'mirrored', 'multi_worker', 'tpu')
 
 
 def _check(condition: bool, field: str, value, requirement: str) -> None:
   if not condition:
     raise ValueError(f'{field}={value!r}: {requirement}')
+
+
+def _logit(p: float) -> float:
+  return math.log(p) - math.log1p(-p)
 
 
 def _positive_int(field: str, value) -> None:
@@ -104,23 +112,61 @@ class MetaLearnerConfig:
       `sgd` (a fixed learning rate and learned initial parameters: MAML) or
       `meta_sgd` (a learned learning rate per coordinate and learned initial
       parameters: Meta-SGD, Li et al. 2017).
-    inner_lr: the learning rate of `sgd`, and the initial value of every
-      learned rate of `meta_sgd`; unused by `meta_lstm`.
+    inner_lr: the learning rate of `sgd`, the initial value of every
+      learned rate of `meta_sgd`, and the meta-LSTM's initial input gate
+      when `gate_init='inner_lr'`.
+    gate_init: how the meta-LSTM's gate biases start. `inner_lr`: input
+      bias logit(inner_lr) and forget bias logit(forget_gate_init), so the
+      first inner steps are gradient descent with step size inner_lr and
+      (almost) no shrinking; `paper`: the original code's U(-5, -4) input
+      and U(4, 5) forget biases (`input_bias_range`, `forget_bias_range`),
+      an initial step size of about 0.01 and a forget gate of about 0.99.
+    forget_gate_init: the initial forget gate of `gate_init='inner_lr'`.
+    gate_bias: `shared` (the paper: one forget and one input gate bias for
+      every coordinate), `per_tensor` (one per learner tensor) or
+      `per_coordinate`; see `meta_lstm_layer.MetaLSTMLayer`.
+    gate_bias_scale: the gate biases are `gate_bias_scale` times their
+      variables, so the meta-optimizer moves them that much faster (1: the
+      paper's plain biases).
     hidden_size, preprocess_p, weight_init_scale, forget_bias_range,
       input_bias_range: the meta-LSTM (`meta_lstm_layer.MetaLSTMLayer`).
   """
   update_rule: str = 'meta_lstm'
   inner_lr: float = 0.1
+  gate_init: str = 'paper'
+  forget_gate_init: float = 0.9999
+  gate_bias: str = 'shared'
+  gate_bias_scale: float = 1.0
   hidden_size: int = 20
   preprocess_p: float = 10.0
   weight_init_scale: float = 0.01
   forget_bias_range: tuple = (4.0, 5.0)
   input_bias_range: tuple = (-5.0, -4.0)
 
+  def gate_bias_ranges(self) -> tuple:
+    """(forget_bias_range, input_bias_range) that `gate_init` means."""
+    if self.gate_init == 'paper':
+      return tuple(self.forget_bias_range), tuple(self.input_bias_range)
+    forget, step = _logit(self.forget_gate_init), _logit(self.inner_lr)
+    return (forget, forget), (step, step)
+
   def validate(self) -> 'MetaLearnerConfig':
     _check(self.update_rule in UPDATE_RULES, 'update_rule', self.update_rule,
            f'must be one of {UPDATE_RULES}')
     _check(self.inner_lr > 0, 'inner_lr', self.inner_lr, 'must be > 0')
+    _check(self.gate_bias in GATE_BIASES, 'gate_bias', self.gate_bias,
+           f'must be one of {GATE_BIASES}')
+    _check(self.gate_bias_scale > 0, 'gate_bias_scale', self.gate_bias_scale,
+           'must be > 0')
+    _check(self.gate_init in GATE_INITS, 'gate_init', self.gate_init,
+           f'must be one of {GATE_INITS}')
+    _check(0 < self.forget_gate_init < 1, 'forget_gate_init',
+           self.forget_gate_init, 'must be in (0, 1)')
+    if self.gate_init == 'inner_lr':
+      _check(self.update_rule != 'meta_lstm' or self.inner_lr < 1,
+             'inner_lr', self.inner_lr,
+             'must be < 1 with gate_init=inner_lr (the input gate is a '
+             'sigmoid)')
     _positive_int('hidden_size', self.hidden_size)
     _check(self.preprocess_p > 0, 'preprocess_p', self.preprocess_p,
            'must be > 0')
@@ -171,6 +217,13 @@ class TrainConfig:
   `mirrored` (the local GPUs), `multi_worker` (machines of `TF_CONFIG`) or
   `tpu` (on `tpu_address`, None: the local TPU). `meta_batch_size` must be a
   multiple of the replicas in sync.
+
+  `init_from`: where theta_0 starts. `scratch`: `learner.init_params`;
+  `pretrained`: the learner is first trained as an ordinary classifier over
+  all meta-train classes (`pretrain_lib`, for `init_pretrain_seconds` /
+  `init_pretrain_steps`, whichever ends first), and theta_0 starts from its
+  conv/BN parameters and a zero head. The pretraining time counts towards
+  `max_train_seconds`.
   """
   learning_rate: float = 1e-3
   clip_norm: float = 0.25
@@ -190,6 +243,10 @@ class TrainConfig:
   export: bool = True
   strategy: str = 'default'
   tpu_address: Optional[str] = None
+  init_from: str = 'scratch'
+  init_pretrain_seconds: float = 120.0
+  init_pretrain_steps: int = 100000
+  init_pretrain_batch_size: int = 64
 
   def validate(self) -> 'TrainConfig':
     _check(self.learning_rate > 0, 'learning_rate', self.learning_rate,
@@ -206,6 +263,12 @@ class TrainConfig:
            self.max_train_seconds, 'must be >= 0 (0 means no limit)')
     _check(self.strategy in STRATEGIES, 'strategy', self.strategy,
            f'must be one of {STRATEGIES}')
+    _check(self.init_from in INIT_FROM, 'init_from', self.init_from,
+           f'must be one of {INIT_FROM}')
+    _check(self.init_pretrain_seconds >= 0, 'init_pretrain_seconds',
+           self.init_pretrain_seconds, 'must be >= 0 (0 means no limit)')
+    _positive_int('init_pretrain_steps', self.init_pretrain_steps)
+    _positive_int('init_pretrain_batch_size', self.init_pretrain_batch_size)
     return self
 
 

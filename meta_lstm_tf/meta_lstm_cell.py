@@ -39,9 +39,9 @@ class MetaLSTMWeights(NamedTuple):
     lstm_recurrent_kernel: [D, 4 * D].
     lstm_bias: [4 * D].
     forget_kernel: [D + 2] weights of W_F over [h, theta, f_prev].
-    forget_bias: [] b_F.
+    forget_bias: [] b_F, or [P] (one bias per coordinate).
     input_kernel: [D + 2] weights of W_I over [h, theta, i_prev].
-    input_bias: [] b_I.
+    input_bias: [] b_I, or [P].
   """
   lstm_kernel: tf.Tensor
   lstm_recurrent_kernel: tf.Tensor

@@ -30,6 +30,7 @@ import time
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import baselines_lib
@@ -57,6 +58,8 @@ RESULTS_MD = 'results.md'
 RESULTS_JSON = 'results.json'
 PLOT_FILE = 'valid_curves.png'
 PRETRAIN_DIR = 'pretrain'
+# The method every other is compared with, episode by episode.
+PAIRED_REFERENCE = 'meta_lstm'
 README_BEGIN = '<!-- results:begin -->'
 README_END = '<!-- results:end -->'
 
@@ -397,6 +400,7 @@ def _row(method: str, kind: str, setting: Setting, results: dict,
       test_accuracy=results['test_accuracy'],
       test_ci95=results['test_ci95'],
       test_episodes=results['test_episodes'],
+      test_accuracies=results.get('test_accuracies'),
       valid_accuracy=results.get('valid_accuracy'), **fields)
 
 
@@ -453,6 +457,49 @@ def accuracy_table(rows: Sequence[dict], methods: Sequence[str],
       row = by_key.get((method, setting.name))
       cells.append('–' if row is None else
                    format_percent(row['test_accuracy'], row['test_ci95']))
+    lines.append(f'| {_method_title(method)} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def paired_difference(accuracies: Sequence[float],
+                      reference: Sequence[float]) -> Tuple[float, float]:
+  """Mean per-episode difference accuracies - reference and its 95% CI.
+
+  Both are scored on the same episodes, in the same order, so the episode's
+  difficulty cancels: the CI of the differences is much tighter than the
+  two accuracies' own CIs suggest.
+  """
+  a = np.asarray(accuracies, np.float64)
+  b = np.asarray(reference, np.float64)
+  if a.shape != b.shape or a.ndim != 1 or not a.size:
+    raise ValueError(f'paired comparison needs per-episode accuracies on the '
+                     f'same episodes (got {a.shape} and {b.shape})')
+  diff = a - b
+  return float(diff.mean()), float(1.96 * diff.std() / np.sqrt(diff.size))
+
+
+def paired_table(rows: Sequence[dict], methods: Sequence[str],
+                 settings: Sequence[Setting], reference: str) -> str:
+  """Markdown: per method and setting, its mean per-episode accuracy
+  difference to `reference` (points, 95% CI); '–' where either has not run
+  or kept no per-episode accuracies."""
+  by_key = {(r['method'], r['setting']): r for r in rows}
+  lines = ['| method | ' + ' | '.join(s.title for s in settings) + ' |',
+           '|---|' + '---|' * len(settings)]
+  for method in methods:
+    if method == reference:
+      continue
+    cells = []
+    for setting in settings:
+      row = by_key.get((method, setting.name))
+      ref = by_key.get((reference, setting.name))
+      if (row is None or ref is None or not row.get('test_accuracies') or
+          not ref.get('test_accuracies')):
+        cells.append('–')
+        continue
+      mean, ci95 = paired_difference(row['test_accuracies'],
+                                     ref['test_accuracies'])
+      cells.append(f'{100 * mean:+.2f} ± {100 * ci95:.2f}')
     lines.append(f'| {_method_title(method)} | ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines) + '\n'
 
@@ -640,6 +687,7 @@ def render_report(report: dict, image: Optional[str] = PLOT_FILE,
       f'{report["generated"]}.\n',
       f'{h}# Test accuracy (%, 95% CI)\n',
       accuracy_table(report['rows'], methods, settings),
+      *_paired_parts(report, methods, settings, h),
       f'{h}# Steps and times per cell\n',
       'Training time: meta-training with its validations (the budgeted '
       'quantity); baselines: their one pretraining, shared by every '
@@ -657,6 +705,21 @@ def render_report(report: dict, image: Optional[str] = PLOT_FILE,
     parts.append(f'![meta-valid accuracy against meta-training time]'
                  f'({image})\n')
   return '\n'.join(parts)
+
+
+def _paired_parts(report: dict, methods: Sequence[str],
+                  settings: Sequence[Setting], h: str) -> List[str]:
+  reference = PAIRED_REFERENCE
+  if reference not in methods or len(methods) < 2:
+    return []
+  return [
+      f'{h}# Paired comparison with `{reference}` (points, 95% CI)\n',
+      'Every method is tested on the same episodes, so each is compared with '
+      f'`{reference}` episode by episode: the mean of its per-episode '
+      f'accuracy minus `{reference}`\'s, with the 95% CI of that mean '
+      f'(negative: `{reference}` is ahead).\n',
+      paired_table(report['rows'], methods, settings, reference),
+  ]
 
 
 def replace_between_markers(text: str, block: str, path: str = 'README') -> str:

@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import distribute
+from meta_lstm_tf import pretrain_lib
 from meta_lstm_tf import summaries
 from meta_lstm_tf import train_steps
 from meta_lstm_tf import types
@@ -80,6 +81,11 @@ def evaluate(eval_step: Callable, batches: List[types.Episode]) -> dict:
   Args:
     eval_step: `train_steps.make_eval_step(...)`.
     batches: episodes stacked in batches (`batch_episodes`).
+
+  Returns:
+    dict: `accuracy`, `ci95`, `loss`, `episodes` and `accuracies` (per
+    episode, in order: methods scored on the same episodes can be compared
+    pairwise).
   """
   accuracies, losses = [], []
   for batch in batches:
@@ -88,7 +94,8 @@ def evaluate(eval_step: Callable, batches: List[types.Episode]) -> dict:
     losses.extend(loss.numpy().tolist())
   accuracy, ci95 = mean_and_ci95(accuracies)
   return {'accuracy': accuracy, 'ci95': ci95,
-          'loss': float(np.mean(losses)), 'episodes': len(accuracies)}
+          'loss': float(np.mean(losses)), 'episodes': len(accuracies),
+          'accuracies': accuracies}
 
 
 def _check_workdir_config(path: str,
@@ -154,6 +161,28 @@ def _make_train_dataset(strategy, pool, config: config_lib.ExperimentConfig,
   return strategy.distribute_datasets_from_function(dataset_fn)
 
 
+def _init_from_pretrained(layer, state, config, pools, pretrain_dir) -> None:
+  """theta_0 <- the pretrained learner's conv/BN and a zero head.
+
+  The pretraining (`pretrain_lib.pretrain`, resumable and cached in
+  `pretrain_dir`) is charged to the meta-training time budget: the run's
+  `train_seconds` starts at the pretraining's seconds.
+  """
+  train_cfg = config.train
+  pretrained = pretrain_lib.pretrain(
+      config, pretrain_lib.BaselineConfig(
+          pretrain_steps=train_cfg.init_pretrain_steps,
+          pretrain_seconds=train_cfg.init_pretrain_seconds,
+          batch_size=train_cfg.init_pretrain_batch_size,
+          seed=train_cfg.seed), pretrain_dir, pools)
+  layer.initial_params.assign(
+      pretrain_lib.initial_params_of(pretrained, config.learner))
+  state.train_seconds.assign(float(pretrained['seconds']))
+  logging.info('theta_0 from the pretrained learner (%d steps, %.0f s, '
+               'final batch accuracy %.3f).', pretrained['steps'],
+               pretrained['seconds'], pretrained['final_accuracy'])
+
+
 def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
                        flags_text: Optional[str] = None,
                        strategy: Optional[tf.distribute.Strategy] = None
@@ -184,6 +213,11 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
     strategy = distribute.make_strategy(train_cfg.strategy,
                                         train_cfg.tpu_address)
   distribute.check_meta_batch_size(strategy, train_cfg.meta_batch_size)
+  if (train_cfg.init_from == 'pretrained' and
+      train_cfg.strategy in ('multi_worker', 'tpu')):
+    raise ValueError(f'init_from=pretrained: not supported with '
+                     f'strategy={train_cfg.strategy!r} (every worker would '
+                     'pretrain on its own); pretrain on one machine first')
   chief = distribute.is_chief(strategy)
   os.makedirs(workdir, exist_ok=True)
   config_path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
@@ -243,6 +277,9 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
     state.restore(latest).assert_existing_objects_matched()
     logging.info('Resumed from %s at step %d.', latest, int(state.step))
   start_step = int(state.step)
+  if not latest and train_cfg.init_from == 'pretrained':
+    _init_from_pretrained(layer, state, config, pools,
+                          os.path.join(out_dir, workdir_lib.PRETRAIN_DIR))
 
   train_step = train_steps.make_meta_train_step(
       layer, optimizer, config.inner_loop, train_cfg.clip_norm,
@@ -372,12 +409,15 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
       'test_ci95': test['ci95'],
       'test_loss': test['loss'],
       'test_episodes': test['episodes'],
+      'test_accuracies': test['accuracies'],
       'num_ways': config.episode.num_ways,
       'num_shots': config.episode.num_shots,
       'num_queries': config.episode.num_queries,
       'update_rule': config.meta_learner.update_rule,
       'inner_steps': config.inner_loop.inner_steps,
       'second_order': config.inner_loop.second_order,
+      'init_from': train_cfg.init_from,
+      'gate_init': config.meta_learner.gate_init,
       'split': config.data.split,
       'steps': step,
       'best_step': int(state.best_step),

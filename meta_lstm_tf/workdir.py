@@ -7,6 +7,8 @@
     WORKDIR/best/             the best checkpoint by validation accuracy
                               (layer only)
     WORKDIR/logs/             TensorBoard
+    WORKDIR/pretrain/         the pretraining of --init_from=pretrained
+                              (`pretrain_lib.pretrain`)
     WORKDIR/results.json      final test metrics
     WORKDIR/export/<version>/ adapt-and-classify SavedModel for TF Serving
     WORKDIR/export_adapted_learner/<version>/
@@ -33,6 +35,7 @@ CHECKPOINT_DIR = 'checkpoints'
 BEST_DIR = 'best'
 LOG_DIR = 'logs'
 EXPORT_DIR = 'export'
+PRETRAIN_DIR = 'pretrain'
 
 
 def write_atomic(path: str, data: Union[str, bytes]) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import baselines_lib
+from meta_lstm_tf import pretrain_lib
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import learner
 from meta_lstm_tf import train_lib
@@ -228,8 +229,9 @@ class EvaluateBaselinesTest(tf.test.TestCase):
       episodes = sum(int(b.support_images.shape[0]) for b in batches)
       calls.append((split, learning_rate, inner_steps, episodes))
       table = valid_table if split == 'valid' else test_table
-      return {'accuracy': table[(learning_rate, inner_steps)], 'ci95': 0.01,
-              'loss': 0.0, 'episodes': episodes}
+      accuracy = table[(learning_rate, inner_steps)]
+      return {'accuracy': accuracy, 'ci95': 0.01, 'loss': 0.0,
+              'episodes': episodes, 'accuracies': [accuracy] * episodes}
 
     pools = splits.ClassPools(meta_train=_constant_pool(4, 6, 0.5),
                               meta_valid=_constant_pool(4, 6, 0.25),
@@ -339,10 +341,10 @@ class PretrainTest(tf.test.TestCase):
     resumed_dir = _new_dir(self)
     baseline_config = baselines_lib.BaselineConfig(
         pretrain_steps=20, batch_size=16, learning_rate=1e-2, seed=4)
-    with mock.patch.object(baselines_lib, '_CHECKPOINT_EVERY', 5):
+    with mock.patch.object(pretrain_lib, '_CHECKPOINT_EVERY', 5):
       whole = baselines_lib.pretrain(self.config, baseline_config, whole_dir,
                                      self.pools)
-      real_make_step = baselines_lib.make_pretrain_step
+      real_make_step = pretrain_lib.make_pretrain_step
 
       def make_step_failing_at_12(*args):
         step = real_make_step(*args)
@@ -356,7 +358,7 @@ class PretrainTest(tf.test.TestCase):
 
         return counted
 
-      with mock.patch.object(baselines_lib, 'make_pretrain_step',
+      with mock.patch.object(pretrain_lib, 'make_pretrain_step',
                              make_step_failing_at_12):
         with self.assertRaises(_Interrupt):
           baselines_lib.pretrain(self.config, baseline_config, resumed_dir,

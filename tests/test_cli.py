@@ -61,10 +61,20 @@ class CliTest(tf.test.TestCase, parameterized.TestCase):
       ('--meta_batch_size=0', 'meta_batch_size=0'),
       ('--image_size=8', 'num_blocks=4'),
       ('--clip_norm=-1', 'clip_norm=-1.0'),
+      ('--forget_gate_init=1', 'forget_gate_init=1.0'),
+      ('--inner_lr=-1', 'inner_lr=-1.0'),
+      ('--init_pretrain_steps=0', 'init_pretrain_steps=0'),
+      ('--init_pretrain_seconds=-1', 'init_pretrain_seconds=-1.0'),
   )
   def test_bad_value_names_the_flag(self, arg, expected):
     flag_values = parse(['--workdir=/tmp/x', arg])
     with self.assertRaisesRegex(ValueError, expected):
+      cli.config_from_flags(flag_values)
+
+  def test_inner_lr_is_a_gate_with_gate_init_inner_lr(self):
+    flag_values = parse(['--workdir=/tmp/x', '--gate_init=inner_lr',
+                         '--inner_lr=1.5'])
+    with self.assertRaisesRegex(ValueError, 'inner_lr=1.5.*sigmoid'):
       cli.config_from_flags(flag_values)
 
   def test_unknown_split_is_rejected_by_the_parser(self):

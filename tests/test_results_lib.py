@@ -8,12 +8,14 @@ the real command on tiny budgets when OMNIGLOT_DIR is set.
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 
 from absl import flags
 from absl.testing import parameterized
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -63,6 +65,7 @@ class FakeTraining:
                'test_episodes': config.train.test_episodes, 'steps': steps,
                'train_seconds': 2.0 * steps, 'test_seconds': 3.5,
                'valid_accuracy': accuracy - 0.05,
+               'test_accuracies': [accuracy] * config.train.test_episodes,
                'num_ways': config.episode.num_ways,
                'num_shots': config.episode.num_shots,
                'inner_steps': config.inner_loop.inner_steps}
@@ -94,6 +97,7 @@ class FakeBaselines:
               'selection_seconds': 4.0}
     return {
         'finetune': dict(common, test_accuracy=0.6, test_ci95=0.02,
+                         test_accuracies=[0.6] * config.train.test_episodes,
                          valid_accuracy=0.55, learning_rate=0.05,
                          inner_steps=20),
         'nearest_neighbour': dict(common, test_accuracy=0.5, test_ci95=0.03,
@@ -241,6 +245,39 @@ class TableTest(tf.test.TestCase):
     self.assertIn('4,000 (pretraining, shared)', table)
     self.assertIn('`finetune` (lr 0.05, 20 steps)', table)
 
+  def test_paired_difference_against_numpy(self):
+    rng = np.random.default_rng(0)
+    reference = rng.integers(0, 16, size=600) / 15
+    better = np.clip(reference + rng.integers(0, 3, size=600) / 15, 0, 1)
+    mean, ci95 = results_lib.paired_difference(better, reference)
+    diff = better - reference
+    self.assertAlmostEqual(mean, diff.mean())
+    self.assertAlmostEqual(ci95, 1.96 * diff.std() / np.sqrt(600))
+    # Pairing removes the episodes' shared difficulty: the paired CI is far
+    # tighter than the unpaired one.
+    unpaired = 1.96 * np.sqrt((better.var() + reference.var()) / 600)
+    self.assertLess(ci95, unpaired / 2)
+    with self.assertRaisesRegex(ValueError, 'same episodes'):
+      results_lib.paired_difference(better[:10], reference)
+
+  def test_paired_table(self):
+    rows = sample_rows()
+    per_episode = {'meta_lstm': [1.0, 0.8, 0.6, 1.0],
+                   'sgd': [0.8, 0.8, 0.6, 0.6],
+                   'finetune': [1.0, 1.0, 0.8, 1.0]}
+    for row in rows:
+      row['test_accuracies'] = per_episode.get(row['method'])
+    table = results_lib.paired_table(
+        rows, ['meta_lstm', 'sgd', 'finetune', 'nearest_neighbour'],
+        [Setting(5, 1)], 'meta_lstm')
+    lines = table.splitlines()
+    self.assertLen(lines, 2 + 3)  # no row for the reference itself
+    sgd = np.array(per_episode['sgd']) - per_episode['meta_lstm']
+    self.assertIn(f'(`sgd`) | {100 * sgd.mean():+.2f} ± '
+                  f'{100 * 1.96 * sgd.std() / 2:.2f} |', lines[2])
+    self.assertIn('(`finetune`) | +10.00 ± 9.80 |', lines[3])
+    self.assertIn('(`nearest_neighbour`) | – |', lines[4])
+
   def test_format_seconds(self):
     self.assertEqual(results_lib.format_seconds(9.04), '9.0 s')
     self.assertEqual(results_lib.format_seconds(454.4), '7 min 34 s')
@@ -317,6 +354,12 @@ class RunGridTest(tf.test.TestCase):
       self.assertIn(f'(`{method}`) |', markdown)
     self.assertIn('| 81.00 ± 1.23 | 85.00 ± 1.23 |', markdown)  # meta_lstm
     self.assertIn('| 60.00 ± 2.00 | 60.00 ± 2.00 |', markdown)  # finetune
+    # Paired with meta_lstm, episode by episode (nearest_neighbour's fake
+    # keeps no per-episode accuracies).
+    self.assertIn('Paired comparison with `meta_lstm`', markdown)
+    self.assertIn('(`sgd`) | -10.00 ± 0.00 | -10.00 ± 0.00 |', markdown)
+    self.assertIn('(`finetune`) | -21.00 ± 0.00 | -25.00 ± 0.00 |', markdown)
+    self.assertIn('(`nearest_neighbour`) | – | – |', markdown)
     self.assertIn('python -m meta_lstm_tf.results --grid=mini', markdown)
     self.assertIn('at most 20 meta-train steps', markdown)
     self.assertIn('CPU cores', markdown)
@@ -451,7 +494,12 @@ def test_command_end_to_end_on_real_omniglot():
   for method in methods:
     row = [line for line in markdown.splitlines()
            if line.startswith('| ') and f'(`{method}`)' in line]
-    assert len(row) == 1 and row[0].count('±') == 1, (method, markdown)
+    # The accuracy table, then (every method but meta_lstm) the paired
+    # comparison with meta_lstm on the same episodes.
+    assert len(row) == (1 if method == 'meta_lstm' else 2), (method, markdown)
+    assert row[0].count('±') == 1, (method, markdown)
+    if method != 'meta_lstm':
+      assert re.search(r'\| [+-]\d+\.\d\d ± \d+\.\d\d \|', row[1]), row[1]
   assert 'Not run yet' not in markdown
   with open(os.path.join(root, 'grid', 'results.json')) as f:
     report = json.load(f)

@@ -139,6 +139,36 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
       train_lib.train_and_evaluate(tiny_config(), workdir)
     self.assertFalse(os.path.exists(os.path.join(workdir, 'checkpoints')))
 
+  @parameterized.parameters('meta_lstm', 'sgd')
+  def test_init_from_pretrained(self, rule):
+    workdir = tempfile.mkdtemp(dir=self.get_temp_dir())
+    config = tiny_config(rule, max_steps=2, eval_every=2, learning_rate=1e-9,
+                         init_from='pretrained', init_pretrain_steps=30,
+                         init_pretrain_seconds=0.0,
+                         init_pretrain_batch_size=8)
+    results = train_lib.train_and_evaluate(config, workdir)
+    with open(os.path.join(workdir, 'pretrain', 'pretrain.json')) as f:
+      pretrained = json.load(f)
+    self.assertEqual(pretrained['steps'], 30)
+    self.assertLess(pretrained['final_loss'], pretrained['initial_loss'])
+    # The pretraining is charged to the meta-training time budget.
+    self.assertGreaterEqual(results['train_seconds'], pretrained['seconds'])
+    with np.load(os.path.join(workdir, 'pretrain', 'pretrained.npz')) as f:
+      features = f['feature_params']
+    layer, _, _ = workdir_lib.restore_layer(workdir)
+    theta0 = layer.initial_params.numpy()
+    # theta_0 = [pretrained conv/BN, zero head] (moved only by two Adam
+    # steps of size ~1e-9).
+    self.assertAllClose(theta0[:features.size], features, atol=1e-6)
+    self.assertAllClose(theta0[features.size:],
+                        np.zeros(theta0.size - features.size), atol=1e-6)
+    scratch = workdir_lib.make_layer(tiny_config(rule))
+    self.assertNotAllClose(theta0[:features.size],
+                           scratch.initial_params.numpy()[:features.size])
+    # A rerun resumes from the checkpoint; it does not pretrain again.
+    again = train_lib.train_and_evaluate(config, workdir)
+    self.assertEqual(again['test_accuracy'], results['test_accuracy'])
+
   def test_mean_and_ci95(self):
     mean, ci = train_lib.mean_and_ci95([0.0, 1.0, 0.0, 1.0])
     self.assertAlmostEqual(mean, 0.5)
