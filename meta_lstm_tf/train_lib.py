@@ -179,7 +179,8 @@ def _init_from_pretrained(layer, state, config, pools, pretrain_dir) -> None:
       pretrain_lib.initial_params_of(pretrained, config.learner))
   state.train_seconds.assign(float(pretrained['seconds']))
   logging.info('theta_0 from the pretrained learner (%d steps, %.0f s, '
-               'final batch accuracy %.3f).', pretrained['steps'],
+               'accuracy %.3f on a fixed meta-train sample).',
+               pretrained['steps'],
                pretrained['seconds'], pretrained['final_accuracy'])
 
 
