@@ -65,6 +65,15 @@ class MetaLSTMLayerTest(tf.test.TestCase):
       self.assertAllClose(g, w)
 
 
+def _first_step(layer, grad):
+  """The state after one update from theta_0 (support loss 1), read inside
+  any enclosing tape."""
+  weights = layer.meta_weights()
+  return layer.update(weights, layer.initial_state(
+      weights, tf.convert_to_tensor(layer.initial_params)), grad,
+                      tf.constant(1.0))
+
+
 class GateInitTest(tf.test.TestCase):
   """`MetaLearnerConfig.gate_init`: the initial gates are the configured ones."""
 
@@ -162,10 +171,7 @@ class GateBiasTest(tf.test.TestCase):
       rng = np.random.default_rng(1)
       grad = tf.constant(rng.normal(size=layer.num_coordinates), tf.float32)
       with tf.GradientTape() as tape:
-        weights = layer.meta_weights()
-        state = layer.update(weights, layer.initial_state(
-            weights, tf.convert_to_tensor(layer.initial_params)), grad,
-                             tf.constant(1.0))
+        state = _first_step(layer, grad)
         loss = tf.reduce_sum(tf.square(state.params))
       d_input, d_forget = tape.gradient(loss, [layer.input_bias,
                                                layer.forget_bias])
@@ -188,10 +194,7 @@ class GateBiasTest(tf.test.TestCase):
     d_bias = []
     for layer in (plain, scaled):
       with tf.GradientTape() as tape:
-        weights = layer.meta_weights()
-        state = layer.update(weights, layer.initial_state(
-            weights, tf.convert_to_tensor(layer.initial_params)), grad,
-                             tf.constant(1.0))
+        state = _first_step(layer, grad)
         loss = tf.reduce_sum(tf.square(state.params))
       d_bias.append(tf.convert_to_tensor(
           tape.gradient(loss, layer.input_bias)).numpy())
