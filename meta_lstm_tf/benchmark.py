@@ -3,7 +3,18 @@ r"""Speed and memory benchmark; prints one JSON object.
     python -m meta_lstm_tf.benchmark --num_ways=5 --num_shots=1 \
         --num_queries=15 --inner_steps=8
 
-Keys: `meta_train_episodes_per_sec` (first order, meta-batch 1),
+The meta-LSTM is timed as `configs/base.flags` trains it (hidden size 5,
+per-tensor gate biases; `--meta_learner=base`), and also in the paper's layout
+(hidden size 20, shared biases: `meta_train_episodes_per_sec_paper_layout`).
+TensorFlow's thread pools are set first (`--intra_op_threads`,
+`--inter_op_threads`, as the main job; see `runtime`).
+
+Keys: `cpu_model`, `intra_op_threads`, `inter_op_threads`,
+`meta_train_episodes_per_sec` (first order, meta-batch 1),
+`step_breakdown_ms` (one first-order inner step taken apart: the learner's
+support forward and backward pass, the meta-LSTM's forward pass and its
+forward and backward pass, the query pass; medians of separately compiled
+functions, so their sum only approximates the step),
 `meta_train_episodes_per_sec_2_replicas` (first order, meta-batch 2 split
 over 2 replicas of a MirroredStrategy: the first 2 GPUs, else 2 logical CPU
 devices sharing the cores, so no speed-up there; measured in a subprocess,
@@ -21,6 +32,7 @@ adapt-and-classify through a loaded SavedModel. Rates are medians over
 import dataclasses
 import json
 import os
+import platform
 import resource
 import subprocess
 import sys
@@ -32,8 +44,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from meta_lstm_tf import cli
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import distribute
+from meta_lstm_tf import inner_loop
+from meta_lstm_tf import learner
+from meta_lstm_tf import runtime
 from meta_lstm_tf import train_steps
 from meta_lstm_tf import types
 from meta_lstm_tf import workdir as workdir_lib
@@ -60,9 +76,52 @@ _OMNIGLOT_DIR = flags.DEFINE_string('omniglot_dir', None,
                                     'Local Omniglot (default $OMNIGLOT_DIR).')
 _REPLICAS = flags.DEFINE_integer(
     'replicas', 2, 'Replicas of the multi-replica measurement (0: skip it).')
+_META_LEARNER = flags.DEFINE_enum(
+    'meta_learner', 'base', ['base', 'paper'],
+    'Meta-LSTM settings of the headline rate: base (configs/base.flags) or '
+    'paper (hidden size 20, shared gate biases, the original gate init).')
+_PAPER_LAYOUT = flags.DEFINE_bool(
+    'paper_layout', True, 'Also time the meta-LSTM in the other layout '
+    '(meta_train_episodes_per_sec_paper_layout / _base_layout).')
+_BREAKDOWN = flags.DEFINE_bool('breakdown', True,
+                               'Time the parts of one inner step.')
+_SERVING_INNER_STEPS = flags.DEFINE_integer(
+    'serving_inner_steps', 5, 'T of the served model (configs/mini.flags: 5).')
 _ONLY_REPLICAS = flags.DEFINE_bool(
     'only_replicas', False, 'Internal: this process configures the devices '
     'and times only the --replicas measurement.')
+
+
+cli.define_thread_flags(flags.FLAGS)
+
+# The meta-LSTM settings of configs/base.flags (tests/test_benchmark.py checks
+# that they agree) and the paper's.
+META_LEARNERS = {
+    'base': dict(hidden_size=5, gate_init='inner_lr', inner_lr=0.1,
+                 forget_gate_init=0.9999, gate_bias='per_tensor',
+                 gate_bias_scale=30.0),
+    'paper': dict(hidden_size=20, gate_init='paper', gate_bias='shared',
+                  gate_bias_scale=1.0),
+}
+
+
+def meta_learner_config(name: str, update_rule: str = 'meta_lstm'
+                        ) -> config_lib.MetaLearnerConfig:
+  """The `META_LEARNERS[name]` settings for `update_rule`."""
+  return config_lib.MetaLearnerConfig(update_rule=update_rule,
+                                      **META_LEARNERS[name]).validate()
+
+
+def cpu_model() -> str:
+  """The CPU's model name (/proc/cpuinfo), else `platform.processor()`."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine() or 'unknown'
 
 
 def _peak_rss_mib() -> float:
@@ -86,18 +145,20 @@ def synthetic_episodes(episode: config_lib.EpisodeConfig, image_size: int,
 def time_meta_train(episode: config_lib.EpisodeConfig, inner_steps: int,
                     image_size: int, second_order: bool, steps: int,
                     repeats: int, jit_compile: bool = False,
-                    strategy=None, update_rule: str = 'meta_lstm') -> dict:
+                    strategy=None, update_rule: str = 'meta_lstm',
+                    meta_learner: str = 'base') -> dict:
   """Returns episodes/s (median over blocks) and the first call's seconds.
 
   Without a strategy the meta-batch is one episode; with one, one episode
-  per replica.
+  per replica. `meta_learner` names the meta-LSTM's settings
+  (`META_LEARNERS`).
   """
   learner_config = config_lib.LearnerConfig(num_ways=episode.num_ways,
                                             image_size=image_size)
   strategy = strategy or tf.distribute.get_strategy()
   config = dataclasses.replace(
       config_lib.ExperimentConfig(), learner=learner_config,
-      meta_learner=config_lib.MetaLearnerConfig(update_rule=update_rule))
+      meta_learner=meta_learner_config(meta_learner, update_rule))
   with strategy.scope():
     layer = workdir_lib.make_layer(config)
     optimizer = keras.optimizers.Adam(1e-3)
@@ -128,6 +189,95 @@ def time_meta_train(episode: config_lib.EpisodeConfig, inner_steps: int,
     rates.append(steps * replicas / (time.perf_counter() - start))
   return {'episodes_per_sec': float(np.median(rates)),
           'trace_seconds': trace_seconds}
+
+
+def _median_ms(fn, args, calls: int, repeats: int) -> float:
+  """Median over `repeats` blocks of the mean ms per call of `fn(*args)`."""
+  for _ in range(3):
+    tf.nest.map_structure(np.asarray, fn(*args))
+  blocks = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for _ in range(calls):
+      out = fn(*args)
+    tf.nest.map_structure(np.asarray, out)
+    blocks.append((time.perf_counter() - start) * 1e3 / calls)
+  return float(np.median(blocks))
+
+
+def step_breakdown_ms(episode: config_lib.EpisodeConfig, image_size: int,
+                      meta_learner: str = 'base', calls: int = 20,
+                      repeats: int = 3) -> dict:
+  """Milliseconds of the parts of one first-order inner step of the meta-LSTM.
+
+  Each part is its own compiled function on the step's shapes (a synthetic
+  episode, theta_0 and the state after one update), so each figure includes
+  one function call's overhead (`call_overhead`, an empty function).
+
+  Returns:
+    {'learner_forward_backward': support loss and gradient at theta_t,
+     'meta_lstm_forward': one meta-LSTM update,
+     'meta_lstm_forward_backward': the update and the gradient of a loss on
+       its output w.r.t. the meta-LSTM weights and its input state,
+     'query_forward_backward': query loss at theta_T and its gradient (once
+       per episode), 'call_overhead', 'coordinates': P}
+  """
+  config = dataclasses.replace(
+      config_lib.ExperimentConfig(),
+      learner=config_lib.LearnerConfig(num_ways=episode.num_ways,
+                                       image_size=image_size),
+      meta_learner=meta_learner_config(meta_learner))
+  layer = workdir_lib.make_layer(config)
+  learner_config = layer.learner_cfg
+  data = tf.nest.map_structure(lambda x: x[0],
+                               synthetic_episodes(episode, image_size))
+  weights = layer.prepare(layer.meta_weights())
+  params = tf.convert_to_tensor(layer.initial_params)
+
+  @tf.function
+  def learner_fb(params):
+    loss, grad, _ = inner_loop.support_loss_and_gradient(
+        params, data.support_images, data.support_labels, learner_config,
+        second_order=False)
+    return loss, grad
+
+  loss, grad = learner_fb(params)
+  state = layer.update(weights, layer.initial_state(weights, params), grad,
+                       loss)
+  probe = tf.random.stateless_normal(params.shape, seed=[0, 1])
+
+  @tf.function
+  def meta_lstm_forward(weights, state):
+    return layer.update(weights, state, grad, loss)
+
+  @tf.function
+  def meta_lstm_fb(weights, state):
+    with tf.GradientTape() as tape:
+      tape.watch((weights, state))
+      new_state = layer.update(weights, state, grad, loss)
+      out = tf.reduce_sum(new_state.params * probe)
+    return tape.gradient(out, (weights, state))
+
+  @tf.function
+  def query_fb(params):
+    with tf.GradientTape() as tape:
+      tape.watch(params)
+      logits, _ = learner.apply(
+          learner.unflatten(params, learner.param_spec(learner_config)),
+          data.query_images, learner_config)
+      query_loss, _ = learner.loss_and_accuracy(logits, data.query_labels)
+    return tape.gradient(query_loss, params)
+
+  empty = tf.function(lambda x: x)
+  time_ = lambda fn, *args: round(_median_ms(fn, args, calls, repeats), 3)
+  return {
+      'learner_forward_backward': time_(learner_fb, params),
+      'meta_lstm_forward': time_(meta_lstm_forward, weights, state),
+      'meta_lstm_forward_backward': time_(meta_lstm_fb, weights, state),
+      'query_forward_backward': time_(query_fb, params),
+      'call_overhead': time_(empty, loss),
+      'coordinates': int(params.shape[0]),
+  }
 
 
 def _replica_strategy(replicas: int) -> tf.distribute.Strategy:
@@ -188,16 +338,30 @@ def main(argv):
     json.dump(_time_replicas_here(episode), sys.stdout)
     sys.stdout.write('\n')
     return
+  threads = cli.configure_threads(flags.FLAGS)
+  meta_learner = _META_LEARNER.value
   result = {
       'device': 'GPU' if tf.config.list_physical_devices('GPU') else 'CPU',
+      'cpu_model': cpu_model(), 'cpu_count': os.cpu_count(),
       'num_ways': episode.num_ways, 'num_shots': episode.num_shots,
       'num_queries': episode.num_queries, 'inner_steps': _INNER_STEPS.value,
-      'jit_compile': _JIT.value,
+      'jit_compile': _JIT.value, 'meta_learner': meta_learner,
+      'hidden_size': META_LEARNERS[meta_learner]['hidden_size'],
+      'tensorflow': tf.__version__, **threads,
   }
   first = time_meta_train(episode, _INNER_STEPS.value, _IMAGE_SIZE.value,
-                          False, _STEPS.value, _REPEATS.value, _JIT.value)
+                          False, _STEPS.value, _REPEATS.value, _JIT.value,
+                          meta_learner=meta_learner)
   result['meta_train_episodes_per_sec'] = first['episodes_per_sec']
   result['peak_rss_mib'] = _peak_rss_mib()
+  if _PAPER_LAYOUT.value:
+    other = 'paper' if meta_learner == 'base' else 'base'
+    result[f'meta_train_episodes_per_sec_{other}_layout'] = time_meta_train(
+        episode, _INNER_STEPS.value, _IMAGE_SIZE.value, False, _STEPS.value,
+        _REPEATS.value, _JIT.value, meta_learner=other)['episodes_per_sec']
+  if _BREAKDOWN.value:
+    result['step_breakdown_ms'] = step_breakdown_ms(
+        episode, _IMAGE_SIZE.value, meta_learner)
   if _REPLICAS.value > 1:
     try:
       result.update(_time_replicas_in_subprocess())
@@ -205,7 +369,8 @@ def main(argv):
       result['replicas_error'] = f'{type(e).__name__}: {e}'
   if _SECOND_ORDER.value:
     second = time_meta_train(episode, _INNER_STEPS.value, _IMAGE_SIZE.value,
-                             True, _STEPS.value, _REPEATS.value, _JIT.value)
+                             True, _STEPS.value, _REPEATS.value, _JIT.value,
+                             meta_learner=meta_learner)
     result['meta_train_episodes_per_sec_second_order'] = (
         second['episodes_per_sec'])
     result['train_step_trace_seconds'] = max(first['trace_seconds'],
@@ -237,7 +402,8 @@ def _pipeline_benchmark(omniglot_dir):
 def _serving_benchmark(omniglot_dir):
   from meta_lstm_tf import export_lib  # pylint: disable=g-import-not-at-top
   return export_lib.serving_latency_benchmark(
-      omniglot_dir, inner_steps=_INNER_STEPS.value)
+      omniglot_dir, inner_steps=_SERVING_INNER_STEPS.value,
+      meta_learner=meta_learner_config(_META_LEARNER.value))
 
 
 _EXTRA_BENCHMARKS = (

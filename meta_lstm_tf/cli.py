@@ -8,6 +8,7 @@ Flag names equal the config field names, so a validation error
 from absl import flags
 
 from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import runtime
 from meta_lstm_tf.data import omniglot
 
 
@@ -135,8 +136,28 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   define('integer', 'init_pretrain_batch_size', t.init_pretrain_batch_size,
          'Pretraining batch size of --init_from=pretrained.')
   define('bool', 'quiet', t.quiet, 'No progress bar; a log line per eval.')
+  define_thread_flags(flag_values)
   define('bool', 'export', t.export,
          'Export the best model as a SavedModel at the end.')
+
+
+def define_thread_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines --intra_op_threads and --inter_op_threads (see `runtime`)."""
+  flags.DEFINE_integer(
+      'intra_op_threads', runtime.DEFAULT_INTRA_OP_THREADS,
+      'Threads per TensorFlow op (0: TensorFlow chooses). One is fastest for '
+      'these small ops on CPU (BUILD.md, "Speed").', lower_bound=0,
+      flag_values=flag_values)
+  flags.DEFINE_integer(
+      'inter_op_threads', runtime.DEFAULT_INTER_OP_THREADS,
+      'Independent ops run side by side (0: TensorFlow chooses, one per '
+      'core).', lower_bound=0, flag_values=flag_values)
+
+
+def configure_threads(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
+  """Applies the thread flags; binaries call it before any TensorFlow work."""
+  return runtime.configure_threads(flag_values.intra_op_threads,
+                                   flag_values.inter_op_threads)
 
 
 def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS

@@ -787,12 +787,15 @@ def _time_calls(fn, episodes, num_calls: int, warmup: int) -> np.ndarray:
 def serving_latency_benchmark(omniglot_dir: Optional[str] = None,
                               num_calls: int = 60, warmup: int = 5,
                               num_episodes: int = 10,
-                              inner_steps: int = 8) -> Dict[str, float]:
+                              inner_steps: int = 8,
+                              meta_learner: Optional[
+                                  config_lib.MetaLearnerConfig] = None
+                              ) -> Dict[str, float]:
   """Latency of adapt-and-classify through a loaded SavedModel.
 
   For 5-way and 20-way 1-shot with 15 queries per class, builds a fresh
-  meta-learner with the default config (the latency does not depend on its
-  weights), exports it, loads it with `tf.saved_model.load` and times
+  meta-learner with `meta_learner`'s settings (the latency does not depend
+  on its weights), exports it, loads it with `tf.saved_model.load` and times
   `serving_default` calls (inputs already tensors; the time includes the
   in-graph validation and preprocessing of raw 105 x 105 images).
 
@@ -802,6 +805,7 @@ def serving_latency_benchmark(omniglot_dir: Optional[str] = None,
     warmup: untimed calls first.
     num_episodes: distinct episodes cycled through.
     inner_steps: T of the exported model (latency grows linearly with it).
+    meta_learner: the meta-learner's settings (default: the library's).
 
   Returns:
     `serving_latency_ms_p50_5w1s`, `serving_latency_ms_p95_5w1s`,
@@ -815,6 +819,7 @@ def serving_latency_benchmark(omniglot_dir: Optional[str] = None,
     config = config_lib.ExperimentConfig(
         episode=episode_config,
         learner=config_lib.LearnerConfig(num_ways=num_ways),
+        meta_learner=meta_learner or config_lib.MetaLearnerConfig(),
         inner_loop=config_lib.InnerLoopConfig(
             inner_steps=inner_steps)).validate()
     layer = workdir_lib.make_layer(config)

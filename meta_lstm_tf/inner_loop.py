@@ -83,6 +83,7 @@ def adapt(rule: update_rule.UpdateRule, weights, initial_params: tf.Tensor,
   """
   learner_config = rule.learner_cfg
   dtype = initial_params.dtype
+  weights = rule.prepare(weights)
   state0 = rule.initial_state(weights, initial_params)
   stats0 = learner.init_bn_stats(learner_config, dtype)
   losses = tf.TensorArray(dtype, size=inner_steps + 1)

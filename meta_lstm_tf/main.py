@@ -22,6 +22,7 @@ flags.mark_flag_as_required('workdir')
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  cli.configure_threads(flags.FLAGS)
   try:
     config = cli.config_from_flags(flags.FLAGS)
   except ValueError as e:

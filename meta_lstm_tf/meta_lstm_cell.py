@@ -77,45 +77,86 @@ def initial_state(params: tf.Tensor, hidden_size: int) -> MetaLSTMState:
   return MetaLSTMState(zeros_h, zeros_h, zeros_p, zeros_p, params)
 
 
-def lstm_step(weights: MetaLSTMWeights, grad_features: tf.Tensor,
+class StepWeights(NamedTuple):
+  """`MetaLSTMWeights` rearranged for the step's products (`prepare`).
+
+  Made once per episode, outside the inner loop, so that no slice, concat or
+  transpose of a weight runs (forward and backward) at every inner step.
+
+  Attributes:
+    gate_kernels: 4 tensors [D, 2 + D] (gates i, f, g, o): the gate's columns
+      of [lstm_kernel[:2]; lstm_recurrent_kernel], transposed.
+    loss_kernel: [4D, 2], lstm_kernel[2:] transposed (the loss features'
+      weights, folded into the bias at each step).
+    lstm_bias: [4D, 1].
+    hidden_kernel: [2, D]: the h weights of W_F (row 0) and W_I (row 1).
+    param_kernel: [2, 1]: their theta weights.
+    prev_gate_kernel: [2, 1]: their previous-gate weights.
+    gate_bias: [2, 1] (shared biases) or [2, P].
+  """
+  gate_kernels: tuple
+  loss_kernel: tf.Tensor
+  lstm_bias: tf.Tensor
+  hidden_kernel: tf.Tensor
+  param_kernel: tf.Tensor
+  prev_gate_kernel: tf.Tensor
+  gate_bias: tf.Tensor
+
+
+def prepare(weights: MetaLSTMWeights) -> StepWeights:
+  """Rearranges the weights for `meta_lstm_step` (differentiable)."""
+  hidden = weights.lstm_recurrent_kernel.shape[0]
+  kernel = tf.concat([weights.lstm_kernel[:2], weights.lstm_recurrent_kernel],
+                     axis=0)  # [2 + D, 4D]
+  gate_kernels = tuple(tf.transpose(k) for k in tf.split(kernel, 4, axis=1))
+  layer2 = tf.stack([weights.forget_kernel, weights.input_kernel])  # [2, D+2]
+  gate_bias = tf.stack([weights.forget_bias, weights.input_bias])
+  if gate_bias.shape.rank == 1:
+    gate_bias = gate_bias[:, None]
+  return StepWeights(
+      gate_kernels=gate_kernels,
+      loss_kernel=tf.transpose(weights.lstm_kernel[2:]),
+      lstm_bias=weights.lstm_bias[:, None],
+      hidden_kernel=layer2[:, :hidden],
+      param_kernel=layer2[:, hidden:hidden + 1],
+      prev_gate_kernel=layer2[:, hidden + 1:],
+      gate_bias=gate_bias)
+
+
+def lstm_step(weights: StepWeights, grad_features: tf.Tensor,
               loss_features: tf.Tensor, h: tf.Tensor, c: tf.Tensor):
   """Layer 1: one standard LSTM step. Returns (h_t, c_t), each [D, P].
 
   Coordinates run along the last (contiguous) axis and each gate has its own
   [D, 2 + D] x [2 + D, P] product: no [P, 4D] tensor is split column-wise
-  (a slow strided copy, forward and backward). The input
+  (a slow strided copy, forward and backward), and the four products are
+  independent ops that the runtime runs side by side. The input
   x_t = [grad_features [2, P], loss_features [2]] is never materialised: the
   loss is the same for every coordinate, so its input weights fold into the
   bias.
   """
-  bias = tf.linalg.matvec(weights.lstm_kernel[2:], loss_features,
-                          transpose_a=True) + weights.lstm_bias
+  bias = tf.matmul(weights.loss_kernel, loss_features[:, None]) + (
+      weights.lstm_bias)  # [4D, 1]
   inputs = tf.concat([grad_features, h], axis=0)  # [2 + D, P]
-  kernel = tf.concat([weights.lstm_kernel[:2], weights.lstm_recurrent_kernel],
-                     axis=0)  # [2 + D, 4D]
   a_i, a_f, a_g, a_o = (
-      tf.matmul(k, inputs, transpose_a=True) + b[:, None]
-      for k, b in zip(tf.split(kernel, 4, axis=1), tf.split(bias, 4)))
+      tf.matmul(k, inputs) + b
+      for k, b in zip(weights.gate_kernels, tf.split(bias, 4)))
   c_new = tf.sigmoid(a_f) * c + tf.sigmoid(a_i) * tf.tanh(a_g)
   h_new = tf.sigmoid(a_o) * tf.tanh(c_new)
   return h_new, c_new
 
 
-def gates(weights: MetaLSTMWeights, h: tf.Tensor, params: tf.Tensor,
+def gates(weights: StepWeights, h: tf.Tensor, params: tf.Tensor,
           prev_forget: tf.Tensor, prev_input: tf.Tensor):
   """Layer 2 gates f_t, i_t (each [P]) from [h_t, theta_{t-1}, gate_{t-1}].
 
-  h is [D, P].
+  h is [D, P]. Both gates are computed as the rows of one [2, P] tensor.
   """
-  hidden = h.shape[0]
-  wf, wi = weights.forget_kernel, weights.input_kernel
-  # One [2, D] x [D, P] product for both gates' hidden-state terms.
-  h_f, h_i = tf.unstack(
-      tf.matmul(tf.stack([wf[:hidden], wi[:hidden]], axis=0), h), axis=0)
-  forget_gate = tf.sigmoid(h_f + params * wf[hidden] +
-                           prev_forget * wf[hidden + 1] + weights.forget_bias)
-  input_gate = tf.sigmoid(h_i + params * wi[hidden] +
-                          prev_input * wi[hidden + 1] + weights.input_bias)
+  logits = (tf.matmul(weights.hidden_kernel, h) +
+            weights.param_kernel * params +
+            weights.prev_gate_kernel * tf.stack([prev_forget, prev_input]) +
+            weights.gate_bias)  # [2, P]
+  forget_gate, input_gate = tf.unstack(tf.sigmoid(logits))
   return forget_gate, input_gate
 
 
@@ -125,7 +166,8 @@ def meta_lstm_step(weights: MetaLSTMWeights, state: MetaLSTMState,
   """One update of the learner's parameters by the meta-LSTM.
 
   Args:
-    weights: the meta-parameters.
+    weights: the meta-parameters, as `prepare` arranges them (a
+      `MetaLSTMWeights` is prepared here, at every call).
     state: the state at t - 1 (its `params` is theta_{t-1}).
     grad: [P] gradient of the support loss at theta_{t-1}.
     loss: [] support loss at theta_{t-1}.
@@ -134,9 +176,11 @@ def meta_lstm_step(weights: MetaLSTMWeights, state: MetaLSTMState,
   Returns:
     The state at t; `params` is theta_t.
   """
+  if isinstance(weights, MetaLSTMWeights):
+    weights = prepare(weights)
   loss = tf.cast(loss, grad.dtype)
-  grad_features = tf.transpose(
-      preprocessing.preprocess(grad, preprocess_p))  # [2, P]
+  grad_features = preprocessing.preprocess(grad, preprocess_p,
+                                           axis=0)  # [2, P]
   loss_features = preprocessing.preprocess(loss, preprocess_p)  # [2]
   h, c = lstm_step(weights, grad_features, loss_features, state.lstm_h,
                    state.lstm_c)

@@ -153,13 +153,21 @@ class MetaLSTMLayer(update_rule.UpdateRule):
         bias(self.forget_bias), tf.convert_to_tensor(self.input_kernel),
         bias(self.input_bias))
 
-  def initial_state(self, weights: meta_lstm_cell.MetaLSTMWeights,
-                    params: tf.Tensor) -> meta_lstm_cell.MetaLSTMState:
-    hidden_size = weights.lstm_recurrent_kernel.shape[0]
+  def prepare(self, weights) -> meta_lstm_cell.StepWeights:
+    if isinstance(weights, meta_lstm_cell.MetaLSTMWeights):
+      return meta_lstm_cell.prepare(weights)
+    return weights
+
+  def initial_state(self, weights, params: tf.Tensor
+                    ) -> meta_lstm_cell.MetaLSTMState:
+    if isinstance(weights, meta_lstm_cell.MetaLSTMWeights):
+      hidden_size = weights.lstm_recurrent_kernel.shape[0]
+    else:
+      hidden_size = weights.gate_kernels[0].shape[0]
     return meta_lstm_cell.initial_state(params, hidden_size)
 
-  def update(self, weights: meta_lstm_cell.MetaLSTMWeights,
-             state: meta_lstm_cell.MetaLSTMState, grad: tf.Tensor,
+  def update(self, weights, state: meta_lstm_cell.MetaLSTMState,
+             grad: tf.Tensor,
              loss: tf.Tensor) -> meta_lstm_cell.MetaLSTMState:
     return meta_lstm_cell.meta_lstm_step(weights, state, grad, loss,
                                          self.preprocess_p)

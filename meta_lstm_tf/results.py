@@ -117,6 +117,7 @@ def command_line(argv) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  cli.configure_threads(flags.FLAGS)
   try:
     config = cli.config_from_flags(flags.FLAGS)
     spec = grid_from_flags(flags.FLAGS)

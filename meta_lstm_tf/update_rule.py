@@ -9,9 +9,10 @@ implements two pure methods the inner loop calls:
     state_0 = rule.initial_state(weights, theta_0)
     state_t = rule.update(weights, state_{t-1}, grad_t, loss_t)
 
-`weights = rule.meta_weights()` are the rule's other meta-parameters as
-tensors, read once per episode outside the loop (so the loop body only sees
-tensors, and a test can pass float64 weights of its own). Every state is a
+`weights = rule.prepare(rule.meta_weights())` are the rule's other
+meta-parameters as tensors, read (and arranged for `update`) once per episode
+outside the loop, so the loop body only sees tensors and a test can pass
+float64 weights of its own. Every state is a
 NamedTuple with at least the [P] fields
 
     params       theta_t, the learner's flat parameters
@@ -83,6 +84,14 @@ class UpdateRule(keras.layers.Layer):
     """The rule's meta-parameters other than theta_0, as a nest of tensors."""
     raise NotImplementedError
 
+  def prepare(self, weights):
+    """`weights` arranged for `update`; `adapt` calls it once per episode.
+
+    Default: as they are. Must be differentiable (meta-gradients flow
+    through it) and accept its own output.
+    """
+    return weights
+
   def initial_state(self, weights, params: tf.Tensor):
     """The state at t = 0 with `params` = theta_0 ([P])."""
     raise NotImplementedError
@@ -91,7 +100,7 @@ class UpdateRule(keras.layers.Layer):
     """One update: the state at t from the state at t - 1.
 
     Args:
-      weights: `meta_weights()` (or a nest of the same structure).
+      weights: `prepare(meta_weights())` (or of the same structure).
       state: the state at t - 1 (its `params` is theta_{t-1}).
       grad: [P] gradient of the support loss at theta_{t-1}.
       loss: [] support loss at theta_{t-1}.

@@ -103,3 +103,38 @@ class MetaLSTMCellTest(tf.test.TestCase, parameterized.TestCase):
       expected = theta0 - lr * grad.numpy()
       theta0 = expected
       self.assertAllClose(state.params, expected, rtol=1e-12, atol=1e-12)
+
+
+class PreparedWeightsTest(tf.test.TestCase):
+
+  def test_prepared_weights_give_the_same_step(self):
+    rng = np.random.default_rng(3)
+    num, d = 6, 4
+    for bias_shape in ((), (num,)):
+      w = random_weights(rng, d)
+      w[4] = rng.uniform(-1, 1, size=bias_shape)
+      w[6] = rng.uniform(-1, 1, size=bias_shape)
+      tf_w = meta_lstm_cell.MetaLSTMWeights(*(tf.constant(v) for v in w))
+      prepared = meta_lstm_cell.prepare(tf_w)
+      state = meta_lstm_cell.initial_state(
+          tf.constant(rng.normal(size=num)), d)
+      grad = tf.constant(rng.normal(size=num))
+      loss = tf.constant(0.7, tf.float64)
+      for _ in range(2):
+        want = meta_lstm_cell.meta_lstm_step(tf_w, state, grad, loss)
+        got = meta_lstm_cell.meta_lstm_step(prepared, state, grad, loss)
+        for got_field, want_field in zip(got, want):
+          self.assertAllClose(got_field, want_field, rtol=1e-12, atol=1e-14)
+        state = want
+
+  def test_layer_prepares_once_and_accepts_prepared_weights(self):
+    layer = meta_lstm_layer.MetaLSTMLayer(
+        config_lib.LearnerConfig(num_ways=2, num_filters=2, num_blocks=1,
+                                 image_size=4).__dict__.copy(),
+        hidden_size=3, gate_bias='per_tensor')
+    prepared = layer.prepare(layer.meta_weights())
+    self.assertIsInstance(prepared, meta_lstm_cell.StepWeights)
+    self.assertIs(layer.prepare(prepared), prepared)
+    self.assertEqual(prepared.gate_bias.shape, (2, layer.num_coordinates))
+    state = layer.initial_state(prepared, layer.initial_params)
+    self.assertEqual(state.lstm_h.shape, (3, layer.num_coordinates))
