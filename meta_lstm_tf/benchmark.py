@@ -301,7 +301,7 @@ def _time_replicas_here(episode: config_lib.EpisodeConfig) -> dict:
   strategy = _replica_strategy(_REPLICAS.value)
   timing = time_meta_train(episode, _INNER_STEPS.value, _IMAGE_SIZE.value,
                            False, _STEPS.value, _REPEATS.value, _JIT.value,
-                           strategy=strategy)
+                           strategy=strategy, meta_learner=_META_LEARNER.value)
   return {'episodes_per_sec': timing['episodes_per_sec'],
           'devices': list(strategy.extended.worker_devices)}
 
@@ -314,7 +314,8 @@ def _time_replicas_in_subprocess() -> dict:
                  f'--{name}={flags.FLAGS[name].value}' for name in (
                      'num_ways', 'num_shots', 'num_queries', 'inner_steps',
                      'image_size', 'steps', 'repeats', 'jit_compile',
-                     'replicas')]
+                     'replicas', 'meta_learner', 'intra_op_threads',
+                     'inter_op_threads')]
   package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = dict(os.environ)
   env['PYTHONPATH'] = os.pathsep.join(
@@ -334,11 +335,11 @@ def main(argv):
   del argv
   episode = config_lib.EpisodeConfig(_NUM_WAYS.value, _NUM_SHOTS.value,
                                      _NUM_QUERIES.value).validate()
+  threads = cli.configure_threads(flags.FLAGS)
   if _ONLY_REPLICAS.value:
     json.dump(_time_replicas_here(episode), sys.stdout)
     sys.stdout.write('\n')
     return
-  threads = cli.configure_threads(flags.FLAGS)
   meta_learner = _META_LEARNER.value
   result = {
       'device': 'GPU' if tf.config.list_physical_devices('GPU') else 'CPU',
