@@ -29,6 +29,7 @@ import tensorflow as tf
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import distribute
 from meta_lstm_tf import pretrain_lib
+from meta_lstm_tf import progress as progress_lib
 from meta_lstm_tf import summaries
 from meta_lstm_tf import train_steps
 from meta_lstm_tf import types
@@ -299,12 +300,6 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
       start_index=start_step * train_cfg.meta_batch_size)
   # Stop decisions (time budget, signals) agreed by every worker.
   vote = distribute.make_vote(strategy)
-  progress = keras.utils.Progbar(
-      train_cfg.max_steps,
-      verbose=0 if train_cfg.quiet or not chief else 1,
-      stateful_metrics=['loss', 'acc', 'valid_acc', 'episodes/s'])
-  progress.update(start_step)
-
   window: List[dict] = []
   window_start = time.perf_counter()
   session_start = time.perf_counter()
@@ -313,6 +308,17 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
 
   def elapsed() -> float:
     return base_seconds + time.perf_counter() - session_start
+
+  def seconds_left():
+    if not train_cfg.max_train_seconds:
+      return None
+    return max(train_cfg.max_train_seconds - elapsed(), 0.0)
+
+  # A bar on a terminal; a plain line every log_every steps in a log file.
+  progress = progress_lib.make_progress(
+      train_cfg.max_steps, train_cfg.log_every,
+      enabled=not train_cfg.quiet and chief, seconds_left=seconds_left)
+  progress.update(start_step)
 
   def save_checkpoint() -> str:
     state.train_seconds.assign(elapsed())

@@ -33,13 +33,14 @@ def main_command(workdir, *extra):
           f'--workdir={workdir}', f'--omniglot_dir={OMNIGLOT_DIR}', *extra]
 
 
-def run_main(workdir, *extra, timeout=600):
+def run_main(workdir, *extra, timeout=600, with_stdout=False):
   result = subprocess.run(main_command(workdir, *extra), cwd=REPO,
                           capture_output=True, text=True, timeout=timeout,
                           check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   with open(os.path.join(workdir, 'results.json')) as f:
-    return json.load(f)
+    results = json.load(f)
+  return (results, result.stdout) if with_stdout else results
 
 
 def wait_for(path, process, timeout=300):
@@ -52,12 +53,20 @@ def wait_for(path, process, timeout=300):
 
 def test_brief_training_beats_chance_on_held_out_classes():
   workdir = tempfile.mkdtemp()
-  results = run_main(workdir, '--max_steps=150', '--inner_steps=5',
-                     '--eval_every=75', '--eval_episodes=30',
-                     '--test_episodes=100')
+  # --noquiet with stdout a pipe: plain progress lines, not a redrawn bar.
+  results, stdout = run_main(workdir, '--max_steps=150', '--inner_steps=5',
+                             '--eval_every=75', '--eval_episodes=30',
+                             '--test_episodes=100', '--noquiet',
+                             '--log_every=50', with_stdout=True)
   # Chance is 0.2; a broken meta-learner or learner stays near it.
   assert results['test_accuracy'] > 0.45, results
   assert results['valid_accuracy'] > 0.45, results
+  assert '\r' not in stdout and '\x08' not in stdout, stdout[-500:]
+  progress = [line for line in stdout.splitlines()
+              if line.startswith('step ')]
+  assert [line.split()[1] for line in progress] == [
+      '50/150', '100/150', '150/150'], stdout[-2000:]
+  assert ' steps/s  loss ' in progress[-1], progress
   assert results['test_episodes'] == 100
   assert 0 < results['test_ci95'] < 0.1
 

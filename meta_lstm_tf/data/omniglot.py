@@ -435,6 +435,26 @@ def prepare_offline_builder(omniglot_dir: str,
   return builder
 
 
+# What a failed TFDS download raises: requests' and urllib's errors are
+# OSErrors; TFDS wraps some in its own DownloadError.
+_DOWNLOAD_ERRORS = (OSError,) + tuple(
+    e for e in (getattr(getattr(tfds, 'download', None), 'DownloadError',
+                        None),) if isinstance(e, type))
+
+
+def download_failed_message(error: BaseException) -> str:
+  """What to do when TFDS could not download Omniglot."""
+  first_line = (str(error).strip().splitlines() or [''])[0][:200]
+  return (
+      'TFDS could not download Omniglot '
+      f'({type(error).__name__}: {first_line}). Without network access, '
+      f'point --omniglot_dir (or ${OMNIGLOT_DIR_ENV}) at a local copy: a '
+      'folder holding images_background.zip and images_evaluation.zip, or '
+      'their extracted folders images_background/ALPHABET/characterNN/*.png '
+      'and images_evaluation/... (from github.com/brendenlake/omniglot, '
+      'python/).')
+
+
 def load_omniglot_split(split_name: str,
                         omniglot_dir: Optional[str] = None,
                         data_dir: Optional[str] = None,
@@ -463,8 +483,11 @@ def load_omniglot_split(split_name: str,
     raise DataError(f'split_name={split_name!r}: unknown Omniglot split, '
                     f'expected one of {SPLIT_NAMES}')
   if omniglot_dir is None:
-    return tfds.load('omniglot', split=split_name, data_dir=data_dir,
-                     decoders=decoders, shuffle_files=False)
+    try:
+      return tfds.load('omniglot', split=split_name, data_dir=data_dir,
+                       decoders=decoders, shuffle_files=False)
+    except _DOWNLOAD_ERRORS as e:
+      raise DataError(download_failed_message(e)) from e
   builder = prepare_offline_builder(omniglot_dir, data_dir)
   if split_name not in builder.info.splits:
     info = ARCHIVES[split_name]

@@ -515,3 +515,45 @@ class OnlineSourceTest(tf.test.TestCase):
 
 if __name__ == '__main__':
   tf.test.main()
+
+
+class DownloadFailureTest(tf.test.TestCase):
+  """Without a local copy and without network: one clear message."""
+
+  def test_failed_download_names_the_local_copy_flags(self):
+    import requests  # pylint: disable=g-import-not-at-top
+    error = requests.exceptions.ConnectionError(
+        "HTTPSConnectionPool(host='raw.githubusercontent.com'): Max retries")
+    with mock.patch.object(omniglot.tfds, 'load', side_effect=error):
+      with self.assertRaises(omniglot.DataError) as raised:
+        omniglot.load_omniglot_split('train', None)
+    message = str(raised.exception)
+    self.assertIn('could not download Omniglot (ConnectionError', message)
+    self.assertIn('--omniglot_dir', message)
+    self.assertIn('$OMNIGLOT_DIR', message)
+    self.assertIn('images_background.zip', message)
+
+  def test_main_job_ends_in_one_error_line(self):
+    workdir = tempfile.mkdtemp(prefix='test_download_failure_')
+    self.addCleanup(shutil.rmtree, workdir, ignore_errors=True)
+    code = (
+        'import sys, requests\n'
+        'import tensorflow_datasets as tfds\n'
+        'def load(*args, **kwargs):\n'
+        '  raise requests.exceptions.ConnectionError("no network")\n'
+        'tfds.load = load\n'
+        'from meta_lstm_tf import main\n'
+        'sys.argv = ["main", "--workdir=" + sys.argv[1], "--max_steps=1"]\n'
+        'main.run()\n')
+    root = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    env = {k: v for k, v in os.environ.items() if k != 'OMNIGLOT_DIR'}
+    env.update(PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL='3')
+    result = subprocess.run([sys.executable, '-c', code, workdir],
+                            capture_output=True, text=True, env=env,
+                            check=False)
+    self.assertEqual(result.returncode, 1, result.stderr[-2000:])
+    self.assertNotIn('Traceback', result.stderr)
+    self.assertStartsWith(result.stderr.strip().splitlines()[-1],
+                          'error: TFDS could not download Omniglot '
+                          '(ConnectionError: no network)')
