@@ -88,8 +88,7 @@ def test_workdir(workdir: str, *,
     data = dataclasses.replace(data, data_root=os.path.abspath(
         os.path.expanduser(data_root)))
   config = dataclasses.replace(config, data=data, episode=episode).validate()
-  pools = splits.make_class_pools(config.data,
-                                  drawers=episode.distinct_drawers)
+  pools = splits.make_episode_pools(config.data, episode)
   episodes = episodes_lib.make_eval_dataset(
       getattr(pools, pool), episode, num_episodes, _SEEDS[pool], name=pool)
   eval_step = train_steps.make_eval_step(layer, config.inner_loop)

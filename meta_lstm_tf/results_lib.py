@@ -338,8 +338,7 @@ def run_baselines(spec: GridSpec, base: config_lib.ExperimentConfig,
       results = cached['results']
     else:
       if pools is None:
-        pools = splits.make_class_pools(
-            base.data, drawers=base.episode.distinct_drawers)
+        pools = splits.make_episode_pools(base.data, base.episode)
       if pretrained is None:
         logging.info('Baselines: pretraining in %s.',
                      os.path.join(root, PRETRAIN_DIR))

@@ -241,8 +241,7 @@ def load_pools(config: config_lib.ExperimentConfig) -> splits.ClassPools:
     ValueError: (including `DataError`) bad data, or pools that cannot
       supply the episodes, naming the pool.
   """
-  pools = splits.make_class_pools(
-      config.data, drawers=config.episode.distinct_drawers)
+  pools = splits.make_episode_pools(config.data, config.episode)
   for name in ('meta_train', 'meta_valid', 'meta_test'):
     episodes_lib.validate_episode_config(getattr(pools, name), config.episode,
                                          name)

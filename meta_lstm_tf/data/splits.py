@@ -362,3 +362,12 @@ def make_class_pools(data_config: config_lib.DataConfig,
                           'the background set'),
       meta_test=_to_pool(meta_test, 'meta_test', 'evaluation set'))
 
+
+def make_episode_pools(data_config: config_lib.DataConfig,
+                       episode_config: config_lib.EpisodeConfig
+                       ) -> ClassPools:
+  """`make_class_pools` with what `episode_config`'s protocol needs: the
+  drawers only for `distinct_drawers` (they cost a pass over the files)."""
+  if episode_config.distinct_drawers:
+    return make_class_pools(data_config, drawers=True)
+  return make_class_pools(data_config)
