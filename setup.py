@@ -40,6 +40,7 @@ setuptools.setup(
             'meta-lstm-benchmark=meta_lstm_tf.benchmark:run',
             'meta-lstm-export=meta_lstm_tf.export_main:run',
             'meta-lstm-results=meta_lstm_tf.results:run',
+            'meta-lstm-evaluate=meta_lstm_tf.evaluate:run',
         ],
     },
 )

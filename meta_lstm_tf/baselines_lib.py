@@ -240,7 +240,7 @@ def evaluate_baselines(config: config_lib.ExperimentConfig,
   baseline_config.validate()
   feature_params = feature_params_of(pretrained, config.learner)
   if pools is None:
-    pools = splits.make_class_pools(config.data)
+    pools = splits.make_episode_pools(config.data, config.episode)
   _check_pools(pools)
   for name in ('meta_valid', 'meta_test'):
     _check_pool(getattr(pools, name), config.learner, name)

@@ -5,6 +5,8 @@ Flag names equal the config field names, so a validation error
 (`field=value: requirement`) names the flag to fix.
 """
 
+import os
+
 from absl import flags
 
 from meta_lstm_tf import config as config_lib
@@ -24,6 +26,18 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   define('string', 'workdir', None, 'Run directory: checkpoints, logs, '
          'results.json, exported SavedModels. Rerunning resumes.')
   # Data.
+  define('enum', 'dataset', d.data.dataset,
+         'Data set: omniglot (TFDS, or --omniglot_dir), mini_imagenet '
+         '(Ravi & Larochelle\'s split, a local copy in --data_root) or '
+         'image_folder (--data_root/{train,val,test}/CLASS/*.png|jpg).',
+         enum_values=list(config_lib.DATASETS))
+  define('string', 'data_root', None,
+         'Local copy of --dataset=mini_imagenet (images/ and train.csv, '
+         'val.csv, test.csv; or train/CLASS/*.jpg, val/, test/) or '
+         'image_folder. Never downloaded.')
+  define('integer', 'channels', None,
+         'Image channels: 1 (gray) or 3 (RGB); default the data set\'s '
+         '(omniglot 1, mini_imagenet and image_folder 3).')
   define('string', 'omniglot_dir', None,
          'Local copy of Omniglot (archives and/or extracted folders); default '
          '$OMNIGLOT_DIR, else TFDS downloads it.')
@@ -37,13 +51,23 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
          enum_values=list(config_lib.MINIMAL_SUBSETS))
   define('bool', 'rotations', d.data.rotations,
          'Add 90/180/270 degree rotations of meta-train classes as classes.')
-  define('integer', 'image_size', d.data.image_size, 'Image side in pixels.')
+  define('integer', 'image_size', None,
+         'Image side in pixels; default the data set\'s (omniglot 28, '
+         'mini_imagenet and image_folder 84).')
   # Episodes.
   define('integer', 'num_ways', d.episode.num_ways, 'N classes per episode.')
   define('integer', 'num_shots', d.episode.num_shots,
          'K support examples per class.')
   define('integer', 'num_queries', d.episode.num_queries,
          'Q query examples per class.')
+  define('enum', 'episode_classes', d.episode.episode_classes,
+         'any: N classes from all of the pool; within_alphabet: all N from '
+         'one Omniglot alphabet (Lake et al.\'s one-shot runs).',
+         enum_values=list(config_lib.EPISODE_CLASSES))
+  define('bool', 'distinct_drawers', d.episode.distinct_drawers,
+         'Omniglot: support and query drawings of a class by different '
+         'people (K support drawers, Q others, per episode; Lake et al.). '
+         'Needs a local copy (--omniglot_dir).')
   # Learner.
   define('integer', 'num_filters', d.learner.num_filters,
          'Filters per conv block of the learner.')
@@ -164,17 +188,30 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS
                       ) -> config_lib.ExperimentConfig:
   """Builds and validates the config. Raises ValueError naming the flag."""
   f = flag_values
-  omniglot_dir = omniglot.resolve_omniglot_dir(f.omniglot_dir)
+  if f.dataset not in config_lib.DATASETS:
+    raise ValueError(f'dataset={f.dataset!r}: must be one of '
+                     f'{config_lib.DATASETS}')
+  omniglot_dir = (omniglot.resolve_omniglot_dir(f.omniglot_dir)
+                  if f.dataset == 'omniglot' else f.omniglot_dir)
+  data_root = (os.path.abspath(os.path.expanduser(f.data_root))
+               if f.data_root else None)
+  default_size, default_channels = config_lib.DATASET_DEFAULTS[f.dataset]
+  image_size = default_size if f.image_size is None else f.image_size
+  channels = default_channels if f.channels is None else f.channels
   config = config_lib.ExperimentConfig(
       data=config_lib.DataConfig(
+          dataset=f.dataset, data_root=data_root, channels=channels,
           omniglot_dir=omniglot_dir, data_dir=f.data_dir, split=f.split,
           split_dir=f.split_dir, minimal_subset=f.minimal_subset,
-          rotations=f.rotations, image_size=f.image_size),
-      episode=config_lib.EpisodeConfig(f.num_ways, f.num_shots,
-                                       f.num_queries),
+          rotations=f.rotations, image_size=image_size),
+      episode=config_lib.EpisodeConfig(
+          f.num_ways, f.num_shots, f.num_queries,
+          episode_classes=f.episode_classes,
+          distinct_drawers=f.distinct_drawers),
       learner=config_lib.LearnerConfig(
           num_ways=f.num_ways, num_filters=f.num_filters,
-          num_blocks=f.num_blocks, image_size=f.image_size),
+          num_blocks=f.num_blocks, image_size=image_size,
+          channels=channels),
       meta_learner=config_lib.MetaLearnerConfig(
           update_rule=f.update_rule, inner_lr=f.inner_lr,
           gate_init=f.gate_init, forget_gate_init=f.forget_gate_init,

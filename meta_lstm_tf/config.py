@@ -15,6 +15,13 @@ GATE_INITS = ('inner_lr', 'paper')
 GATE_BIASES = ('shared', 'per_tensor', 'per_coordinate')
 INIT_FROM = ('scratch', 'pretrained')
 STRATEGIES = ('default', 'mirrored', 'multi_worker', 'tpu')
+DATASETS = ('omniglot', 'mini_imagenet', 'image_folder')
+# Per data set: (image_size, channels) when the flags leave them unset.
+# Omniglot: the 28 x 28 grayscale of Vinyals et al. and the paper;
+# mini-ImageNet: the paper's 84 x 84 RGB; image folders: as mini-ImageNet.
+DATASET_DEFAULTS = {'omniglot': (28, 1), 'mini_imagenet': (84, 3),
+                    'image_folder': (84, 3)}
+EPISODE_CLASSES = ('any', 'within_alphabet')
 
 
 def _check(condition: bool, field: str, value, requirement: str) -> None:
@@ -33,9 +40,16 @@ def _positive_int(field: str, value) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-  """Where Omniglot comes from and how classes are split.
+  """Which images, from where, and how classes are split.
 
   Attributes:
+    dataset: one of `DATASETS`: `omniglot` (TFDS or `omniglot_dir`),
+      `mini_imagenet` (Ravi & Larochelle's split, a local copy in
+      `data_root`, `data.mini_imagenet`) or `image_folder` (any
+      `data_root/{train,val,test}/CLASS/*.png|jpg`, `data.image_folder`).
+    data_root: the local copy of `mini_imagenet` / `image_folder`.
+    channels: image channels the learner sees: 1 for Omniglot; 3 (RGB) or
+      1 (gray) for the others (images are converted, never rejected).
     omniglot_dir: local copy of Omniglot (archives and/or extracted folders);
       None means TFDS downloads it.
     data_dir: TFDS data directory (None: TFDS default).
@@ -45,6 +59,9 @@ class DataConfig:
     rotations: add 90/180/270 degree rotations of every class as new classes.
     image_size: images are resized to image_size x image_size.
   """
+  dataset: str = 'omniglot'
+  data_root: Optional[str] = None
+  channels: int = 1
   omniglot_dir: Optional[str] = None
   data_dir: Optional[str] = None
   split: str = 'lake'
@@ -53,7 +70,25 @@ class DataConfig:
   rotations: bool = False
   image_size: int = 28
 
+  @property
+  def inverted(self) -> bool:
+    """Whether images are inverted (Omniglot: dark strokes on white become
+    strokes = 1 on 0); natural images are kept as they are."""
+    return self.dataset == 'omniglot'
+
   def validate(self) -> 'DataConfig':
+    _check(self.dataset in DATASETS, 'dataset', self.dataset,
+           f'must be one of {DATASETS}')
+    _check(self.channels in (1, 3), 'channels', self.channels,
+           'must be 1 or 3')
+    if self.dataset == 'omniglot':
+      _check(self.channels == 1, 'channels', self.channels,
+             'must be 1 for dataset=omniglot (grayscale drawings)')
+    else:
+      _check(bool(self.data_root), 'data_root', self.data_root,
+             f'is required when dataset={self.dataset} (no download)')
+      _check(not self.rotations, 'rotations', self.rotations,
+             'only applies to dataset=omniglot')
     _check(self.split in SPLITS, 'split', self.split, f'must be one of {SPLITS}')
     _check(self.minimal_subset in MINIMAL_SUBSETS, 'minimal_subset',
            self.minimal_subset, f'must be one of {MINIMAL_SUBSETS}')
@@ -67,12 +102,28 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EpisodeConfig:
-  """Episode shape: N ways, K shots, Q queries per class."""
+  """Episode shape (N ways, K shots, Q queries per class) and protocol.
+
+  Attributes:
+    episode_classes: `any` (N classes from the whole pool) or
+      `within_alphabet` (all N from one alphabet, drawn uniformly among the
+      alphabets with at least N classes: Lake et al.'s one-shot runs; needs
+      a pool that knows its alphabets, i.e. Omniglot).
+    distinct_drawers: K drawers and Q other drawers are drawn per episode;
+      every class's support drawings are by the first, its queries by the
+      others (Lake et al.: the support and the query drawings of a
+      character are by different people). Needs a local Omniglot copy,
+      whose file names say the drawer.
+  """
   num_ways: int = 5
   num_shots: int = 1
   num_queries: int = 15
+  episode_classes: str = 'any'
+  distinct_drawers: bool = False
 
   def validate(self) -> 'EpisodeConfig':
+    _check(self.episode_classes in EPISODE_CLASSES, 'episode_classes',
+           self.episode_classes, f'must be one of {EPISODE_CLASSES}')
     _positive_int('num_ways', self.num_ways)
     _check(self.num_ways >= 2, 'num_ways', self.num_ways, 'must be >= 2')
     _positive_int('num_shots', self.num_shots)
@@ -292,6 +343,16 @@ class ExperimentConfig:
     _check(self.learner.image_size == self.data.image_size,
            'learner.image_size', self.learner.image_size,
            f'must equal data.image_size={self.data.image_size}')
+    _check(self.learner.channels == self.data.channels, 'learner.channels',
+           self.learner.channels,
+           f'must equal data.channels={self.data.channels}')
+    if self.data.dataset != 'omniglot':
+      _check(self.episode.episode_classes == 'any', 'episode_classes',
+             self.episode.episode_classes,
+             'within_alphabet needs dataset=omniglot (alphabets)')
+      _check(not self.episode.distinct_drawers, 'distinct_drawers',
+             self.episode.distinct_drawers,
+             'needs dataset=omniglot (drawers)')
     return self
 
   def to_dict(self) -> dict:

@@ -23,8 +23,11 @@ as TF Serving expects; a version directory appears only once complete):
                          classes int32 [B], class_names string [B].
         encoded_images   images string [B] -> the same.
 
-Images are natural images as clients have them: white background, dark
-strokes, values in [0, 1], grayscale or RGB, any size. Preprocessing
+Images are natural images as clients have them: values in [0, 1] (or
+encoded files), grayscale or RGB, any size; for an Omniglot model white
+background and dark strokes, for a photograph model (mini-ImageNet, image
+folders) photographs, converted to the channels it was trained on (RGB for
+mini-ImageNet; `metadata['channels']`). Preprocessing
 (`image_ops.preprocess_images` / `decode_images`, the functions the training
 pipeline uses) runs inside the graph, so the learner sees exactly what it saw
 in training. Inputs are validated in the graph: a bad request fails with
@@ -226,6 +229,8 @@ class AdaptAndClassifyModule(tf.Module):
     self.learner_config = layer.learner_cfg
     self.num_ways = layer.learner_cfg.num_ways
     self.image_size = layer.learner_cfg.image_size
+    self.channels = layer.learner_cfg.channels
+    self.invert = config.data.inverted
     self.classify = tf.function(
         self._classify, input_signature=[_FLOAT_IMAGES, _LABELS,
                                          _FLOAT_IMAGES])
@@ -256,8 +261,13 @@ class AdaptAndClassifyModule(tf.Module):
     }
 
   def _preprocess(self, images: tf.Tensor) -> tf.Tensor:
-    # Static shape [X, I, I, 1]: `images` has static rank 4.
-    return image_ops.preprocess_images(images, self.image_size)
+    # Static shape [X, I, I, ch]: `images` has static rank 4.
+    return image_ops.preprocess_images(images, self.image_size, self.channels,
+                                       self.invert)
+
+  def _decode(self, images: tf.Tensor) -> tf.Tensor:
+    return image_ops.decode_images(images, self.image_size, self.channels,
+                                   self.invert)
 
   def _classify(self, support_images, support_labels, query_images):
     support_images = _validated_images(support_images, 'support_images')
@@ -272,10 +282,8 @@ class AdaptAndClassifyModule(tf.Module):
     query_images = _validated_encoded(query_images, 'query_images')
     support_labels = _validated_labels(
         support_labels, tf.size(support_images), self.num_ways)
-    return self._outputs(
-        image_ops.decode_images(support_images, self.image_size),
-        support_labels,
-        image_ops.decode_images(query_images, self.image_size))
+    return self._outputs(self._decode(support_images), support_labels,
+                         self._decode(query_images))
 
   def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
     return {
@@ -298,9 +306,6 @@ def _check_exportable(layer: update_rule.UpdateRule,
   if layer.learner_cfg != config.learner:
     raise ValueError(f'the layer\'s learner config {layer.learner_cfg} differs '
                      f'from config.learner={config.learner}')
-  if config.learner.channels != 1:
-    raise ValueError(f'learner.channels={config.learner.channels}: the '
-                     'preprocessing feeds 1-channel (grayscale) images')
 
 
 # --------------------------------------------------------------------------
@@ -312,9 +317,10 @@ class AdaptedLearnerModule(tf.Module):
 
   def __init__(self, result: types.AdaptationResult,
                learner_config: config_lib.LearnerConfig, transductive: bool,
-               class_names: Sequence[str]):
+               class_names: Sequence[str], invert: bool = True):
     super().__init__(name=ADAPTED_LEARNER)
     self.learner_config = learner_config
+    self.invert = invert
     # As evaluation (`train_steps.adapt_and_classify(training=False)`):
     # the support statistics unless transductive.
     self.use_support_stats = not transductive
@@ -359,11 +365,13 @@ class AdaptedLearnerModule(tf.Module):
 
   def _classify(self, images):
     images = _validated_images(images, 'images')
-    return self._outputs(image_ops.preprocess_images(images, self.image_size))
+    return self._outputs(image_ops.preprocess_images(
+        images, self.image_size, self.learner_config.channels, self.invert))
 
   def _classify_encoded(self, images):
     images = _validated_encoded(images, 'images')
-    return self._outputs(image_ops.decode_images(images, self.image_size))
+    return self._outputs(image_ops.decode_images(
+        images, self.image_size, self.learner_config.channels, self.invert))
 
   def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
     return {
@@ -372,19 +380,21 @@ class AdaptedLearnerModule(tf.Module):
     }
 
 
-def preprocess_support(images: Images, image_size: int) -> tf.Tensor:
-  """Natural support images -> learner inputs float32 [S, I, I, 1].
+def preprocess_support(images: Images, image_size: int, channels: int = 1,
+                       invert: bool = True) -> tf.Tensor:
+  """Natural support images -> learner inputs float32 [S, I, I, ch].
 
   Args:
     images: float [S, H, W, C] in [0, 1] (or uint8), or a sequence of
       [H_i, W_i, C] images of different sizes.
     image_size: I.
+    channels, invert: as `image_ops.preprocess_images`.
   """
   if isinstance(images, (list, tuple)):
     return tf.concat([image_ops.preprocess_images(
-        tf.convert_to_tensor(image)[tf.newaxis], image_size)
+        tf.convert_to_tensor(image)[tf.newaxis], image_size, channels, invert)
                       for image in images], axis=0)
-  return image_ops.preprocess_images(images, image_size)
+  return image_ops.preprocess_images(images, image_size, channels, invert)
 
 
 def make_adapted_learner(layer: update_rule.UpdateRule,
@@ -418,7 +428,8 @@ def make_adapted_learner(layer: update_rule.UpdateRule,
                      f'{labels.shape}, dtype {labels.dtype}')
   if labels.size == 0 or labels.min() < 0 or labels.max() >= num_ways:
     raise ValueError(f'support_labels must be non-empty and in [0, {num_ways})')
-  inputs = preprocess_support(support_images, serving.image_size)
+  inputs = preprocess_support(support_images, serving.image_size,
+                              serving.channels, serving.invert)
   if inputs.shape[0] != labels.size:
     raise ValueError(f'{inputs.shape[0]} support images but {labels.size} '
                      'support_labels')
@@ -426,7 +437,8 @@ def make_adapted_learner(layer: update_rule.UpdateRule,
   _, result = tf.function(serving.adapt_and_classify)(
       inputs, tf.constant(labels, tf.int32), inputs)
   return AdaptedLearnerModule(result, serving.learner_config,
-                              config.inner_loop.transductive, class_names)
+                              config.inner_loop.transductive, class_names,
+                              invert=serving.invert)
 
 
 # --------------------------------------------------------------------------
@@ -471,6 +483,7 @@ def _metadata(model: str, config: config_lib.ExperimentConfig,
               **extra) -> dict:
   return dict(model=model, num_ways=config.learner.num_ways,
               image_size=config.learner.image_size,
+              channels=config.learner.channels, dataset=config.data.dataset,
               inner_steps=config.inner_loop.inner_steps,
               signatures=[SERVING_DEFAULT, ENCODED_SIGNATURE],
               config=config.to_dict(), **extra)
@@ -578,7 +591,8 @@ def export_from_workdir(workdir: str, model: str = ADAPT_AND_CLASSIFY, *,
   if model == ADAPT_AND_CLASSIFY:
     return export_adapt_and_classify(layer, config, export_dir)
   try:
-    images, labels, class_names = load_support_folder(support_dir)
+    images, labels, class_names = load_support_folder(
+        support_dir, channels=config.learner.channels)
   except ValueError as e:
     raise ExportArgumentError('support_dir', support_dir, str(e)) from e
   if len(class_names) != config.learner.num_ways:
@@ -608,18 +622,20 @@ def _check_checkpoint(prefix: str) -> None:
 # Support sets from image folders.
 
 
-def load_support_folder(path: str) -> Tuple[Images, np.ndarray, List[str]]:
+def load_support_folder(path: str, channels: int = 1
+                        ) -> Tuple[Images, np.ndarray, List[str]]:
   """Reads a support set stored as one subfolder of images per class.
 
   Classes are the subfolder names in sorted order; label j is the j-th.
 
   Args:
     path: a directory `path/CLASS_NAME/*.png|jpg|jpeg`.
+    channels: ch, 1 (grayscale) or 3 (RGB); images are converted.
 
   Returns:
     (images, labels int32 [S], class names [N]). `images` are natural
-    grayscale images in [0, 1]: float32 [S, H, W, 1] when all have the same
-    size, else a list of [H_i, W_i, 1] arrays (both accepted by
+    images in [0, 1]: float32 [S, H, W, ch] when all have the same size,
+    else a list of [H_i, W_i, ch] arrays (both accepted by
     `export_adapted_learner`).
 
   Raises:
@@ -642,22 +658,23 @@ def load_support_folder(path: str) -> Tuple[Images, np.ndarray, List[str]]:
       raise ValueError(f'class folder {class_dir!r} has no image '
                        f'({", ".join(IMAGE_EXTENSIONS)})')
     for filename in files:
-      images.append(_read_image(os.path.join(class_dir, filename)))
+      images.append(_read_image(os.path.join(class_dir, filename), channels))
       labels.append(label)
   if len({image.shape for image in images}) == 1:
     images = np.stack(images)
   return images, np.asarray(labels, np.int32), class_names
 
 
-def _read_image(path: str) -> np.ndarray:
-  """Image file -> float32 [H, W, 1] in [0, 1], natural convention."""
+def _read_image(path: str, channels: int = 1) -> np.ndarray:
+  """Image file -> float32 [H, W, ch] in [0, 1], natural convention."""
   with open(path, 'rb') as f:
-    return _decode_gray(f.read(), path)
+    return _decode_gray(f.read(), path, channels)
 
 
-def _decode_gray(encoded: bytes, where: str) -> np.ndarray:
+def _decode_gray(encoded: bytes, where: str, channels: int = 1) -> np.ndarray:
   try:
-    image = tf.io.decode_image(encoded, channels=1, expand_animations=False)
+    image = tf.io.decode_image(encoded, channels=channels,
+                               expand_animations=False)
   except tf.errors.InvalidArgumentError as e:
     raise ValueError(f'cannot decode image {where!r}: {e.message}') from e
   return image.numpy().astype(np.float32) / 255.0

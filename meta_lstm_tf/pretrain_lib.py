@@ -37,6 +37,7 @@ import tensorflow as tf
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import learner
 from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf.data import image_ops
 from meta_lstm_tf.data import splits
 
 SETTINGS_FILE = 'settings.json'
@@ -192,7 +193,8 @@ def make_pretrain_dataset(pool_images, batch_size: int, seed: int,
   one would.
 
   Args:
-    pool_images: float32 [C, D, H, W, ch].
+    pool_images: float32 [C, D, H, W, ch], or uint8 (scaled to [0, 1]
+      after the gather).
     batch_size: B.
     seed: the stream's seed.
     start_step: index of the first batch.
@@ -200,7 +202,7 @@ def make_pretrain_dataset(pool_images, batch_size: int, seed: int,
   Returns:
     `tf.data.Dataset` of (images [B, H, W, ch], labels int32 [B] in [0, C)).
   """
-  images = tf.convert_to_tensor(pool_images, tf.float32)
+  images = _pool_tensor(pool_images)
   num_classes, num_drawings = int(images.shape[0]), int(images.shape[1])
   flat = tf.reshape(images, [num_classes * num_drawings] + images.shape[2:])
   base_seed = tf.constant([seed, _PRETRAIN_STREAM], tf.int64)
@@ -212,7 +214,8 @@ def make_pretrain_dataset(pool_images, batch_size: int, seed: int,
                                                       alg=_RNG_ALG),
         minval=0, maxval=num_classes * num_drawings, dtype=tf.int64,
         alg=_RNG_ALG)
-    return tf.gather(flat, index), tf.cast(index // num_drawings, tf.int32)
+    return (image_ops.to_model_inputs(tf.gather(flat, index)),
+            tf.cast(index // num_drawings, tf.int32))
 
   return (tf.data.Dataset.counter(start=start_step, dtype=tf.int64)
           .map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -221,7 +224,7 @@ def make_pretrain_dataset(pool_images, batch_size: int, seed: int,
 
 def _loss_sample(pool_images, seed: int):
   """A fixed sample of (images, labels) the pretraining loss is reported on."""
-  images = tf.convert_to_tensor(pool_images, tf.float32)
+  images = _pool_tensor(pool_images)
   num_classes, num_drawings = int(images.shape[0]), int(images.shape[1])
   total = num_classes * num_drawings
   size = min(_LOSS_SAMPLE, total)
@@ -230,7 +233,15 @@ def _loss_sample(pool_images, seed: int):
       alg=_RNG_ALG)
   index = tf.math.top_k(scores, k=size).indices
   flat = tf.reshape(images, [total] + images.shape[2:])
-  return tf.gather(flat, index), tf.cast(index // num_drawings, tf.int32)
+  return (image_ops.to_model_inputs(tf.gather(flat, index)),
+          tf.cast(index // num_drawings, tf.int32))
+
+
+def _pool_tensor(pool_images) -> tf.Tensor:
+  """The pool as a tensor: uint8 pools stay uint8 (a float copy of
+  mini-ImageNet would take 5 GB), anything else becomes float32."""
+  images = tf.convert_to_tensor(pool_images)
+  return images if images.dtype == tf.uint8 else tf.cast(images, tf.float32)
 
 
 def _classification_loss(flat_params, images, labels,

@@ -43,7 +43,11 @@ from meta_lstm_tf.data import splits
 GRIDS = {
     'mini': ((5, 1), (5, 5)),
     'paper': ((5, 1), (5, 5), (20, 1), (20, 5)),
+    # Ravi & Larochelle's Table 1 on mini-ImageNet (--dataset=mini_imagenet).
+    'mini_imagenet': ((5, 1), (5, 5)),
 }
+# Grids that only make sense on one data set.
+GRID_DATASETS = {'mini_imagenet': 'mini_imagenet'}
 RULES = config_lib.UPDATE_RULES
 BASELINES = ('finetune', 'nearest_neighbour')
 METHOD_NAMES = {
@@ -231,6 +235,7 @@ def _relevant(config_dict: dict) -> dict:
   relevant = json.loads(json.dumps(config_dict))  # Deep copy, tuples->lists.
   relevant['data'].pop('omniglot_dir', None)
   relevant['data'].pop('data_dir', None)
+  relevant['data'].pop('data_root', None)
   for field in _IRRELEVANT_TRAIN_FIELDS:
     relevant['train'].pop(field, None)
   return relevant
@@ -333,7 +338,7 @@ def run_baselines(spec: GridSpec, base: config_lib.ExperimentConfig,
       results = cached['results']
     else:
       if pools is None:
-        pools = splits.make_class_pools(base.data)
+        pools = splits.make_episode_pools(base.data, base.episode)
       if pretrained is None:
         logging.info('Baselines: pretraining in %s.',
                      os.path.join(root, PRETRAIN_DIR))
@@ -549,7 +554,7 @@ def describe_budget(spec: GridSpec, base: config_lib.ExperimentConfig,
           f'validation every {t.eval_every:,} steps on {t.eval_episodes:,} '
           'fixed meta-valid episodes; the best validated checkpoint is '
           f'tested. Episodes: {base.episode.num_queries} queries per class; '
-          f'{base.data.split} split. Test: {t.test_episodes:,} fixed '
+          f'{_data_description(base)}. Test: {t.test_episodes:,} fixed '
           'meta-test episodes per setting, the same for every method.')
   if spec.baselines and baseline_config is not None:
     b = baseline_config
@@ -563,6 +568,23 @@ def describe_budget(spec: GridSpec, base: config_lib.ExperimentConfig,
              f'{b.learning_rate:g}), shared by every setting; fine-tuning '
              f'learning rate in {{{rates}}} and steps in {{{steps}}} chosen '
              f'on {b.selection_episodes:,} meta-valid episodes.')
+  return text
+
+
+def _data_description(base: config_lib.ExperimentConfig) -> str:
+  data, episode = base.data, base.episode
+  if data.dataset == 'omniglot':
+    text = f'Omniglot, {data.split} split'
+  elif data.dataset == 'mini_imagenet':
+    text = ('mini-ImageNet, Ravi & Larochelle\'s split, '
+            f'{data.image_size}x{data.image_size}x{data.channels}')
+  else:
+    text = (f'image folder, {data.image_size}x{data.image_size}x'
+            f'{data.channels}')
+  if episode.episode_classes != 'any':
+    text += ', the classes of an episode from one alphabet'
+  if episode.distinct_drawers:
+    text += ', support and query drawn by different people'
   return text
 
 
@@ -796,6 +818,10 @@ def run_grid(spec: GridSpec, base: config_lib.ExperimentConfig, root: str,
   """
   spec.validate()
   base.validate()
+  dataset = GRID_DATASETS.get(spec.name)
+  if dataset and base.data.dataset != dataset:
+    raise ValueError(f'grid={spec.name}: needs --dataset={dataset} (got '
+                     f'{base.data.dataset})')
   if spec.baselines and baseline_config is None:
     raise ValueError('baselines requested but no baseline_config given')
   start = time.perf_counter()

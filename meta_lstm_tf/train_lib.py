@@ -221,19 +221,36 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
                      f'strategy={train_cfg.strategy!r} (every worker would '
                      'pretrain on its own); pretrain on one machine first')
   chief = distribute.is_chief(strategy)
+  _check_workdir_config(os.path.join(workdir, workdir_lib.CONFIG_FILE),
+                        config)
+  # Data first: every data error surfaces before anything is written.
+  pools = load_pools(config)
   os.makedirs(workdir, exist_ok=True)
-  config_path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
-  _check_workdir_config(config_path, config)
   out_dir = distribute.write_dir(workdir, strategy)
   try:
     return _train_and_evaluate(config, workdir, out_dir, flags_text,
-                               strategy, chief)
+                               strategy, chief, pools)
   finally:
     distribute.remove_write_dir(workdir, out_dir)
 
 
+def load_pools(config: config_lib.ExperimentConfig) -> splits.ClassPools:
+  """The data set's pools, checked against the episodes the config asks for
+  (every meta-split).
+
+  Raises:
+    ValueError: (including `DataError`) bad data, or pools that cannot
+      supply the episodes, naming the pool.
+  """
+  pools = splits.make_episode_pools(config.data, config.episode)
+  for name in ('meta_train', 'meta_valid', 'meta_test'):
+    episodes_lib.validate_episode_config(getattr(pools, name), config.episode,
+                                         name)
+  return pools
+
+
 def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
-                        chief):
+                        chief, pools):
   """`train_and_evaluate` once the strategy exists; writes under out_dir."""
   train_cfg = config.train
   workdir_lib.write_json(os.path.join(out_dir, workdir_lib.CONFIG_FILE),
@@ -246,11 +263,6 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
   if train_cfg.deterministic:
     tf.config.experimental.enable_op_determinism()
 
-  # Data first: every data error surfaces before any training.
-  pools = splits.make_class_pools(config.data)
-  for name in ('meta_train', 'meta_valid', 'meta_test'):
-    episodes_lib.validate_episode_config(getattr(pools, name), config.episode,
-                                         name)
   valid_episodes = batch_episodes(episodes_lib.make_eval_dataset(
       pools.meta_valid, config.episode, train_cfg.eval_episodes, VALID_SEED,
       name='meta_valid'))
@@ -426,6 +438,9 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
       'init_from': train_cfg.init_from,
       'gate_init': config.meta_learner.gate_init,
       'split': config.data.split,
+      'dataset': config.data.dataset,
+      'episode_classes': config.episode.episode_classes,
+      'distinct_drawers': config.episode.distinct_drawers,
       'steps': step,
       'best_step': int(state.best_step),
       'valid_accuracy': float(state.best_valid_accuracy),

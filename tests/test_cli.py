@@ -52,6 +52,14 @@ class CliTest(tf.test.TestCase, parameterized.TestCase):
       self.assertEqual(config.episode.num_shots, int(shots[:-1]))
       self.assertEqual(config.inner_loop.inner_steps,
                        12 if shots == '1s' else 8)
+    if 'mini_imagenet_' in path and 'results_' not in path:
+      shots = os.path.basename(path)[len('mini_imagenet_5w'):-len('s.flags')]
+      self.assertEqual(config.episode.num_shots, int(shots))
+      self.assertEqual(
+          (config.data.dataset, config.data.image_size,
+           config.learner.channels, config.inner_loop.inner_steps,
+           config.meta_learner.gate_init, config.meta_learner.hidden_size),
+          ('mini_imagenet', 84, 3, 12 if shots == '1' else 8, 'paper', 20))
 
   @parameterized.parameters(
       ('--num_ways=1', 'num_ways=1'),

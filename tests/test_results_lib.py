@@ -20,6 +20,7 @@ import pytest
 import tensorflow as tf
 
 from meta_lstm_tf import baselines_lib
+from meta_lstm_tf import cli
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import results
 from meta_lstm_tf import results_lib
@@ -420,6 +421,17 @@ class RunGridTest(tf.test.TestCase):
     self.assertLen(training.calls, 1)
     self.assertEqual([r['method'] for r in report['rows']], ['meta_lstm'])
 
+  def test_mini_imagenet_grid_needs_mini_imagenet(self):
+    spec = results_lib.make_grid('mini_imagenet')
+    self.assertEqual(spec.settings, (Setting(5, 1), Setting(5, 5)))
+    self.assertEqual(spec.rules + spec.baselines,
+                     results_lib.RULES + results_lib.BASELINES)
+    root = os.path.join(self.get_temp_dir(), 'grid4')
+    with self.assertRaisesRegex(ValueError, '--dataset=mini_imagenet'):
+      results_lib.run_grid(spec, tiny_base_config(), root,
+                           train_fn=FakeTraining())
+    self.assertFalse(os.path.exists(root))
+
 
 class FlagsTest(tf.test.TestCase):
 
@@ -446,6 +458,13 @@ class FlagsTest(tf.test.TestCase):
     spec = results.grid_from_flags(paper)
     self.assertLen(spec.settings, 4)
     self.assertEqual(dict(spec.inner_steps_by_shots), {1: 12, 5: 8})
+    imagenet = self.parse(['--flagfile=configs/results_mini_imagenet.flags'])
+    spec = results.grid_from_flags(imagenet)
+    self.assertEqual(spec.name, 'mini_imagenet')
+    self.assertEqual(dict(spec.inner_steps_by_shots), {1: 12, 5: 8})
+    config = cli.config_from_flags(imagenet)
+    self.assertEqual((config.data.dataset, config.data.image_size,
+                      config.learner.channels), ('mini_imagenet', 84, 3))
 
   def test_lists_and_restrictions(self):
     flag_values = self.parse([

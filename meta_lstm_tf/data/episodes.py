@@ -13,17 +13,30 @@ only, so
     reproduces an uninterrupted run exactly;
   * evaluation episodes are identical for every model given the seed.
 
+Lake et al.'s one-shot protocol (`EpisodeConfig`): `within_alphabet` first
+draws one alphabet (uniformly among those with at least N classes), then the
+N classes from it; `distinct_drawers` draws K + Q distinct drawers per
+episode and takes every class's support drawings from the first K and its
+queries from the other Q, so no drawer appears in both. With both options
+off, the sampling is exactly the one above.
+
+Pools of uint8 images (photographs) are scaled to float32 [0, 1] after the
+gather (`image_ops.to_model_inputs`), so only an episode's images are float.
+
 Shape glossary:
   B: meta-batch size; N: ways; K: shots; Q: queries per class;
-  C: classes in the pool; D: drawings per class; H, W: image side.
+  C: classes in the pool; D: drawings per class; H, W: image side;
+  ch: channels; G: alphabets with at least N classes.
 """
 
-from typing import Sequence, Union
+from typing import NamedTuple, Optional, Sequence, Union
 
+import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import types
+from meta_lstm_tf.data import image_ops
 from meta_lstm_tf.data import splits
 
 # Streams keep training and evaluation episodes apart for the same seed.
@@ -46,7 +59,8 @@ def validate_episode_config(pool: splits.ClassPool,
 
   Raises:
     ValueError: invalid config, N larger than the classes available, or
-      K + Q larger than the drawings per class; the message names both.
+      K + Q larger than the drawings per class (naming the smallest class
+      where classes differ), or a protocol the pool cannot serve.
   """
   episode_config.validate()
   num_classes, num_drawings = pool.images.shape[0], pool.images.shape[1]
@@ -56,10 +70,58 @@ def validate_episode_config(pool: splits.ClassPool,
         f'{num_classes} classes available')
   needed = episode_config.num_shots + episode_config.num_queries
   if needed > num_drawings:
+    sizes = getattr(pool, 'class_sizes', None)
+    if sizes:
+      smallest = int(np.argmin(sizes))
+      raise ValueError(
+          f'{name}: class {pool.class_names[smallest]!r} has '
+          f'{sizes[smallest]} images, fewer than num_shots + num_queries = '
+          f'{episode_config.num_shots} + {episode_config.num_queries} = '
+          f'{needed}')
     raise ValueError(
         f'{name}: num_shots + num_queries = {episode_config.num_shots} + '
         f'{episode_config.num_queries} = {needed} exceeds the {num_drawings} '
         'drawings per class')
+  _protocol(pool, episode_config, name)
+
+
+class _Protocol(NamedTuple):
+  """Pool facts the Lake protocol samples by (None when not used)."""
+  class_groups: Optional[np.ndarray]  # int32 [C]: alphabet index
+  eligible_groups: Optional[np.ndarray]  # int32 [G]
+  drawing_of_drawer: Optional[np.ndarray]  # int32 [C, D]
+
+
+def _protocol(pool: splits.ClassPool,
+              episode_config: config_lib.EpisodeConfig,
+              name: str) -> _Protocol:
+  """What `episode_config`'s protocol needs from `pool`; ValueError if the
+  pool lacks it."""
+  groups = eligible = by_drawer = None
+  if episode_config.episode_classes == 'within_alphabet':
+    alphabets = getattr(pool, 'alphabets', None)
+    if not alphabets:
+      raise ValueError(f'{name}: episode_classes=within_alphabet needs '
+                       'classes with alphabets (Omniglot)')
+    names = sorted(set(alphabets))
+    groups = np.array([names.index(a) for a in alphabets], np.int32)
+    counts = np.bincount(groups, minlength=len(names))
+    eligible = np.flatnonzero(
+        counts >= episode_config.num_ways).astype(np.int32)
+    if not eligible.size:
+      raise ValueError(
+          f'{name}: episode_classes=within_alphabet with num_ways='
+          f'{episode_config.num_ways}: no alphabet has that many classes '
+          f'(the largest has {counts.max()})')
+  if episode_config.distinct_drawers:
+    drawers = getattr(pool, 'drawers', None)
+    if drawers is None:
+      raise ValueError(f'{name}: distinct_drawers needs each drawing\'s '
+                       'drawer (Omniglot from a local copy)')
+    drawers = np.asarray(drawers)
+    # Row c: drawer -> the drawing of class c by that drawer.
+    by_drawer = np.argsort(drawers, axis=1).astype(np.int32)
+  return _Protocol(groups, eligible, by_drawer)
 
 
 def _random_order(size, seed) -> tf.Tensor:
@@ -70,18 +132,21 @@ def _random_order(size, seed) -> tf.Tensor:
 
 def sample_episode(pool_images: tf.Tensor,
                    episode_config: config_lib.EpisodeConfig,
-                   seed: tf.Tensor) -> types.Episode:
+                   seed: tf.Tensor,
+                   protocol: Optional[_Protocol] = None) -> types.Episode:
   """Samples one episode; a pure function of its inputs.
 
   Args:
-    pool_images: float32 [C, D, H, W, 1].
+    pool_images: float32 [C, D, H, W, ch] or uint8 (scaled to [0, 1]).
     episode_config: N, K, Q (checked against the pool by
-      `validate_episode_config`).
+      `validate_episode_config`) and the protocol options.
     seed: int32 or int64 [2], the episode's stateless seed.
+    protocol: the pool's alphabets and drawers (`_protocol`), needed when
+      the options ask for them.
 
   Returns:
-    `Episode` with support [N * K, H, W, 1] / [N * K] and query
-    [N * Q, H, W, 1] / [N * Q], labels int32 in [0, N).
+    `Episode` with support [N * K, H, W, ch] / [N * K] and query
+    [N * Q, H, W, ch] / [N * Q], float32 images, labels int32 in [0, N).
   """
   num_ways = episode_config.num_ways
   num_shots = episode_config.num_shots
@@ -93,14 +158,35 @@ def sample_episode(pool_images: tf.Tensor,
       tf.random.experimental.stateless_split(seed, num=4, alg=_RNG_ALG))
 
   # top_k of i.i.d. uniforms: N distinct classes in random order.
-  classes = tf.math.top_k(
-      tf.random.stateless_uniform([num_classes], seed=class_seed,
-                                  alg=_RNG_ALG),
-      k=num_ways, sorted=True).indices  # [N]
-  drawings = tf.math.top_k(
-      tf.random.stateless_uniform([num_ways, num_drawings], seed=drawing_seed,
-                                  alg=_RNG_ALG),
-      k=num_shots + num_queries, sorted=True).indices  # [N, K + Q]
+  class_scores = tf.random.stateless_uniform([num_classes], seed=class_seed,
+                                             alg=_RNG_ALG)  # [C]
+  if episode_config.episode_classes == 'within_alphabet':
+    eligible = tf.constant(protocol.eligible_groups)
+    alphabet = tf.gather(eligible, tf.random.stateless_uniform(
+        [], seed=tf.random.experimental.stateless_fold_in(
+            class_seed, 1, alg=_RNG_ALG),
+        maxval=tf.size(eligible), dtype=tf.int32, alg=_RNG_ALG))
+    # Scores are in [0, 1): classes of other alphabets, pushed below 0,
+    # come after all of the chosen alphabet's (at least N of them).
+    class_scores = tf.where(
+        tf.equal(tf.constant(protocol.class_groups), alphabet),
+        class_scores, class_scores - 2.0)
+  classes = tf.math.top_k(class_scores, k=num_ways, sorted=True).indices
+  if episode_config.distinct_drawers:
+    # K + Q distinct drawers shared by every class: support from the first
+    # K, queries from the rest.
+    drawers = tf.math.top_k(
+        tf.random.stateless_uniform([num_drawings], seed=drawing_seed,
+                                    alg=_RNG_ALG),
+        k=num_shots + num_queries, sorted=True).indices  # [K + Q]
+    drawings = tf.gather(
+        tf.gather(tf.constant(protocol.drawing_of_drawer), classes),
+        drawers, axis=1)  # [N, K + Q]
+  else:
+    drawings = tf.math.top_k(
+        tf.random.stateless_uniform([num_ways, num_drawings],
+                                    seed=drawing_seed, alg=_RNG_ALG),
+        k=num_shots + num_queries, sorted=True).indices  # [N, K + Q]
   flat_index = classes[:, tf.newaxis] * num_drawings + drawings  # [N, K + Q]
   labels = tf.broadcast_to(tf.range(num_ways, dtype=tf.int32)[:, tf.newaxis],
                            [num_ways, num_shots + num_queries])
@@ -119,7 +205,8 @@ def sample_episode(pool_images: tf.Tensor,
   flat_images = tf.reshape(
       pool_images, tf.concat([[num_classes * num_drawings], shape[2:]], 0))
   # One gather for support and query together.
-  images = tf.gather(flat_images, tf.concat([support_index, query_index], 0))
+  images = image_ops.to_model_inputs(
+      tf.gather(flat_images, tf.concat([support_index, query_index], 0)))
   support_images = images[:num_ways * num_shots]
   query_images = images[num_ways * num_shots:]
   image_shape = pool_images.shape[2:]
@@ -151,10 +238,11 @@ def _sampler(pool: splits.ClassPool, episode_config: config_lib.EpisodeConfig,
   """index -> the episode `index` of the stream (seed, stream)."""
   images = tf.convert_to_tensor(pool.images)
   base_seed = _base_seed(seed, stream)
+  protocol = _protocol(pool, episode_config, 'pool')
 
   def sample(index):
     return sample_episode(images, episode_config,
-                          episode_seed(base_seed, index))
+                          episode_seed(base_seed, index), protocol)
 
   return sample
 

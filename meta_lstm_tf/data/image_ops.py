@@ -1,11 +1,14 @@
 """Image preprocessing shared by the episode pipeline and the exported model.
 
-Omniglot PNGs (and images sent to the served model) follow the natural
-convention: white background, dark strokes. The model sees the opposite:
-float32 in [0, 1] with STROKES = 1 and background = 0, grayscale, resized to
-image_size x image_size with area interpolation (an average over each output
-pixel's footprint, so a 1-pixel stroke at 105x105 survives at 28x28 as a
-grey value instead of vanishing as it can with nearest or bilinear sampling).
+Omniglot PNGs (and images sent to a served Omniglot model) follow the natural
+convention: white background, dark strokes. An Omniglot model sees the
+opposite (`invert=True`): float32 in [0, 1] with STROKES = 1 and background =
+0, grayscale, resized to image_size x image_size with area interpolation (an
+average over each output pixel's footprint, so a 1-pixel stroke at 105x105
+survives at 28x28 as a grey value instead of vanishing as it can with nearest
+or bilinear sampling). Photographs (mini-ImageNet, image folders;
+`invert=False`) are only converted to the model's channels (gray <-> RGB) and
+resized the same way.
 
 Only standard TensorFlow ops are used, so both functions can be traced into a
 SavedModel served by TF Serving.
@@ -37,62 +40,110 @@ def _to_grayscale(images: tf.Tensor) -> tf.Tensor:
                  lambda: images[..., :1])
 
 
-def preprocess_images(images, image_size: int) -> tf.Tensor:
-  """Natural images -> model inputs: gray, resized, [0, 1], strokes = 1.
+def _to_rgb(images: tf.Tensor) -> tf.Tensor:
+  """float [..., H, W, C] with C in {1, 3} -> float [..., H, W, 3]."""
+  channels = images.shape[-1]
+  if channels == 3:
+    return images
+  if channels == 1:
+    return tf.image.grayscale_to_rgb(images)
+  if channels is not None:
+    raise ValueError(f'images have {channels} channels, expected 1 or 3')
+  num_channels = tf.shape(images)[-1]
+  tf.debugging.assert_equal(
+      tf.logical_or(tf.equal(num_channels, 1), tf.equal(num_channels, 3)),
+      True, message='images must have 1 or 3 channels')
+  # Broadcasting the first channel: RGB stays RGB, gray becomes 3 equal ones.
+  return tf.cond(tf.equal(num_channels, 3), lambda: images,
+                 lambda: tf.repeat(images[..., :1], 3, axis=-1))
+
+
+def preprocess_images(images, image_size: int, channels: int = 1,
+                      invert: bool = True) -> tf.Tensor:
+  """Natural images -> model inputs: C channels, resized, [0, 1].
 
   Args:
-    images: uint8 [..., H, W, C] in 0..255 or float [..., H, W, C] in [0, 1],
-      C in {1, 3}, white background and dark strokes; at least one leading
-      (batch) axis.
+    images: uint8 [..., H, W, C_in] in 0..255 or float [..., H, W, C_in] in
+      [0, 1], C_in in {1, 3}; at least one leading (batch) axis. With
+      `invert`: white background and dark strokes.
     image_size: S, the output side.
+    channels: C, the model's channels: 1 (gray) or 3 (RGB); inputs are
+      converted.
+    invert: Omniglot's convention, strokes = 1 and background = 0.
 
   Returns:
-    float32 [..., S, S, 1] in [0, 1], strokes 1, background 0.
+    float32 [..., S, S, C] in [0, 1].
 
   Raises:
     ValueError: unsupported dtype or channel count.
   """
+  if channels not in (1, 3):
+    raise ValueError(f'channels={channels}: expected 1 or 3')
   images = tf.convert_to_tensor(images)
   if images.dtype != tf.uint8 and not images.dtype.is_floating:
     raise ValueError(f'images have dtype {images.dtype.name}, expected uint8 '
                      'or float')
   # uint8 is scaled by 1/255; floats are only cast.
   images = tf.image.convert_image_dtype(images, tf.float32)
-  gray = _to_grayscale(images)
-  shape = tf.shape(gray)
+  converted = _to_grayscale(images) if channels == 1 else _to_rgb(images)
+  shape = tf.shape(converted)
   leading, spatial = shape[:-3], shape[-3:]
-  flat = tf.reshape(gray, tf.concat([[-1], spatial], axis=0))
-  resized = tf.image.resize(flat, [image_size, image_size], method='area')
-  inverted = 1.0 - tf.clip_by_value(resized, 0.0, 1.0)
+  flat = tf.reshape(converted, tf.concat([[-1], spatial], axis=0))
+  resized = tf.clip_by_value(
+      tf.image.resize(flat, [image_size, image_size], method='area'),
+      0.0, 1.0)
+  if invert:
+    resized = 1.0 - resized
   result = tf.reshape(
-      inverted, tf.concat([leading, [image_size, image_size, 1]], axis=0))
-  if gray.shape.rank is not None:
-    result.set_shape(gray.shape[:-3].concatenate([image_size, image_size, 1]))
+      resized, tf.concat([leading, [image_size, image_size, channels]],
+                         axis=0))
+  if converted.shape.rank is not None:
+    result.set_shape(converted.shape[:-3].concatenate(
+        [image_size, image_size, channels]))
   return result
 
 
-def decode_images(encoded_strings, image_size: int) -> tf.Tensor:
+def decode_images(encoded_strings, image_size: int, channels: int = 1,
+                  invert: bool = True) -> tf.Tensor:
   """Encoded PNG/JPEG/BMP/GIF bytes -> model inputs, as `preprocess_images`.
 
   Images may differ in size: each is decoded (first frame of a GIF) and
   resized on its own.
 
   Args:
-    encoded_strings: string [B], encoded images, white background.
+    encoded_strings: string [B], encoded images (white background with
+      `invert`).
     image_size: S, the output side.
+    channels: C, 1 or 3: the codec converts gray <-> RGB.
+    invert: as `preprocess_images`.
 
   Returns:
-    float32 [B, S, S, 1] in [0, 1], strokes 1.
+    float32 [B, S, S, C] in [0, 1].
   """
   encoded_strings = tf.convert_to_tensor(encoded_strings, tf.string)
 
   def decode_one(encoded):
     # channels=1 decodes grayscale PNGs exactly and lets the codec convert
-    # colour images.
-    image = tf.io.decode_image(encoded, channels=1, expand_animations=False)
-    return preprocess_images(image[tf.newaxis], image_size)[0]
+    # colour images (and channels=3 gray ones).
+    image = tf.io.decode_image(encoded, channels=channels,
+                               expand_animations=False)
+    return preprocess_images(image[tf.newaxis], image_size, channels,
+                             invert)[0]
 
   return tf.map_fn(
       decode_one, encoded_strings,
-      fn_output_signature=tf.TensorSpec([image_size, image_size, 1],
+      fn_output_signature=tf.TensorSpec([image_size, image_size, channels],
                                         tf.float32))
+
+
+def to_model_inputs(images: tf.Tensor) -> tf.Tensor:
+  """Pool images -> float32 learner inputs in [0, 1].
+
+  Photograph pools are kept as uint8 (a quarter of float32's memory: all of
+  mini-ImageNet at 84 x 84 is 1.3 GB instead of 5 GB) and scaled after the
+  gather, so only an episode's images are ever float; float pools (Omniglot)
+  pass through unchanged.
+  """
+  if images.dtype == tf.uint8:
+    return tf.cast(images, tf.float32) * (1.0 / 255.0)
+  return images

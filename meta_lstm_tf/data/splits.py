@@ -1,7 +1,13 @@
-"""Class splits: which Omniglot characters are meta-train, -valid and -test.
+"""Class splits: which classes are meta-train, -valid and -test.
 
 Every split decodes its images once (through `image_ops.preprocess_images`)
 into in-memory `ClassPool`s; episodes are then sampled from tensors.
+`make_class_pools` serves every `DataConfig.dataset`: Omniglot here, the
+photograph sources in `mini_imagenet` and `image_folder`.
+
+Omniglot pools know each class's alphabet and, from a local copy, each
+drawing's drawer (`omniglot_drawers`): what Lake et al.'s one-shot protocol
+(`EpisodeConfig.episode_classes`, `distinct_drawers`) samples by.
 
 Protocols (`DataConfig.split`):
   lake     The data set authors' protocol. meta_test = the evaluation set
@@ -39,11 +45,11 @@ Rotations are counter-clockwise (`np.rot90`, as `tf.image.rot90` and PIL's
 
 Shape glossary:
   C: classes in a pool; D: drawings per class (20 in Omniglot);
-  H = W = `DataConfig.image_size`.
+  H = W = `DataConfig.image_size`; ch: channels (1 for Omniglot).
 """
 
 import os
-from typing import Dict, List, NamedTuple, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -52,6 +58,7 @@ import tensorflow_datasets as tfds
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf.data import image_ops
 from meta_lstm_tf.data import omniglot
+from meta_lstm_tf.data import omniglot_drawers
 
 DataError = omniglot.DataError
 
@@ -68,12 +75,23 @@ class ClassPool(NamedTuple):
   """The classes of one meta-split, decoded.
 
   Attributes:
-    images: float32 [C, D, H, W, 1] in [0, 1], strokes 1.
+    images: float32 [C, D, H, W, 1] in [0, 1], strokes 1 (Omniglot), or
+      uint8 [C, D, H, W, ch] (photographs; `image_ops.to_model_inputs`
+      scales what an episode gathers).
     class_names: C names, 'ALPHABET/characterNN', with '/rotDDD' appended
-      when rotations are classes.
+      when rotations are classes (Omniglot); the class folder or CSV label
+      (photographs).
+    alphabets: C alphabet names (Omniglot), None where classes have none.
+    drawers: int32 [C, D], the drawer (0..D-1) of each drawing, each row a
+      permutation; None when unknown.
+    class_sizes: C images per class before every class was cut to the
+      smallest's D (photograph folders), None when all had D; for messages.
   """
   images: tf.Tensor
   class_names: Tuple[str, ...]
+  alphabets: Optional[Tuple[str, ...]] = None
+  drawers: Optional[np.ndarray] = None
+  class_sizes: Optional[Tuple[int, ...]] = None
 
 
 class ClassPools(NamedTuple):
@@ -88,6 +106,7 @@ class _Classes(NamedTuple):
   images: np.ndarray  # float32 [C, D, H, W, 1]
   names: Tuple[str, ...]  # 'ALPHABET/characterNN'
   alphabets: Tuple[str, ...]
+  drawers: Optional[np.ndarray]  # int32 [C, D], or None
 
 
 def class_name(alphabet: str, alphabet_char_id: int) -> str:
@@ -95,9 +114,13 @@ def class_name(alphabet: str, alphabet_char_id: int) -> str:
   return f'{alphabet}/character{alphabet_char_id + 1:02d}'
 
 
-def _load_classes(split_name: str,
-                  data_config: config_lib.DataConfig) -> _Classes:
-  """Decodes a TFDS split once and groups its drawings by character."""
+def _load_classes(split_name: str, data_config: config_lib.DataConfig,
+                  drawers: Optional[omniglot_drawers.DrawerLookup] = None
+                  ) -> _Classes:
+  """Decodes a TFDS split once and groups its drawings by character.
+
+  With `drawers`, also finds each drawing's drawer (from its PNG bytes).
+  """
   dataset = omniglot.load_omniglot_split(
       split_name, data_config.omniglot_dir, data_config.data_dir,
       decoders={'image': tfds.decode.SkipDecoding()})
@@ -105,12 +128,14 @@ def _load_classes(split_name: str,
   def decode(example):
     # channels=1 decodes Omniglot's 1-bit PNGs exactly (0 or 255).
     image = tf.io.decode_png(example['image'], channels=1)
+    # The PNG bytes only when drawers are looked up (they cost memory).
+    png = example['image'] if drawers else tf.constant(b'')
     return (image, example['label'], example['alphabet'],
-            example['alphabet_char_id'])
+            example['alphabet_char_id'], png)
 
-  def preprocess(images, labels, alphabets, char_ids):
+  def preprocess(images, labels, alphabets, char_ids, pngs):
     return (image_ops.preprocess_images(images, data_config.image_size),
-            labels, alphabets, char_ids)
+            labels, alphabets, char_ids, pngs)
 
   dataset = (dataset
              .map(decode, num_parallel_calls=tf.data.AUTOTUNE)
@@ -120,8 +145,8 @@ def _load_classes(split_name: str,
   parts = [tuple(t.numpy() for t in batch) for batch in dataset]
   if not parts:
     raise DataError(f'Omniglot split {split_name!r} is empty')
-  images, labels, alphabets, char_ids = (
-      np.concatenate([p[i] for p in parts]) for i in range(4))
+  images, labels, alphabets, char_ids, pngs = (
+      np.concatenate([p[i] for p in parts]) for i in range(5))
 
   order = np.argsort(labels, kind='stable')
   unique, starts, counts = np.unique(labels[order], return_index=True,
@@ -145,14 +170,27 @@ def _load_classes(split_name: str,
     alphabet_names.append(alphabet)
   images = images[order].reshape(
       (len(unique), counts[0]) + images.shape[1:])
-  return _Classes(images, tuple(names), tuple(alphabet_names))
+  drawer_ids = None
+  if drawers:
+    drawer_ids = np.array([drawers.drawer(labels[i], pngs[i]) for i in order],
+                          np.int32).reshape(len(unique), counts[0])
+    bad = [i for i, row in enumerate(drawer_ids)
+           if sorted(row) != list(range(counts[0]))]
+    if bad:
+      raise DataError(
+          f'Omniglot split {split_name!r}: character {names[bad[0]]!r} has '
+          f'drawers {sorted(drawer_ids[bad[0]] + 1)}, not one drawing by each '
+          f'of 1..{counts[0]}')
+  return _Classes(images, tuple(names), tuple(alphabet_names), drawer_ids)
 
 
 def _select(classes: _Classes, keep: np.ndarray) -> _Classes:
   indices = np.flatnonzero(keep)
   return _Classes(classes.images[indices],
                   tuple(classes.names[i] for i in indices),
-                  tuple(classes.alphabets[i] for i in indices))
+                  tuple(classes.alphabets[i] for i in indices),
+                  None if classes.drawers is None else
+                  classes.drawers[indices])
 
 
 def _by_alphabet(classes: _Classes, alphabets: Sequence[str],
@@ -166,21 +204,33 @@ def _rotate(images: np.ndarray, degrees: int) -> np.ndarray:
   return np.rot90(images, k=degrees // 90, axes=(-3, -2))
 
 
-def _with_rotations(classes: _Classes) -> Tuple[np.ndarray, Tuple[str, ...]]:
+def _with_rotations(classes: _Classes) -> _Classes:
   """Every class followed by its rotations, each a class of its own."""
   rotated = np.stack([_rotate(classes.images, d) for d in ROTATIONS], axis=1)
   names = tuple(f'{name}/rot{d:03d}' for name in classes.names
                 for d in ROTATIONS)
-  return rotated.reshape((-1,) + classes.images.shape[1:]), names
+  repeat = lambda items: tuple(x for x in items for _ in ROTATIONS)
+  return _Classes(
+      rotated.reshape((-1,) + classes.images.shape[1:]), names,
+      repeat(classes.alphabets),
+      None if classes.drawers is None else
+      np.repeat(classes.drawers, len(ROTATIONS), axis=0))
 
 
-def _to_pool(images: np.ndarray, names: Sequence[str], pool_name: str,
+def alphabet_of(class_name_: str) -> str:
+  """'ALPHABET' of 'ALPHABET/characterNN[/rotDDD]'."""
+  return class_name_.split('/', 1)[0]
+
+
+def _to_pool(classes: _Classes, pool_name: str,
              description: str) -> ClassPool:
-  if not len(names):
+  if not len(classes.names):
     raise DataError(f'{pool_name} has no class ({description})')
   return ClassPool(
-      images=tf.constant(np.ascontiguousarray(images, dtype=np.float32)),
-      class_names=tuple(names))
+      images=tf.constant(np.ascontiguousarray(classes.images,
+                                              dtype=np.float32)),
+      class_names=tuple(classes.names), alphabets=tuple(classes.alphabets),
+      drawers=classes.drawers)
 
 
 def read_vinyals_split_file(path: str) -> List[Tuple[str, int]]:
@@ -229,12 +279,14 @@ def _vinyals_pools(data_config, load) -> ClassPools:
   images = np.concatenate([background.images, evaluation.images])
   index = {name: i for i, name in
            enumerate(background.names + evaluation.names)}
+  all_drawers = (None if background.drawers is None else
+                 np.concatenate([background.drawers, evaluation.drawers]))
   pools, owner = {}, {}
   for pool_name, filename in VINYALS_SPLIT_FILES:
     path = os.path.join(split_dir, filename)
     entries = read_vinyals_split_file(path)
     pool_images = np.empty((len(entries),) + images.shape[1:], np.float32)
-    names = []
+    names, rows = [], []
     for i, (name, rotation) in enumerate(entries):
       if name not in index:
         raise DataError(f'{path}: class {name!r} is not in the Omniglot data '
@@ -246,16 +298,23 @@ def _vinyals_pools(data_config, load) -> ClassPools:
       owner[full_name] = filename
       pool_images[i] = _rotate(images[index[name]], rotation)
       names.append(full_name)
-    pools[pool_name] = _to_pool(pool_images, names, pool_name, path)
+      rows.append(index[name])
+    pools[pool_name] = _to_pool(_Classes(
+        pool_images, tuple(names), tuple(alphabet_of(n) for n in names),
+        None if all_drawers is None else all_drawers[rows]), pool_name, path)
   return ClassPools(**pools)
 
 
-def make_class_pools(data_config: config_lib.DataConfig) -> ClassPools:
-  """Decodes Omniglot once and splits its classes into meta-split pools.
+def make_class_pools(data_config: config_lib.DataConfig,
+                     drawers: bool = False) -> ClassPools:
+  """Decodes the data set once and splits its classes into meta-split pools.
 
   Args:
-    data_config: `config.DataConfig`; `omniglot_dir=None` loads TFDS
-      `omniglot` (downloading it if needed), otherwise the local copy.
+    data_config: `config.DataConfig`. Omniglot: `omniglot_dir=None` loads
+      TFDS `omniglot` (downloading it if needed), otherwise the local copy;
+      `mini_imagenet` and `image_folder` read `data_root`.
+    drawers: also find each Omniglot drawing's drawer (`ClassPool.drawers`,
+      for `EpisodeConfig.distinct_drawers`); needs a local copy.
 
   Returns:
     `ClassPools` with disjoint classes (see the module docstring).
@@ -265,11 +324,20 @@ def make_class_pools(data_config: config_lib.DataConfig) -> ClassPools:
     DataError: missing, corrupt or incomplete data or split files.
   """
   data_config = data_config.validate()
+  # Imported here: those modules build on this one's ClassPool.
+  if data_config.dataset == 'mini_imagenet':
+    from meta_lstm_tf.data import mini_imagenet  # pylint: disable=g-import-not-at-top
+    return mini_imagenet.make_class_pools(data_config)
+  if data_config.dataset == 'image_folder':
+    from meta_lstm_tf.data import image_folder  # pylint: disable=g-import-not-at-top
+    return image_folder.make_class_pools(data_config)
+  lookup = (omniglot_drawers.DrawerLookup(omniglot_drawers.drawer_table(
+      data_config.omniglot_dir)) if drawers else None)
   loaded: Dict[str, _Classes] = {}
 
   def load(split_name: str) -> _Classes:
     if split_name not in loaded:
-      loaded[split_name] = _load_classes(split_name, data_config)
+      loaded[split_name] = _load_classes(split_name, data_config, lookup)
     return loaded[split_name]
 
   if data_config.split == 'vinyals':
@@ -286,15 +354,20 @@ def make_class_pools(data_config: config_lib.DataConfig) -> ClassPools:
   meta_test = load('test')
 
   if data_config.rotations:
-    train_images, train_names = _with_rotations(meta_train)
-  else:
-    train_images, train_names = meta_train.images, meta_train.names
+    meta_train = _with_rotations(meta_train)
   return ClassPools(
-      meta_train=_to_pool(train_images, train_names, 'meta_train',
-                          train_description),
-      meta_valid=_to_pool(meta_valid.images, meta_valid.names, 'meta_valid',
+      meta_train=_to_pool(meta_train, 'meta_train', train_description),
+      meta_valid=_to_pool(meta_valid, 'meta_valid',
                           f'LAKE_VALID_ALPHABETS {LAKE_VALID_ALPHABETS} of '
                           'the background set'),
-      meta_test=_to_pool(meta_test.images, meta_test.names, 'meta_test',
-                         'evaluation set'))
+      meta_test=_to_pool(meta_test, 'meta_test', 'evaluation set'))
 
+
+def make_episode_pools(data_config: config_lib.DataConfig,
+                       episode_config: config_lib.EpisodeConfig
+                       ) -> ClassPools:
+  """`make_class_pools` with what `episode_config`'s protocol needs: the
+  drawers only for `distinct_drawers` (they cost a pass over the files)."""
+  if episode_config.distinct_drawers:
+    return make_class_pools(data_config, drawers=True)
+  return make_class_pools(data_config)

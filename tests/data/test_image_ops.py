@@ -116,5 +116,37 @@ class DecodeImagesTest(tf.test.TestCase, parameterized.TestCase):
                      [1, 28, 28, 1])
 
 
+
+class PhotographTest(tf.test.TestCase, parameterized.TestCase):
+  """invert=False, channels=3: photographs (mini-ImageNet, image folders)."""
+
+  def test_rgb_is_kept_and_not_inverted(self):
+    images = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), np.uint8)
+    out = image_ops.preprocess_images(images, 8, channels=3, invert=False)
+    self.assertEqual(out.shape, [2, 8, 8, 3])
+    self.assertAllClose(out, images / 255.0, atol=1e-6)
+
+  @parameterized.parameters(None, 1)
+  def test_gray_becomes_three_equal_channels(self, static_channels):
+    gray = np.random.default_rng(1).random((1, 6, 6, 1)).astype(np.float32)
+    spec = tf.TensorSpec([None, None, None, static_channels], tf.float32)
+    fn = tf.function(lambda x: image_ops.preprocess_images(
+        x, 6, channels=3, invert=False), input_signature=[spec])
+    out = fn(gray)
+    self.assertAllClose(out, np.repeat(gray, 3, axis=-1), atol=1e-6)
+
+  def test_encoded_gray_png_decodes_to_rgb(self):
+    gray = np.arange(16, dtype=np.uint8).reshape(4, 4, 1) * 16
+    encoded = tf.io.encode_png(gray)
+    out = image_ops.decode_images([encoded], 4, channels=3, invert=False)
+    self.assertAllClose(out[0], np.repeat(gray, 3, -1) / 255.0, atol=1e-6)
+
+  def test_to_model_inputs_scales_uint8_only(self):
+    self.assertAllClose(image_ops.to_model_inputs(
+        tf.constant([0, 255], tf.uint8)), [0.0, 1.0])
+    floats = tf.constant([0.25])
+    self.assertIs(image_ops.to_model_inputs(floats), floats)
+
+
 if __name__ == '__main__':
   tf.test.main()

@@ -1,0 +1,114 @@
+"""The main job end to end on generated photograph trees (no real data).
+
+A mini-ImageNet-shaped tree (images/ + train/val/test.csv, random images)
+trains, validates, tests and exports through `python -m meta_lstm_tf.main
+--dataset=mini_imagenet`; the SavedModel answers RGB input like evaluation
+does; `evaluate` retests the finished run. An image-folder tree trains
+through `train_lib` in-process.
+"""
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+
+from meta_lstm_tf import config
+from meta_lstm_tf import evaluate_lib
+from meta_lstm_tf import export_lib
+from meta_lstm_tf import train_lib
+from meta_lstm_tf import workdir as workdir_lib
+from tests.data import image_trees
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Small but the real learner's shape: 4 blocks need a side of at least 16.
+QUICK = ('--image_size=32', '--num_filters=8', '--num_ways=2',
+         '--num_shots=1', '--num_queries=2', '--inner_steps=2',
+         '--max_steps=4', '--eval_every=2', '--eval_episodes=2',
+         '--test_episodes=4', '--checkpoint_every=2', '--log_every=2',
+         '--quiet')
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+  buffer = io.BytesIO()
+  Image.fromarray(image).save(buffer, format='JPEG', quality=95)
+  return buffer.getvalue()
+
+
+class PhotoSourcesIntegrationTest(tf.test.TestCase):
+
+  def test_mini_imagenet_trains_tests_exports_and_serves_rgb(self):
+    root = os.path.join(self.get_temp_dir(), 'mini_imagenet')
+    image_trees.write_csv_tree(root)
+    workdir = os.path.join(self.get_temp_dir(), 'run')
+    result = subprocess.run(
+        [sys.executable, '-m', 'meta_lstm_tf.main', '--dataset=mini_imagenet',
+         f'--data_root={root}', f'--workdir={workdir}', *QUICK],
+        cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    with open(os.path.join(workdir, 'results.json')) as f:
+      results = json.load(f)
+    self.assertEqual(results['dataset'], 'mini_imagenet')
+    self.assertEqual(results['test_episodes'], 4)
+    self.assertEqual(results['steps'], 4)
+    run_config = workdir_lib.load_config(workdir)
+    self.assertEqual(run_config.learner.channels, 3)
+
+    # The SavedModel takes raw RGB images (any size, [0, 1]) and encoded
+    # JPEGs (test_export_lib checks that its answers are evaluation's).
+    model = tf.saved_model.load(results['export_path'])
+    metadata = export_lib.read_metadata(results['export_path'])
+    self.assertEqual((metadata['channels'], metadata['dataset']),
+                     (3, 'mini_imagenet'))
+    rng = np.random.default_rng(0)
+    support = rng.integers(0, 256, (2, 40, 48, 3), np.uint8)
+    query = rng.integers(0, 256, (4, 40, 48, 3), np.uint8)
+    labels = tf.constant([0, 1], tf.int32)
+    served = model.signatures['serving_default'](
+        support_images=tf.constant(support / 255.0, tf.float32),
+        support_labels=labels,
+        query_images=tf.constant(query / 255.0, tf.float32))
+    self.assertEqual(served['probabilities'].shape, [4, 2])
+    self.assertAllClose(tf.reduce_sum(served['probabilities'], -1),
+                        tf.ones([4]), atol=1e-5)
+    self.assertAllEqual(served['classes'],
+                        tf.argmax(served['logits'], -1, output_type=tf.int32))
+    encoded = model.signatures['encoded_images'](
+        support_images=tf.constant([_jpeg(x) for x in support]),
+        support_labels=labels,
+        query_images=tf.constant([_jpeg(x) for x in query]))
+    self.assertEqual(encoded['classes'].shape, [4])
+
+    # A finished run retested without training, nothing else written.
+    retest = evaluate_lib.test_workdir(workdir, num_episodes=4, output='')
+    self.assertAlmostEqual(retest['accuracy'], results['test_accuracy'],
+                           places=5)
+    self.assertFalse(any(name.startswith('eval_')
+                         for name in os.listdir(workdir)))
+
+  def test_image_folder_trains_in_process(self):
+    root = os.path.join(self.get_temp_dir(), 'folders')
+    image_trees.write_folder_tree(root)
+    experiment = config.ExperimentConfig(
+        data=config.DataConfig(dataset='image_folder', data_root=root,
+                               channels=3, image_size=16),
+        episode=config.EpisodeConfig(2, 1, 2),
+        learner=config.LearnerConfig(num_ways=2, image_size=16, channels=3,
+                                     num_filters=4),
+        inner_loop=config.InnerLoopConfig(inner_steps=2),
+        train=config.TrainConfig(max_steps=2, eval_every=2, eval_episodes=2,
+                                 test_episodes=2, checkpoint_every=2,
+                                 log_every=2, export=False, quiet=True))
+    results = train_lib.train_and_evaluate(
+        experiment, os.path.join(self.get_temp_dir(), 'run'))
+    self.assertEqual(results['dataset'], 'image_folder')
+    self.assertEqual(results['steps'], 2)
+    self.assertBetween(results['test_accuracy'], 0.0, 1.0)
+
+
+if __name__ == '__main__':
+  tf.test.main()
