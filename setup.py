@@ -11,7 +11,6 @@ setuptools.setup(
     long_description_content_type='text/markdown',
     packages=setuptools.find_packages(include=['meta_lstm_tf',
                                                'meta_lstm_tf.*']),
-    package_data={'meta_lstm_tf.data': ['*.tsv']},
     python_requires='>=3.9',
     install_requires=[
         'tensorflow>=2.16',

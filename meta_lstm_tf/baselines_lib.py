@@ -37,7 +37,6 @@ The pretraining's files are described in `pretrain_lib`.
 import time
 from typing import Dict, Optional, Sequence, Tuple
 
-import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib

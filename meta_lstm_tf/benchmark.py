@@ -49,7 +49,6 @@ from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import distribute
 from meta_lstm_tf import inner_loop
 from meta_lstm_tf import learner
-from meta_lstm_tf import runtime
 from meta_lstm_tf import train_steps
 from meta_lstm_tf import types
 from meta_lstm_tf import workdir as workdir_lib

@@ -10,8 +10,11 @@ coordinate is [preprocess(grad), preprocess(loss)] (4 features):
     c1_t = sigmoid(a_f) * c1_{t-1} + sigmoid(a_i) * tanh(a_g)
     h_t  = sigmoid(a_o) * tanh(c1_t)
 
-Layer 2 (Ravi & Larochelle, eqs. 2-4) holds the learner's parameters theta as
-its cell state:
+Layer 2 holds the learner's parameters theta as its cell state: Ravi &
+Larochelle's update (eq. 2) with gates shaped as their eqs. 3-4, but over the
+inputs the original code gives them: layer 1's output h_t where the paper
+writes the (preprocessed) gradient and loss, then theta_{t-1} and the
+previous gate:
 
     f_t     = sigmoid([h_t, theta_{t-1}, f_{t-1}] . W_F + b_F)
     i_t     = sigmoid([h_t, theta_{t-1}, i_{t-1}] . W_I + b_I)
@@ -53,7 +56,7 @@ class MetaLSTMWeights(NamedTuple):
 
 
 class MetaLSTMState(NamedTuple):
-  """Recurrent state, every field with leading axis P.
+  """Recurrent state: layer 1's [D, P], layer 2's [P] (coordinates last).
 
   Attributes:
     lstm_h: [D, P] layer-1 hidden state (coordinates on the last axis).

@@ -15,7 +15,6 @@ import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import learner
 from meta_lstm_tf import meta_lstm_cell
 from meta_lstm_tf import update_rule
 

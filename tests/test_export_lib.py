@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from unittest import mock
 import zipfile
 
 from absl.testing import parameterized
@@ -672,12 +673,31 @@ class ServingLatencyBenchmarkTest(tf.test.TestCase):
     self.assertEqual(episode.query_images.shape, (75, 30, 30, 1))
     self.assertAllEqual(episode.support_labels, np.arange(5))
 
-  def test_benchmark_reports_the_keys(self):
-    result = export_lib.serving_latency_benchmark(
-        None, num_calls=2, warmup=1, num_episodes=1)
-    for key in ('serving_latency_ms_p50_5w1s', 'serving_latency_ms_p95_5w1s',
-                'serving_latency_ms_p50_20w1s'):
-      self.assertGreater(result[key], 0.0)
+  def test_benchmark_times_the_calls_it_makes(self):
+    calls = []
+    timed = export_lib._time_calls
+
+    def counting(fn, episodes, num_calls, warmup):
+      latencies = timed(fn, episodes, num_calls, warmup)
+      calls.append(latencies)
+      return latencies
+
+    with mock.patch.object(export_lib, '_time_calls', counting):
+      result = export_lib.serving_latency_benchmark(
+          None, num_calls=3, warmup=1, num_episodes=1, inner_steps=2)
+    # One timing per setting (5-way, 20-way), num_calls latencies each.
+    self.assertLen(calls, 2)
+    for latencies in calls:
+      self.assertLen(latencies, 3)
+    self.assertEqual(result['serving_latency_ms_p50_5w1s'],
+                     float(np.percentile(calls[0], 50)))
+    self.assertEqual(result['serving_latency_ms_p95_5w1s'],
+                     float(np.percentile(calls[0], 95)))
+    self.assertEqual(result['serving_latency_ms_p50_20w1s'],
+                     float(np.percentile(calls[1], 50)))
+    self.assertGreaterEqual(result['serving_latency_ms_p95_5w1s'],
+                            result['serving_latency_ms_p50_5w1s'])
+    self.assertEqual(result['serving_inner_steps'], 2)
     self.assertEqual(result['serving_images'], 'synthetic')
 
   def test_episode_from_archive(self):

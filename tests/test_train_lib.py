@@ -71,8 +71,14 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
                 'num_shots', 'inner_steps', 'steps', 'best_step',
                 'valid_accuracy', 'train_seconds'):
       self.assertIn(key, results)
-    self.assertBetween(results['test_accuracy'], 0.0, 1.0)
-    self.assertBetween(results['test_ci95'], 0.0, 1.0)
+    # The reported test accuracy is the mean over the recorded episodes, each
+    # a whole number of the 3 x 2 = 6 queries right, and its CI theirs.
+    per_episode = np.asarray(results['test_accuracies'])
+    self.assertLen(per_episode, 5)
+    self.assertAllClose(per_episode * 6, np.round(per_episode * 6), atol=1e-5)
+    mean, ci95 = train_lib.mean_and_ci95(per_episode)
+    self.assertAlmostEqual(results['test_accuracy'], mean, places=6)
+    self.assertAlmostEqual(results['test_ci95'], ci95, places=6)
     self.assertEqual(results['test_episodes'], 5)
     self.assertEqual(results['steps'], 6)
     self.assertIn(results['best_step'], (3, 6))

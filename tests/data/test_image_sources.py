@@ -10,7 +10,6 @@ import csv
 import os
 import shutil
 
-import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config
