@@ -42,7 +42,7 @@ import tensorflow as tf
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import learner
 from meta_lstm_tf import pretrain_lib
-from meta_lstm_tf import sgd_rule
+from meta_lstm_tf.rules import sgd as sgd_rule
 from meta_lstm_tf import train_lib
 from meta_lstm_tf import train_steps
 from meta_lstm_tf import types

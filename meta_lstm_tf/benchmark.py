@@ -49,9 +49,9 @@ from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import distribute
 from meta_lstm_tf import inner_loop
 from meta_lstm_tf import learner
+from meta_lstm_tf import rules
 from meta_lstm_tf import train_steps
 from meta_lstm_tf import types
-from meta_lstm_tf import workdir as workdir_lib
 
 _NUM_WAYS = flags.DEFINE_integer('num_ways', 5, 'N ways.')
 _NUM_SHOTS = flags.DEFINE_integer('num_shots', 1, 'K shots.')
@@ -159,7 +159,7 @@ def time_meta_train(episode: config_lib.EpisodeConfig, inner_steps: int,
       config_lib.ExperimentConfig(), learner=learner_config,
       meta_learner=meta_learner_config(meta_learner, update_rule))
   with strategy.scope():
-    layer = workdir_lib.make_layer(config)
+    layer = rules.make_rule(config)
     optimizer = keras.optimizers.Adam(1e-3)
     optimizer.build(layer.trainable_variables)
   inner = config_lib.InnerLoopConfig(inner_steps=inner_steps,
@@ -226,8 +226,8 @@ def step_breakdown_ms(episode: config_lib.EpisodeConfig, image_size: int,
       learner=config_lib.LearnerConfig(num_ways=episode.num_ways,
                                        image_size=image_size),
       meta_learner=meta_learner_config(meta_learner))
-  layer = workdir_lib.make_layer(config)
-  learner_config = layer.learner_cfg
+  layer = rules.make_rule(config)
+  learner_config = layer.learner_config
   data = tf.nest.map_structure(lambda x: x[0],
                                synthetic_episodes(episode, image_size))
   weights = layer.prepare(layer.meta_weights())

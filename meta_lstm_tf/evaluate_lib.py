@@ -73,7 +73,7 @@ def test_workdir(workdir: str, *,
   """
   if pool not in POOLS:
     raise ValueError(f'pool={pool!r}: must be one of {POOLS}')
-  layer, config, checkpoint = workdir_lib.restore_layer(workdir)
+  layer, config, checkpoint = workdir_lib.restore_rule(workdir)
   episode = config.episode
   changes = {k: v for k, v in (('episode_classes', episode_classes),
                                ('distinct_drawers', distinct_drawers),

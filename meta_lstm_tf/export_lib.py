@@ -59,7 +59,7 @@ from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import inner_loop
 from meta_lstm_tf import train_steps
 from meta_lstm_tf import types
-from meta_lstm_tf import update_rule
+from meta_lstm_tf import rules
 from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.data import image_ops
 
@@ -212,7 +212,7 @@ class AdaptAndClassifyModule(tf.Module):
   does.
   """
 
-  def __init__(self, layer: update_rule.UpdateRule,
+  def __init__(self, layer: rules.UpdateRule,
                config: config_lib.ExperimentConfig):
     super().__init__(name=ADAPT_AND_CLASSIFY)
     _check_exportable(layer, config)
@@ -226,10 +226,10 @@ class AdaptAndClassifyModule(tf.Module):
     # every value twice.
     self._evaluate = functools.partial(train_steps.adapt_and_classify, layer)
     self.inner_config = config.inner_loop
-    self.learner_config = layer.learner_cfg
-    self.num_ways = layer.learner_cfg.num_ways
-    self.image_size = layer.learner_cfg.image_size
-    self.channels = layer.learner_cfg.channels
+    self.learner_config = layer.learner_config
+    self.num_ways = layer.learner_config.num_ways
+    self.image_size = layer.learner_config.image_size
+    self.channels = layer.learner_config.channels
     self.invert = config.data.inverted
     self.classify = tf.function(
         self._classify, input_signature=[_FLOAT_IMAGES, _LABELS,
@@ -300,11 +300,11 @@ def _tf_variable(variable) -> tf.Variable:
   return inner
 
 
-def _check_exportable(layer: update_rule.UpdateRule,
+def _check_exportable(layer: rules.UpdateRule,
                       config: config_lib.ExperimentConfig) -> None:
   config.validate()
-  if layer.learner_cfg != config.learner:
-    raise ValueError(f'the layer\'s learner config {layer.learner_cfg} differs '
+  if layer.learner_config != config.learner:
+    raise ValueError(f'the layer\'s learner config {layer.learner_config} differs '
                      f'from config.learner={config.learner}')
 
 
@@ -397,7 +397,7 @@ def preprocess_support(images: Images, image_size: int, channels: int = 1,
   return image_ops.preprocess_images(images, image_size, channels, invert)
 
 
-def make_adapted_learner(layer: update_rule.UpdateRule,
+def make_adapted_learner(layer: rules.UpdateRule,
                          config: config_lib.ExperimentConfig,
                          support_images: Images, support_labels,
                          class_names: Sequence[str]) -> AdaptedLearnerModule:
@@ -489,7 +489,7 @@ def _metadata(model: str, config: config_lib.ExperimentConfig,
               config=config.to_dict(), **extra)
 
 
-def export_adapt_and_classify(layer: update_rule.UpdateRule,
+def export_adapt_and_classify(layer: rules.UpdateRule,
                               config: config_lib.ExperimentConfig,
                               export_base: str) -> str:
   """Writes the adapt-and-classify SavedModel as the next version.
@@ -507,7 +507,7 @@ def export_adapt_and_classify(layer: update_rule.UpdateRule,
                          _metadata(ADAPT_AND_CLASSIFY, config))
 
 
-def export_adapted_learner(layer: update_rule.UpdateRule,
+def export_adapted_learner(layer: rules.UpdateRule,
                            config: config_lib.ExperimentConfig,
                            support_images: Images, support_labels,
                            class_names: Sequence[str],
@@ -582,7 +582,7 @@ def export_from_workdir(workdir: str, model: str = ADAPT_AND_CLASSIFY, *,
   if checkpoint is not None:
     _check_checkpoint(checkpoint)
   try:
-    layer, config, restored = workdir_lib.restore_layer(workdir, checkpoint)
+    layer, config, restored = workdir_lib.restore_rule(workdir, checkpoint)
   except FileNotFoundError as e:
     raise ExportArgumentError('workdir', workdir, str(e)) from e
   if checkpoint is None:
@@ -612,7 +612,7 @@ def _check_checkpoint(prefix: str) -> None:
           ValueError) as e:
     raise ExportArgumentError('checkpoint', prefix,
                               'is not a readable checkpoint prefix') from e
-  # `restore_layer` restores partially; make sure there was a layer to read.
+  # `restore_rule` restores partially; make sure there was a rule to read.
   if not any(key.startswith('layer/') for key in keys):
     raise ExportArgumentError('checkpoint', prefix,
                               'holds no meta-learner (no layer/ variables)')
@@ -839,7 +839,7 @@ def serving_latency_benchmark(omniglot_dir: Optional[str] = None,
         meta_learner=meta_learner or config_lib.MetaLearnerConfig(),
         inner_loop=config_lib.InnerLoopConfig(
             inner_steps=inner_steps)).validate()
-    layer = workdir_lib.make_layer(config)
+    layer = rules.make_rule(config)
     episodes = []
     for seed in range(num_episodes):
       episode = sample_raw_episode(omniglot_dir, episode_config, seed=seed)

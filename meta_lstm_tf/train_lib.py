@@ -30,6 +30,7 @@ from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import distribute
 from meta_lstm_tf import pretrain_lib
 from meta_lstm_tf import progress as progress_lib
+from meta_lstm_tf import rules
 from meta_lstm_tf import summaries
 from meta_lstm_tf import train_steps
 from meta_lstm_tf import types
@@ -269,7 +270,7 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
   first_valid = tf.nest.map_structure(lambda x: x[0], valid_episodes[0])
 
   with strategy.scope():
-    layer = workdir_lib.make_layer(config)
+    layer = rules.make_rule(config)
     optimizer = keras.optimizers.Adam(train_cfg.learning_rate)
     optimizer.build(layer.trainable_variables)
   state = tf.train.Checkpoint(

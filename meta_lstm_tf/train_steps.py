@@ -19,10 +19,10 @@ from meta_lstm_tf import distribute
 from meta_lstm_tf import inner_loop
 from meta_lstm_tf import learner
 from meta_lstm_tf import types
-from meta_lstm_tf import update_rule
+from meta_lstm_tf import rules
 
 
-def adapt_and_classify(layer: update_rule.UpdateRule,
+def adapt_and_classify(layer: rules.UpdateRule,
                        support_images: tf.Tensor, support_labels: tf.Tensor,
                        query_images: tf.Tensor,
                        inner_config: config_lib.InnerLoopConfig, *,
@@ -45,12 +45,12 @@ def adapt_and_classify(layer: update_rule.UpdateRule,
     use_support_stats = inner_config.train_query_stats == 'support'
   else:
     use_support_stats = not inner_config.transductive
-  logits = inner_loop.query_logits(result, query_images, layer.learner_cfg,
+  logits = inner_loop.query_logits(result, query_images, layer.learner_config,
                                    use_support_stats=use_support_stats)
   return logits, result
 
 
-def episode_loss(layer: update_rule.UpdateRule, episode: types.Episode,
+def episode_loss(layer: rules.UpdateRule, episode: types.Episode,
                  inner_config: config_lib.InnerLoopConfig, *, training: bool,
                  record_gates: bool = False):
   """Adapts to one episode and scores the query set.
@@ -67,7 +67,7 @@ def episode_loss(layer: update_rule.UpdateRule, episode: types.Episode,
 
 
 def make_meta_train_step(
-    layer: update_rule.UpdateRule, optimizer: keras.optimizers.Optimizer,
+    layer: rules.UpdateRule, optimizer: keras.optimizers.Optimizer,
     inner_config: config_lib.InnerLoopConfig, clip_norm: float,
     jit_compile: bool = False,
     strategy: Optional[tf.distribute.Strategy] = None
@@ -227,7 +227,7 @@ def _disable_optimizer_all_reduce(optimizer: keras.optimizers.Optimizer):
   setattr(optimizer, hook, lambda grads_and_vars: list(grads_and_vars))
 
 
-def make_eval_step(layer: update_rule.UpdateRule,
+def make_eval_step(layer: rules.UpdateRule,
                    inner_config: config_lib.InnerLoopConfig,
                    jit_compile: bool = False):
   """Builds the compiled evaluation step.
@@ -246,7 +246,7 @@ def make_eval_step(layer: update_rule.UpdateRule,
   return tf.function(step, jit_compile=jit_compile)
 
 
-def make_diagnostics_step(layer: update_rule.UpdateRule,
+def make_diagnostics_step(layer: rules.UpdateRule,
                           inner_config: config_lib.InnerLoopConfig):
   """Builds a step that also returns the full [T, P] gates, for histograms."""
 

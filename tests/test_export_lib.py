@@ -32,6 +32,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import export_lib
 from meta_lstm_tf import learner as learner_lib
+from meta_lstm_tf import rules
 from meta_lstm_tf import train_steps
 from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.data import image_ops
@@ -149,7 +150,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     super().setUpClass()
     cls.tmp = tempfile.mkdtemp(prefix='test_export_lib_')
     cls.config = _tiny_config()
-    cls.layer = workdir_lib.make_layer(cls.config)
+    cls.layer = rules.make_rule(cls.config)
     # Move theta_0 away from its initial value: the exports must hold the
     # layer's current weights, not a fresh initialisation.
     rng = np.random.default_rng(0)
@@ -620,7 +621,7 @@ class UpdateRuleExportTest(tf.test.TestCase, parameterized.TestCase):
     config = dataclasses.replace(
         base, meta_learner=dataclasses.replace(
             base.meta_learner, update_rule=rule, inner_lr=0.3)).validate()
-    layer = workdir_lib.make_layer(config)
+    layer = rules.make_rule(config)
     self.assertEqual(type(layer).__name__,
                      {'sgd': 'SGDRule', 'meta_sgd': 'MetaSGDRule'}[rule])
     # Move every variable off its initial value: the exports must hold the

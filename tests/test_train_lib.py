@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import rules
 from meta_lstm_tf import train_lib
 from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.data import splits
@@ -108,10 +109,10 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
     for key in ('test_accuracy', 'test_loss', 'valid_accuracy', 'best_step'):
       self.assertEqual(resumed[key], full[key], msg=key)
     # Every meta-parameter of the rule was trained and checkpointed.
-    layer, _, _ = workdir_lib.restore_layer(
+    layer, _, _ = workdir_lib.restore_rule(
         full_dir, tf.train.latest_checkpoint(
             os.path.join(full_dir, 'checkpoints')))
-    fresh = workdir_lib.make_layer(tiny_config(rule))
+    fresh = rules.make_rule(tiny_config(rule))
     self.assertEqual(type(layer), type(fresh))
     self.assertLen(layer.trainable_variables, 1 if rule == 'sgd' else 2)
     for trained, initial in zip(layer.trainable_variables,
@@ -161,14 +162,14 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
     self.assertGreaterEqual(results['train_seconds'], pretrained['seconds'])
     with np.load(os.path.join(workdir, 'pretrain', 'pretrained.npz')) as f:
       features = f['feature_params']
-    layer, _, _ = workdir_lib.restore_layer(workdir)
+    layer, _, _ = workdir_lib.restore_rule(workdir)
     theta0 = layer.initial_params.numpy()
     # theta_0 = [pretrained conv/BN, zero head] (moved only by two Adam
     # steps of size ~1e-9).
     self.assertAllClose(theta0[:features.size], features, atol=1e-6)
     self.assertAllClose(theta0[features.size:],
                         np.zeros(theta0.size - features.size), atol=1e-6)
-    scratch = workdir_lib.make_layer(tiny_config(rule))
+    scratch = rules.make_rule(tiny_config(rule))
     self.assertNotAllClose(theta0[:features.size],
                            scratch.initial_params.numpy()[:features.size])
     # A rerun resumes from the checkpoint; it does not pretrain again.
