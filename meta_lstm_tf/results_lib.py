@@ -13,7 +13,7 @@ Layout of a grid root (ROOT):
     ROOT/valid_curves.png        validation accuracy against training time
 
 Every cell of one setting is tested on the same fixed meta-test episodes
-(`train_lib.TEST_SEED`), so the rows of a column are directly comparable.
+(`evaluation.TEST_SEED`), so the rows of a column are directly comparable.
 Rerunning the same command skips finished cells and resumes unfinished ones.
 
 Shape glossary: N ways, K shots, T inner steps.

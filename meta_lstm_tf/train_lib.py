@@ -19,7 +19,7 @@ import math
 import os
 import signal
 import time
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 from absl import logging
 import keras
@@ -28,21 +28,15 @@ import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import distribute
+from meta_lstm_tf import evaluation
 from meta_lstm_tf import pretrain_lib
 from meta_lstm_tf import progress as progress_lib
 from meta_lstm_tf import rules
 from meta_lstm_tf import summaries
 from meta_lstm_tf import train_steps
-from meta_lstm_tf import types
 from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.data import episodes as episodes_lib
 from meta_lstm_tf.data import splits
-
-# Validation and test episodes do not depend on the training seed, so runs
-# with different seeds are compared on identical episodes.
-VALID_SEED = 20170
-TEST_SEED = 20171
-
 
 class TrainingDivergedError(RuntimeError):
   """The meta-loss became NaN or Inf."""
@@ -55,49 +49,6 @@ class TrainingInterrupted(Exception):
     super().__init__(f'stopped by signal {signum}; checkpoint {checkpoint} '
                      'written; rerun the same command to resume')
     self.signum = signum
-
-
-def mean_and_ci95(values) -> tuple:
-  """Mean and 95% confidence half-width 1.96 * std / sqrt(n)."""
-  values = np.asarray(values, np.float64)
-  return (float(values.mean()),
-          float(1.96 * values.std() / math.sqrt(len(values))))
-
-
-EVAL_BATCH = 4
-
-
-def batch_episodes(episodes, batch_size: int = EVAL_BATCH):
-  """Groups single episodes into stacked batches (the last may be smaller)."""
-  if isinstance(episodes, tf.data.Dataset):
-    return list(episodes.batch(batch_size))
-  episodes = list(episodes)
-  return [tf.nest.map_structure(lambda *x: tf.stack(x),
-                                *episodes[i:i + batch_size])
-          for i in range(0, len(episodes), batch_size)]
-
-
-def evaluate(eval_step: Callable, batches: List[types.Episode]) -> dict:
-  """Mean query accuracy, its 95% CI and the mean loss over episodes.
-
-  Args:
-    eval_step: `train_steps.make_eval_step(...)`.
-    batches: episodes stacked in batches (`batch_episodes`).
-
-  Returns:
-    dict: `accuracy`, `ci95`, `loss`, `episodes` and `accuracies` (per
-    episode, in order: methods scored on the same episodes can be compared
-    pairwise).
-  """
-  accuracies, losses = [], []
-  for batch in batches:
-    loss, accuracy = eval_step(batch)
-    accuracies.extend(accuracy.numpy().tolist())
-    losses.extend(loss.numpy().tolist())
-  accuracy, ci95 = mean_and_ci95(accuracies)
-  return {'accuracy': accuracy, 'ci95': ci95,
-          'loss': float(np.mean(losses)), 'episodes': len(accuracies),
-          'accuracies': accuracies}
 
 
 def _check_workdir_config(path: str,
@@ -264,9 +215,9 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
   if train_cfg.deterministic:
     tf.config.experimental.enable_op_determinism()
 
-  valid_episodes = batch_episodes(episodes_lib.make_eval_dataset(
-      pools.meta_valid, config.episode, train_cfg.eval_episodes, VALID_SEED,
-      name='meta_valid'))
+  valid_episodes = evaluation.batch_episodes(episodes_lib.make_eval_dataset(
+      pools.meta_valid, config.episode, train_cfg.eval_episodes,
+      evaluation.VALID_SEED, name='meta_valid'))
   first_valid = tf.nest.map_structure(lambda x: x[0], valid_episodes[0])
 
   with strategy.scope():
@@ -372,7 +323,7 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
         window, window_start = [], time.perf_counter()
 
       if step % train_cfg.eval_every == 0 or step == train_cfg.max_steps:
-        valid = evaluate(eval_step, valid_episodes)
+        valid = evaluation.evaluate(eval_step, valid_episodes)
         writer.valid_scalars(step, valid['accuracy'], valid['ci95'],
                              valid['loss'], elapsed())
         last_valid = valid['accuracy']
@@ -402,7 +353,7 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
 
     if int(state.best_step) < 0 or step % train_cfg.eval_every:
       # Stopped early (time budget) or never validated: validate now.
-      valid = evaluate(eval_step, valid_episodes)
+      valid = evaluation.evaluate(eval_step, valid_episodes)
       writer.valid_scalars(step, valid['accuracy'], valid['ci95'],
                            valid['loss'], elapsed())
       if valid['accuracy'] > float(state.best_valid_accuracy):
@@ -421,9 +372,10 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
   tf.train.Checkpoint(layer=layer).read(
       best_checkpoint).assert_existing_objects_matched().expect_partial()
   test_start = time.perf_counter()
-  test = evaluate(eval_step, batch_episodes(episodes_lib.make_eval_dataset(
-      pools.meta_test, config.episode, train_cfg.test_episodes, TEST_SEED,
-      name='meta_test')))
+  test = evaluation.evaluate(
+      eval_step, evaluation.batch_episodes(episodes_lib.make_eval_dataset(
+          pools.meta_test, config.episode, train_cfg.test_episodes,
+          evaluation.TEST_SEED, name='meta_test')))
   results = {
       'test_accuracy': test['accuracy'],
       'test_ci95': test['ci95'],

@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import evaluation
 from meta_lstm_tf import rules
 from meta_lstm_tf import train_lib
 from meta_lstm_tf import workdir as workdir_lib
@@ -77,7 +78,7 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
     per_episode = np.asarray(results['test_accuracies'])
     self.assertLen(per_episode, 5)
     self.assertAllClose(per_episode * 6, np.round(per_episode * 6), atol=1e-5)
-    mean, ci95 = train_lib.mean_and_ci95(per_episode)
+    mean, ci95 = evaluation.mean_and_ci95(per_episode)
     self.assertAlmostEqual(results['test_accuracy'], mean, places=6)
     self.assertAlmostEqual(results['test_ci95'], ci95, places=6)
     self.assertEqual(results['test_episodes'], 5)
@@ -177,6 +178,6 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(again['test_accuracy'], results['test_accuracy'])
 
   def test_mean_and_ci95(self):
-    mean, ci = train_lib.mean_and_ci95([0.0, 1.0, 0.0, 1.0])
+    mean, ci = evaluation.mean_and_ci95([0.0, 1.0, 0.0, 1.0])
     self.assertAlmostEqual(mean, 0.5)
     self.assertAlmostEqual(ci, 1.96 * 0.5 / 2)
