@@ -203,14 +203,13 @@ def load_pools(config: config_lib.ExperimentConfig) -> splits.ClassPools:
 
 def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
                         chief, pools):
-  """`train_and_evaluate` once the strategy exists; writes under out_dir."""
-  train_cfg = config.train
-  workdir_lib.write_json(os.path.join(out_dir, workdir_lib.CONFIG_FILE),
-                         config.to_dict())
-  if flags_text is not None:
-    workdir_lib.write_atomic(os.path.join(out_dir, workdir_lib.FLAGS_FILE),
-                             flags_text)
+  """`train_and_evaluate` once the strategy exists; writes under out_dir.
 
+  The steps: write the run's records, build (or resume) the run's state,
+  meta-train with periodic validation, test the best checkpoint, export.
+  """
+  train_cfg = config.train
+  _write_run_records(config, out_dir, flags_text)
   keras.utils.set_random_seed(train_cfg.seed)
   if train_cfg.deterministic:
     tf.config.experimental.enable_op_determinism()
@@ -220,22 +219,8 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
       evaluation.VALID_SEED, name='meta_valid'))
   first_valid = tf.nest.map_structure(lambda x: x[0], valid_episodes[0])
 
-  with strategy.scope():
-    layer = rules.make_rule(config)
-    optimizer = keras.optimizers.Adam(train_cfg.learning_rate)
-    optimizer.build(layer.trainable_variables)
-  state = tf.train.Checkpoint(
-      layer=layer, optimizer=optimizer,
-      step=tf.Variable(0, dtype=tf.int64),
-      best_valid_accuracy=tf.Variable(-1.0, dtype=tf.float64),
-      best_step=tf.Variable(-1, dtype=tf.int64),
-      train_seconds=tf.Variable(0.0, dtype=tf.float64))
-  manager = tf.train.CheckpointManager(
-      state, os.path.join(out_dir, workdir_lib.CHECKPOINT_DIR),
-      max_to_keep=train_cfg.keep_checkpoints)
-  best_manager = tf.train.CheckpointManager(
-      tf.train.Checkpoint(layer=layer),
-      os.path.join(out_dir, workdir_lib.BEST_DIR), max_to_keep=1)
+  layer, optimizer, state, manager, best_manager = _make_run_state(
+      config, strategy, out_dir)
   # Every worker resumes from the chief's checkpoints.
   latest = tf.train.latest_checkpoint(
       os.path.join(workdir, workdir_lib.CHECKPOINT_DIR))
@@ -288,6 +273,11 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
     state.train_seconds.assign(elapsed())
     return manager.save(checkpoint_number=int(state.step))
 
+  def validate(step: int) -> dict:
+    """Validates; the best accuracy so far keeps its checkpoint."""
+    return _validate_and_keep_best(eval_step, valid_episodes, writer, state,
+                                   best_manager, step, elapsed())
+
   def time_is_up() -> bool:
     return bool(train_cfg.max_train_seconds and
                 elapsed() >= train_cfg.max_train_seconds)
@@ -323,14 +313,8 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
         window, window_start = [], time.perf_counter()
 
       if step % train_cfg.eval_every == 0 or step == train_cfg.max_steps:
-        valid = evaluation.evaluate(eval_step, valid_episodes)
-        writer.valid_scalars(step, valid['accuracy'], valid['ci95'],
-                             valid['loss'], elapsed())
+        valid = validate(step)
         last_valid = valid['accuracy']
-        if valid['accuracy'] > float(state.best_valid_accuracy):
-          state.best_valid_accuracy.assign(valid['accuracy'])
-          state.best_step.assign(step)
-          best_manager.save(checkpoint_number=step)
         if train_cfg.quiet:
           logging.info('step %d: loss %.4f, valid accuracy %.4f +- %.4f '
                        '(best %.4f at %d), %.0f s', step, loss,
@@ -353,30 +337,105 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
 
     if int(state.best_step) < 0 or step % train_cfg.eval_every:
       # Stopped early (time budget) or never validated: validate now.
-      valid = evaluation.evaluate(eval_step, valid_episodes)
-      writer.valid_scalars(step, valid['accuracy'], valid['ci95'],
-                           valid['loss'], elapsed())
-      if valid['accuracy'] > float(state.best_valid_accuracy):
-        state.best_valid_accuracy.assign(valid['accuracy'])
-        state.best_step.assign(step)
-        best_manager.save(checkpoint_number=step)
+      validate(step)
     save_checkpoint()
   writer.flush()
   train_seconds = float(state.train_seconds)
 
-  # Final test of the best checkpoint by validation accuracy (a worker
-  # resumed after the best step finds it in the chief's workdir).
+  test_start = time.perf_counter()
+  test, best_checkpoint = _test_best(layer, eval_step, best_manager, workdir,
+                                     pools, config)
+  results = _results_record(config, test, state, step, strategy)
+  results.update({
+      'train_seconds': train_seconds,
+      'test_seconds': time.perf_counter() - test_start,
+      'best_checkpoint': best_checkpoint,
+  })
+  if train_cfg.export and chief:
+    from meta_lstm_tf import export_lib  # pylint: disable=g-import-not-at-top
+    results['export_path'] = export_lib.export_adapt_and_classify(
+        layer, config, os.path.join(workdir, workdir_lib.EXPORT_DIR))
+  workdir_lib.write_json(os.path.join(out_dir, workdir_lib.RESULTS_FILE),
+                         results)
+  logging.info('Results: %s', json.dumps(results, sort_keys=True))
+  return results
+
+
+def _write_run_records(config, out_dir: str, flags_text: Optional[str]):
+  """config.json and flags.txt next to the run's outputs."""
+  workdir_lib.write_json(os.path.join(out_dir, workdir_lib.CONFIG_FILE),
+                         config.to_dict())
+  if flags_text is not None:
+    workdir_lib.write_atomic(os.path.join(out_dir, workdir_lib.FLAGS_FILE),
+                             flags_text)
+
+
+def _make_run_state(config, strategy, out_dir: str):
+  """The rule, its optimizer, the resumable state and its two managers.
+
+  Returns:
+    (rule, optimizer, state, manager, best_manager): `state` holds the rule,
+    the optimizer, the step, the best validation accuracy and its step and
+    the meta-training seconds (resume state, under `checkpoints/`);
+    `best_manager` keeps the best rule alone (under `best/`).
+  """
+  with strategy.scope():
+    rule = rules.make_rule(config)
+    optimizer = keras.optimizers.Adam(config.train.learning_rate)
+    optimizer.build(rule.trainable_variables)
+  state = tf.train.Checkpoint(
+      layer=rule, optimizer=optimizer,
+      step=tf.Variable(0, dtype=tf.int64),
+      best_valid_accuracy=tf.Variable(-1.0, dtype=tf.float64),
+      best_step=tf.Variable(-1, dtype=tf.int64),
+      train_seconds=tf.Variable(0.0, dtype=tf.float64))
+  manager = tf.train.CheckpointManager(
+      state, os.path.join(out_dir, workdir_lib.CHECKPOINT_DIR),
+      max_to_keep=config.train.keep_checkpoints)
+  best_manager = tf.train.CheckpointManager(
+      tf.train.Checkpoint(layer=rule),
+      os.path.join(out_dir, workdir_lib.BEST_DIR), max_to_keep=1)
+  return rule, optimizer, state, manager, best_manager
+
+
+def _validate_and_keep_best(eval_step, valid_episodes, writer, state,
+                            best_manager, step: int,
+                            train_seconds: float) -> dict:
+  """Validates at `step`; a new best accuracy saves the best checkpoint."""
+  valid = evaluation.evaluate(eval_step, valid_episodes)
+  writer.valid_scalars(step, valid['accuracy'], valid['ci95'],
+                       valid['loss'], train_seconds)
+  if valid['accuracy'] > float(state.best_valid_accuracy):
+    state.best_valid_accuracy.assign(valid['accuracy'])
+    state.best_step.assign(step)
+    best_manager.save(checkpoint_number=step)
+  return valid
+
+
+def _test_best(rule, eval_step, best_manager, workdir: str, pools, config):
+  """Restores the best checkpoint by validation accuracy and tests it.
+
+  A worker resumed after the best step finds it in the chief's workdir.
+
+  Returns:
+    (`evaluation.evaluate`'s dict on the meta-test episodes, checkpoint).
+  """
   best_checkpoint = (best_manager.latest_checkpoint or
                      tf.train.latest_checkpoint(
                          os.path.join(workdir, workdir_lib.BEST_DIR)))
-  tf.train.Checkpoint(layer=layer).read(
+  tf.train.Checkpoint(layer=rule).read(
       best_checkpoint).assert_existing_objects_matched().expect_partial()
-  test_start = time.perf_counter()
   test = evaluation.evaluate(
       eval_step, evaluation.batch_episodes(episodes_lib.make_eval_dataset(
-          pools.meta_test, config.episode, train_cfg.test_episodes,
+          pools.meta_test, config.episode, config.train.test_episodes,
           evaluation.TEST_SEED, name='meta_test')))
-  results = {
+  return test, best_checkpoint
+
+
+def _results_record(config, test: dict, state, step: int, strategy) -> dict:
+  """results.json's settings and test metrics (times added by the caller)."""
+  train_cfg = config.train
+  return {
       'test_accuracy': test['accuracy'],
       'test_ci95': test['ci95'],
       'test_loss': test['loss'],
@@ -398,18 +457,7 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
       'best_step': int(state.best_step),
       'valid_accuracy': float(state.best_valid_accuracy),
       'valid_episodes': train_cfg.eval_episodes,
-      'train_seconds': train_seconds,
-      'test_seconds': time.perf_counter() - test_start,
-      'best_checkpoint': best_checkpoint,
       'seed': train_cfg.seed,
       'strategy': train_cfg.strategy,
       'num_replicas': strategy.num_replicas_in_sync,
   }
-  if train_cfg.export and chief:
-    from meta_lstm_tf import export_lib  # pylint: disable=g-import-not-at-top
-    results['export_path'] = export_lib.export_adapt_and_classify(
-        layer, config, os.path.join(workdir, workdir_lib.EXPORT_DIR))
-  workdir_lib.write_json(os.path.join(out_dir, workdir_lib.RESULTS_FILE),
-                         results)
-  logging.info('Results: %s', json.dumps(results, sort_keys=True))
-  return results
