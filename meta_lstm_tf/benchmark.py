@@ -395,13 +395,14 @@ def main(argv):
 
 
 def _pipeline_benchmark(omniglot_dir):
-  from meta_lstm_tf.data import benchmark_lib  # pylint: disable=g-import-not-at-top
-  return benchmark_lib.pipeline_benchmark(omniglot_dir)
+  from meta_lstm_tf.benchmarks import pipeline  # pylint: disable=g-import-not-at-top
+  return pipeline.pipeline_benchmark(omniglot_dir)
 
 
 def _serving_benchmark(omniglot_dir):
-  from meta_lstm_tf import export_lib  # pylint: disable=g-import-not-at-top
-  return export_lib.serving_latency_benchmark(
+  # pylint: disable-next=g-import-not-at-top
+  from meta_lstm_tf.benchmarks import serving as serving_benchmark
+  return serving_benchmark.serving_latency_benchmark(
       omniglot_dir, inner_steps=_SERVING_INNER_STEPS.value,
       meta_learner=meta_learner_config(_META_LEARNER.value))
 

@@ -37,6 +37,7 @@ from meta_lstm_tf import train_steps
 from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.data import episodes as episodes_lib
 from meta_lstm_tf.data import splits
+from meta_lstm_tf.serving import export as serving_export
 
 class TrainingDivergedError(RuntimeError):
   """The meta-loss became NaN or Inf."""
@@ -352,8 +353,7 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
       'best_checkpoint': best_checkpoint,
   })
   if train_cfg.export and chief:
-    from meta_lstm_tf import export_lib  # pylint: disable=g-import-not-at-top
-    results['export_path'] = export_lib.export_adapt_and_classify(
+    results['export_path'] = serving_export.export_adapt_and_classify(
         layer, config, os.path.join(workdir, workdir_lib.EXPORT_DIR))
   workdir_lib.write_json(os.path.join(out_dir, workdir_lib.RESULTS_FILE),
                          results)
