@@ -75,7 +75,7 @@ def _step_params(strategy, optimizer_fn, clip_norm, episodes, steps=2):
 
 def equality(out_path):
   _two_cpu_devices()
-  from meta_lstm_tf import benchmark
+  from meta_lstm_tf.benchmarks import training
   from meta_lstm_tf import config as config_lib
   from meta_lstm_tf import distribute
   from meta_lstm_tf import train_lib
@@ -85,7 +85,7 @@ def equality(out_path):
 
   mirrored = distribute.make_strategy('mirrored')
   report = {'replicas': mirrored.num_replicas_in_sync, 'steps': {}}
-  episodes = benchmark.synthetic_episodes(config_lib.EpisodeConfig(3, 1, 2),
+  episodes = training.synthetic_episodes(config_lib.EpisodeConfig(3, 1, 2),
                                           8, meta_batch_size=4, seed=1)
   optimizers = {
       # SGD: the update is the gradient itself (a double all-reduce doubles

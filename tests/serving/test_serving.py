@@ -41,7 +41,8 @@ from meta_lstm_tf import train_steps
 from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.data import image_ops
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 _SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable),
                                 'saved_model_cli')
 _NUM_WAYS = 5
