@@ -17,7 +17,7 @@ classifier over every meta-train class.
                      zero-initialised N-way linear head, trained on the
                      support set with plain SGD (`sgd_rule.SGDRule` run by
                      the project's one inner loop,
-                     `train_steps.adapt_and_classify`), then applied to the
+                     `inner_loop.adapt_and_classify`), then applied to the
                      queries. Its learning rate and number of steps are
                      chosen by mean accuracy on meta-valid episodes, never
                      on meta-test.
@@ -43,11 +43,11 @@ from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import evaluation
 from meta_lstm_tf import learner
 from meta_lstm_tf import pretrain_lib
-from meta_lstm_tf.rules import sgd as sgd_rule
 from meta_lstm_tf import train_steps
 from meta_lstm_tf import types
 from meta_lstm_tf.data import episodes as episodes_lib
 from meta_lstm_tf.data import splits
+from meta_lstm_tf.rules import sgd as sgd_rule
 
 # The pretraining moved to `pretrain_lib` (the meta-learners use it too);
 # these names stay importable from here.

@@ -22,10 +22,10 @@ from absl import logging
 
 from meta_lstm_tf import baselines_lib
 from meta_lstm_tf import cli
+from meta_lstm_tf import train_lib
 from meta_lstm_tf.grid import report as grid_report
 from meta_lstm_tf.grid import runner as grid_runner
 from meta_lstm_tf.grid import spec as grid_spec
-from meta_lstm_tf import train_lib
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:

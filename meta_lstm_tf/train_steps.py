@@ -18,36 +18,8 @@ from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import distribute
 from meta_lstm_tf import inner_loop
 from meta_lstm_tf import learner
-from meta_lstm_tf import types
 from meta_lstm_tf import rules
-
-
-def adapt_and_classify(layer: rules.UpdateRule,
-                       support_images: tf.Tensor, support_labels: tf.Tensor,
-                       query_images: tf.Tensor,
-                       inner_config: config_lib.InnerLoopConfig, *,
-                       training: bool, record_gates: bool = False):
-  """Adapts the learner to a support set and classifies queries.
-
-  The one place that turns the inner-loop config into `adapt` and
-  `query_logits` arguments; training, evaluation and export all call it.
-
-  Returns:
-    (logits [Q_total, N], `types.AdaptationResult`).
-  """
-  result = inner_loop.adapt(
-      layer, layer.meta_weights(), tf.convert_to_tensor(layer.initial_params),
-      support_images, support_labels, inner_steps=inner_config.inner_steps,
-      second_order=inner_config.second_order and training,
-      bn_momentum=inner_config.bn_momentum,
-      record_gates=record_gates)
-  if training:
-    use_support_stats = inner_config.train_query_stats == 'support'
-  else:
-    use_support_stats = not inner_config.transductive
-  logits = inner_loop.query_logits(result, query_images, layer.learner_config,
-                                   use_support_stats=use_support_stats)
-  return logits, result
+from meta_lstm_tf import types
 
 
 def episode_loss(layer: rules.UpdateRule, episode: types.Episode,
@@ -58,7 +30,7 @@ def episode_loss(layer: rules.UpdateRule, episode: types.Episode,
   Returns:
     (query loss [], query accuracy [], `types.AdaptationResult`).
   """
-  logits, result = adapt_and_classify(
+  logits, result = inner_loop.adapt_and_classify(
       layer, episode.support_images, episode.support_labels,
       episode.query_images, inner_config, training=training,
       record_gates=record_gates)

@@ -19,9 +19,9 @@ import tensorflow as tf
 
 from meta_lstm_tf import config
 from meta_lstm_tf import evaluate_lib
-from meta_lstm_tf.serving import export as serving_export
 from meta_lstm_tf import train_lib
 from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf.serving import export as serving_export
 from tests.data import image_trees
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -32,8 +32,8 @@ from meta_lstm_tf import train_lib
 from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.data import splits
 from meta_lstm_tf.grid import curves as curves_lib
-from meta_lstm_tf.grid import spec as grid_lib
 from meta_lstm_tf.grid import report as report_lib
+from meta_lstm_tf.grid import spec as grid_lib
 
 # Train settings that change neither the numbers nor the budget of a run: a
 # finished cell that differs from the requested config only in these counts

@@ -15,8 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf.rules import meta_lstm_cell
 from meta_lstm_tf.rules import base
+from meta_lstm_tf.rules import meta_lstm_cell
 
 
 class _UniformRange(keras.initializers.Initializer):

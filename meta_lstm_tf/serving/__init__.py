@@ -13,7 +13,7 @@ as TF Serving expects; a version directory appears only once complete):
       parameters theta_0 and the meta-LSTM. Each request carries an episode
       (support images and labels, query images); the graph adapts the learner
       with T meta-LSTM steps and classifies the queries, through
-      `train_steps.adapt_and_classify(..., training=False)`, the function
+      `inner_loop.adapt_and_classify(..., training=False)`, the function
       evaluation calls (`inner_loop.adapt`, the one inner loop). T, N and the
       batch-norm settings are those of training.
         serving_default  support_images float32 [S, H, W, C],

@@ -18,8 +18,8 @@ from meta_lstm_tf import rules
 from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.serving import modules
 from meta_lstm_tf.serving import support
-from meta_lstm_tf.serving.modules import ADAPT_AND_CLASSIFY
 from meta_lstm_tf.serving.modules import ADAPTED_LEARNER
+from meta_lstm_tf.serving.modules import ADAPT_AND_CLASSIFY
 from meta_lstm_tf.serving.modules import ENCODED_SIGNATURE
 from meta_lstm_tf.serving.modules import SERVING_DEFAULT
 

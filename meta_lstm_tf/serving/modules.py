@@ -14,7 +14,6 @@ import tensorflow as tf
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import inner_loop
 from meta_lstm_tf import rules
-from meta_lstm_tf import train_steps
 from meta_lstm_tf import types
 from meta_lstm_tf.data import image_ops
 from meta_lstm_tf.serving import validation
@@ -31,7 +30,7 @@ class AdaptAndClassifyModule(tf.Module):
   """The meta-learned few-shot classifier as a servable `tf.Module`.
 
   Holds the layer's variables (meta-LSTM weights and theta_0); its functions
-  call `train_steps.adapt_and_classify(..., training=False)`, as evaluation
+  call `inner_loop.adapt_and_classify(..., training=False)`, as evaluation
   does.
   """
 
@@ -47,7 +46,7 @@ class AdaptAndClassifyModule(tf.Module):
                                 for v in layer.variables}
     # A partial, not the layer: tf.Module would track the layer and save
     # every value twice.
-    self._evaluate = functools.partial(train_steps.adapt_and_classify, layer)
+    self._evaluate = functools.partial(inner_loop.adapt_and_classify, layer)
     self.inner_config = config.inner_loop
     self.learner_config = layer.learner_config
     self.num_ways = layer.learner_config.num_ways
@@ -140,7 +139,7 @@ class AdaptedLearnerModule(tf.Module):
     super().__init__(name=ADAPTED_LEARNER)
     self.learner_config = learner_config
     self.invert = invert
-    # As evaluation (`train_steps.adapt_and_classify(training=False)`):
+    # As evaluation (`inner_loop.adapt_and_classify(training=False)`):
     # the support statistics unless transductive.
     self.use_support_stats = not transductive
     self.image_size = learner_config.image_size

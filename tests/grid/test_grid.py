@@ -23,11 +23,11 @@ from meta_lstm_tf import baselines_lib
 from meta_lstm_tf import cli
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import results
+from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.grid import curves as grid_curves
 from meta_lstm_tf.grid import report as grid_report
 from meta_lstm_tf.grid import runner as grid_runner
 from meta_lstm_tf.grid import spec as grid_spec
-from meta_lstm_tf import workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))

@@ -6,8 +6,8 @@ import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import learner
-from meta_lstm_tf.rules import meta_lstm_cell
 from meta_lstm_tf.rules import meta_lstm as meta_lstm_layer
+from meta_lstm_tf.rules import meta_lstm_cell
 
 SMALL = config_lib.LearnerConfig(num_ways=3, num_filters=4, num_blocks=2,
                                  image_size=8)

@@ -3,7 +3,7 @@ export_main, the serving benchmark and the clients in export/.
 
 A tiny learner (4 filters, 2 blocks, 12 x 12 inputs, T = 2) keeps them fast;
 both SavedModels are exported once per test class. References are computed
-in-process with `train_steps.adapt_and_classify` (what evaluation runs) on
+in-process with `inner_loop.adapt_and_classify` (what evaluation runs) on
 images preprocessed as the training pipeline does (uint8 PNG pixels through
 `image_ops.preprocess_images`), so a match also shows that the served graph
 feeds the learner what training fed it.
@@ -31,15 +31,15 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import inner_loop
+from meta_lstm_tf import learner as learner_lib
+from meta_lstm_tf import rules
+from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.benchmarks import serving as serving_benchmark
+from meta_lstm_tf.data import image_ops
 from meta_lstm_tf.serving import export as serving_export
 from meta_lstm_tf.serving import modules as serving_modules
 from meta_lstm_tf.serving import support as serving_support
-from meta_lstm_tf import learner as learner_lib
-from meta_lstm_tf import rules
-from meta_lstm_tf import train_steps
-from meta_lstm_tf import workdir as workdir_lib
-from meta_lstm_tf.data import image_ops
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -119,7 +119,7 @@ def _reference_logits(layer, config, support_u8, labels, query_u8
                       ) -> np.ndarray:
   """What evaluation computes, on images preprocessed as the pipeline does."""
   size = config.learner.image_size
-  logits, _ = train_steps.adapt_and_classify(
+  logits, _ = inner_loop.adapt_and_classify(
       layer, image_ops.preprocess_images(support_u8, size),
       tf.constant(labels, tf.int32),
       image_ops.preprocess_images(query_u8, size), config.inner_loop,
