@@ -9,9 +9,9 @@ per-tensor gate biases; `--meta_learner=base`), and also in the paper's layout
 TensorFlow's thread pools are set first (`--intra_op_threads`,
 `--inter_op_threads`, as the main job; see `runtime`).
 
-Keys: `training.cpu_model`, `intra_op_threads`, `inter_op_threads`,
+Keys: `cpu_model`, `intra_op_threads`, `inter_op_threads`,
 `meta_train_episodes_per_sec` (first order, meta-batch 1),
-`training.step_breakdown_ms` (one first-order inner step taken apart: the learner's
+`step_breakdown_ms` (one first-order inner step taken apart: the learner's
 support forward and backward pass, the meta-LSTM's forward pass and its
 forward and backward pass, the query pass; medians of separately compiled
 functions, so their sum only approximates the step),
@@ -85,9 +85,10 @@ cli.define_thread_flags(flags.FLAGS)
 def _time_replicas_here(episode: config_lib.EpisodeConfig) -> dict:
   """The --only_replicas process: one JSON line with the replicas' rate."""
   strategy = training.replica_strategy(_REPLICAS.value)
-  timing = training.time_meta_train(episode, _INNER_STEPS.value, _IMAGE_SIZE.value,
-                           False, _STEPS.value, _REPEATS.value, _JIT.value,
-                           strategy=strategy, meta_learner=_META_LEARNER.value)
+  timing = training.time_meta_train(
+      episode, _INNER_STEPS.value, _IMAGE_SIZE.value, False, _STEPS.value,
+      _REPEATS.value, _JIT.value, strategy=strategy,
+      meta_learner=_META_LEARNER.value)
   return {'episodes_per_sec': timing['episodes_per_sec'],
           'devices': list(strategy.extended.worker_devices)}
 
@@ -129,25 +130,27 @@ def main(argv):
   meta_learner = _META_LEARNER.value
   result = {
       'device': 'GPU' if tf.config.list_physical_devices('GPU') else 'CPU',
-      'training.cpu_model': training.cpu_model(), 'cpu_count': os.cpu_count(),
+      'cpu_model': training.cpu_model(), 'cpu_count': os.cpu_count(),
       'num_ways': episode.num_ways, 'num_shots': episode.num_shots,
       'num_queries': episode.num_queries, 'inner_steps': _INNER_STEPS.value,
       'jit_compile': _JIT.value, 'meta_learner': meta_learner,
       'hidden_size': training.META_LEARNERS[meta_learner]['hidden_size'],
       'tensorflow': tf.__version__, **threads,
   }
-  first = training.time_meta_train(episode, _INNER_STEPS.value, _IMAGE_SIZE.value,
-                          False, _STEPS.value, _REPEATS.value, _JIT.value,
-                          meta_learner=meta_learner)
+  first = training.time_meta_train(
+      episode, _INNER_STEPS.value, _IMAGE_SIZE.value, False, _STEPS.value,
+      _REPEATS.value, _JIT.value, meta_learner=meta_learner)
   result['meta_train_episodes_per_sec'] = first['episodes_per_sec']
   result['peak_rss_mib'] = training.peak_rss_mib()
   if _PAPER_LAYOUT.value:
     other = 'paper' if meta_learner == 'base' else 'base'
-    result[f'meta_train_episodes_per_sec_{other}_layout'] = training.time_meta_train(
+    other_layout = training.time_meta_train(
         episode, _INNER_STEPS.value, _IMAGE_SIZE.value, False, _STEPS.value,
-        _REPEATS.value, _JIT.value, meta_learner=other)['episodes_per_sec']
+        _REPEATS.value, _JIT.value, meta_learner=other)
+    result[f'meta_train_episodes_per_sec_{other}_layout'] = (
+        other_layout['episodes_per_sec'])
   if _BREAKDOWN.value:
-    result['training.step_breakdown_ms'] = training.step_breakdown_ms(
+    result['step_breakdown_ms'] = training.step_breakdown_ms(
         episode, _IMAGE_SIZE.value, meta_learner)
   if _REPLICAS.value > 1:
     try:
@@ -155,9 +158,9 @@ def main(argv):
     except Exception as e:  # pylint: disable=broad-except
       result['replicas_error'] = f'{type(e).__name__}: {e}'
   if _SECOND_ORDER.value:
-    second = training.time_meta_train(episode, _INNER_STEPS.value, _IMAGE_SIZE.value,
-                             True, _STEPS.value, _REPEATS.value, _JIT.value,
-                             meta_learner=meta_learner)
+    second = training.time_meta_train(
+        episode, _INNER_STEPS.value, _IMAGE_SIZE.value, True, _STEPS.value,
+        _REPEATS.value, _JIT.value, meta_learner=meta_learner)
     result['meta_train_episodes_per_sec_second_order'] = (
         second['episodes_per_sec'])
     result['train_step_trace_seconds'] = max(first['trace_seconds'],
@@ -167,9 +170,9 @@ def main(argv):
   else:
     result['train_step_trace_seconds'] = first['trace_seconds']
   for rule in _OTHER_RULES.value:
-    timing = training.time_meta_train(episode, _INNER_STEPS.value, _IMAGE_SIZE.value,
-                             False, _STEPS.value, _REPEATS.value, _JIT.value,
-                             update_rule=rule)
+    timing = training.time_meta_train(
+        episode, _INNER_STEPS.value, _IMAGE_SIZE.value, False, _STEPS.value,
+        _REPEATS.value, _JIT.value, update_rule=rule)
     result[f'meta_train_episodes_per_sec_{rule}'] = timing['episodes_per_sec']
   for name, enabled, fn in _EXTRA_BENCHMARKS:
     if enabled():

@@ -74,7 +74,7 @@ def test_workdir(workdir: str, *,
   """
   if pool not in POOLS:
     raise ValueError(f'pool={pool!r}: must be one of {POOLS}')
-  layer, config, checkpoint = workdir_lib.restore_rule(workdir)
+  rule, config, checkpoint = workdir_lib.restore_rule(workdir)
   episode = config.episode
   changes = {k: v for k, v in (('episode_classes', episode_classes),
                                ('distinct_drawers', distinct_drawers),
@@ -92,7 +92,7 @@ def test_workdir(workdir: str, *,
   pools = splits.make_episode_pools(config.data, episode)
   episodes = episodes_lib.make_eval_dataset(
       getattr(pools, pool), episode, num_episodes, _SEEDS[pool], name=pool)
-  eval_step = train_steps.make_eval_step(layer, config.inner_loop)
+  eval_step = train_steps.make_eval_step(rule, config.inner_loop)
   start = time.perf_counter()
   result = evaluation.evaluate(eval_step, evaluation.batch_episodes(episodes))
   result.update(

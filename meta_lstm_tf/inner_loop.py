@@ -165,7 +165,7 @@ def query_logits(result: types.AdaptationResult, query_images: tf.Tensor,
   return logits
 
 
-def adapt_and_classify(layer: rules.UpdateRule,
+def adapt_and_classify(rule: rules.UpdateRule,
                        support_images: tf.Tensor, support_labels: tf.Tensor,
                        query_images: tf.Tensor,
                        inner_config: config_lib.InnerLoopConfig, *,
@@ -179,7 +179,7 @@ def adapt_and_classify(layer: rules.UpdateRule,
     (logits [Q_total, N], `types.AdaptationResult`).
   """
   result = adapt(
-      layer, layer.meta_weights(), tf.convert_to_tensor(layer.initial_params),
+      rule, rule.meta_weights(), tf.convert_to_tensor(rule.initial_params),
       support_images, support_labels, inner_steps=inner_config.inner_steps,
       second_order=inner_config.second_order and training,
       bn_momentum=inner_config.bn_momentum,
@@ -188,6 +188,6 @@ def adapt_and_classify(layer: rules.UpdateRule,
     use_support_stats = inner_config.train_query_stats == 'support'
   else:
     use_support_stats = not inner_config.transductive
-  logits = query_logits(result, query_images, layer.learner_config,
+  logits = query_logits(result, query_images, rule.learner_config,
                                    use_support_stats=use_support_stats)
   return logits, result

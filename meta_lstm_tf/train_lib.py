@@ -115,7 +115,7 @@ def _make_train_dataset(strategy, pool, config: config_lib.ExperimentConfig,
   return strategy.distribute_datasets_from_function(dataset_fn)
 
 
-def _init_from_pretrained(layer, state, config, pools, pretrain_dir) -> None:
+def _init_from_pretrained(rule, state, config, pools, pretrain_dir) -> None:
   """theta_0 <- the pretrained learner's conv/BN and a zero head.
 
   The pretraining (`pretrain_lib.pretrain`, resumable and cached in
@@ -129,7 +129,7 @@ def _init_from_pretrained(layer, state, config, pools, pretrain_dir) -> None:
           pretrain_seconds=train_cfg.init_pretrain_seconds,
           batch_size=train_cfg.init_pretrain_batch_size,
           seed=train_cfg.seed), pretrain_dir, pools)
-  layer.initial_params.assign(
+  rule.initial_params.assign(
       pretrain_lib.initial_params_of(pretrained, config.learner))
   state.train_seconds.assign(float(pretrained['seconds']))
   logging.info('theta_0 from the pretrained learner (%d steps, %.0f s, '
@@ -220,7 +220,7 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
       evaluation.VALID_SEED, name='meta_valid'))
   first_valid = tf.nest.map_structure(lambda x: x[0], valid_episodes[0])
 
-  layer, optimizer, state, manager, best_manager = _make_run_state(
+  rule, optimizer, state, manager, best_manager = _make_run_state(
       config, strategy, out_dir)
   # Every worker resumes from the chief's checkpoints.
   latest = tf.train.latest_checkpoint(
@@ -230,15 +230,15 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
     logging.info('Resumed from %s at step %d.', latest, int(state.step))
   start_step = int(state.step)
   if not latest and train_cfg.init_from == 'pretrained':
-    _init_from_pretrained(layer, state, config, pools,
+    _init_from_pretrained(rule, state, config, pools,
                           os.path.join(out_dir, workdir_lib.PRETRAIN_DIR))
 
   train_step = train_steps.make_meta_train_step(
-      layer, optimizer, config.inner_loop, train_cfg.clip_norm,
+      rule, optimizer, config.inner_loop, train_cfg.clip_norm,
       jit_compile=train_cfg.jit_compile, strategy=strategy)
-  eval_step = train_steps.make_eval_step(layer, config.inner_loop,
+  eval_step = train_steps.make_eval_step(rule, config.inner_loop,
                                          jit_compile=train_cfg.jit_compile)
-  diagnostics_step = train_steps.make_diagnostics_step(layer,
+  diagnostics_step = train_steps.make_diagnostics_step(rule,
                                                        config.inner_loop)
   writer = summaries.Writer(os.path.join(out_dir, workdir_lib.LOG_DIR))
   if start_step == 0:
@@ -344,7 +344,7 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
   train_seconds = float(state.train_seconds)
 
   test_start = time.perf_counter()
-  test, best_checkpoint = _test_best(layer, eval_step, best_manager, workdir,
+  test, best_checkpoint = _test_best(rule, eval_step, best_manager, workdir,
                                      pools, config)
   results = _results_record(config, test, state, step, strategy)
   results.update({
@@ -354,7 +354,7 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
   })
   if train_cfg.export and chief:
     results['export_path'] = serving_export.export_adapt_and_classify(
-        layer, config, os.path.join(workdir, workdir_lib.EXPORT_DIR))
+        rule, config, os.path.join(workdir, workdir_lib.EXPORT_DIR))
   workdir_lib.write_json(os.path.join(out_dir, workdir_lib.RESULTS_FILE),
                          results)
   logging.info('Results: %s', json.dumps(results, sort_keys=True))

@@ -2,10 +2,10 @@
 
     WORKDIR/config.json       the ExperimentConfig of the run
     WORKDIR/flags.txt         the command-line flags of the run
-    WORKDIR/checkpoints/      tf.train.CheckpointManager: layer, optimizer,
+    WORKDIR/checkpoints/      tf.train.CheckpointManager: rule, optimizer,
                               step, best validation accuracy (resume state)
     WORKDIR/best/             the best checkpoint by validation accuracy
-                              (layer only)
+                              (rule only)
     WORKDIR/logs/             TensorBoard
     WORKDIR/pretrain/         the pretraining of --init_from=pretrained
                               (`pretrain_lib.pretrain`)
@@ -87,7 +87,7 @@ def restore_rule(workdir: str, checkpoint: Optional[str] = None
                             str]:
   """Restores the update rule (the meta-learner) of a training run.
 
-  Checkpoints hold it under the key `layer` (the name runs have always
+  Checkpoints hold it under the key `rule` (the name runs have always
   written), so older runs restore too.
 
   Args:

@@ -174,7 +174,7 @@ def serving_latency_benchmark(omniglot_dir: Optional[str] = None,
         meta_learner=meta_learner or config_lib.MetaLearnerConfig(),
         inner_loop=config_lib.InnerLoopConfig(
             inner_steps=inner_steps)).validate()
-    layer = rules.make_rule(config)
+    rule = rules.make_rule(config)
     episodes = []
     for seed in range(num_episodes):
       episode = sample_raw_episode(omniglot_dir, episode_config, seed=seed)
@@ -183,7 +183,7 @@ def serving_latency_benchmark(omniglot_dir: Optional[str] = None,
           'support_labels': tf.constant(episode.support_labels),
           'query_images': tf.constant(episode.query_images)})
     with tempfile.TemporaryDirectory() as export_base:
-      path = export.export_adapt_and_classify(layer, config, export_base)
+      path = export.export_adapt_and_classify(rule, config, export_base)
       loaded = tf.saved_model.load(path)
       latencies = _time_calls(
           loaded.signatures[modules.SERVING_DEFAULT], episodes, num_calls,

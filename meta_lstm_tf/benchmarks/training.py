@@ -87,12 +87,12 @@ def time_meta_train(episode: config_lib.EpisodeConfig, inner_steps: int,
       config_lib.ExperimentConfig(), learner=learner_config,
       meta_learner=meta_learner_config(meta_learner, update_rule))
   with strategy.scope():
-    layer = rules.make_rule(config)
+    rule = rules.make_rule(config)
     optimizer = keras.optimizers.Adam(1e-3)
-    optimizer.build(layer.trainable_variables)
+    optimizer.build(rule.trainable_variables)
   inner = config_lib.InnerLoopConfig(inner_steps=inner_steps,
                                      second_order=second_order)
-  step = train_steps.make_meta_train_step(layer, optimizer, inner, 0.25,
+  step = train_steps.make_meta_train_step(rule, optimizer, inner, 0.25,
                                           jit_compile=jit_compile,
                                           strategy=strategy)
   replicas = strategy.num_replicas_in_sync
@@ -154,12 +154,12 @@ def step_breakdown_ms(episode: config_lib.EpisodeConfig, image_size: int,
       learner=config_lib.LearnerConfig(num_ways=episode.num_ways,
                                        image_size=image_size),
       meta_learner=meta_learner_config(meta_learner))
-  layer = rules.make_rule(config)
-  learner_config = layer.learner_config
+  rule = rules.make_rule(config)
+  learner_config = rule.learner_config
   data = tf.nest.map_structure(lambda x: x[0],
                                synthetic_episodes(episode, image_size))
-  weights = layer.prepare(layer.meta_weights())
-  params = tf.convert_to_tensor(layer.initial_params)
+  weights = rule.prepare(rule.meta_weights())
+  params = tf.convert_to_tensor(rule.initial_params)
 
   @tf.function
   def learner_fb(params):
@@ -169,19 +169,19 @@ def step_breakdown_ms(episode: config_lib.EpisodeConfig, image_size: int,
     return loss, grad
 
   loss, grad = learner_fb(params)
-  state = layer.update(weights, layer.initial_state(weights, params), grad,
+  state = rule.update(weights, rule.initial_state(weights, params), grad,
                        loss)
   probe = tf.random.stateless_normal(params.shape, seed=[0, 1])
 
   @tf.function
   def meta_lstm_forward(weights, state):
-    return layer.update(weights, state, grad, loss)
+    return rule.update(weights, state, grad, loss)
 
   @tf.function
   def meta_lstm_fb(weights, state):
     with tf.GradientTape() as tape:
       tape.watch((weights, state))
-      new_state = layer.update(weights, state, grad, loss)
+      new_state = rule.update(weights, state, grad, loss)
       out = tf.reduce_sum(new_state.params * probe)
     return tape.gradient(out, (weights, state))
 

@@ -2,7 +2,7 @@
 
     validation.py  in-graph checks of the inputs
     modules.py     the two servable tf.Modules
-    export.py      versioned export, from a layer or a training workdir
+    export.py      versioned export, from a rule or a training workdir
     support.py     support sets from image folders
 
 

@@ -1,4 +1,4 @@
-"""Versioned export of the servable modules, from a layer or a workdir.
+"""Versioned export of the servable modules, from a rule or a workdir.
 
 Each SavedModel goes to `EXPORT_BASE/<version>/` (integer versions, as TF
 Serving expects; a version directory appears only once complete), with its
@@ -77,25 +77,25 @@ def _metadata(model: str, config: config_lib.ExperimentConfig,
               config=config.to_dict(), **extra)
 
 
-def export_adapt_and_classify(layer: rules.UpdateRule,
+def export_adapt_and_classify(rule: rules.UpdateRule,
                               config: config_lib.ExperimentConfig,
                               export_base: str) -> str:
   """Writes the adapt-and-classify SavedModel as the next version.
 
   Args:
-    layer: the trained meta-learner.
+    rule: the trained meta-learner.
     config: its experiment config.
     export_base: the model's base directory (e.g. WORKDIR/export).
 
   Returns:
     The path of the new version, `export_base/<version>`.
   """
-  module = modules.AdaptAndClassifyModule(layer, config)
+  module = modules.AdaptAndClassifyModule(rule, config)
   return _save_versioned(module, module.signatures(), export_base,
                          _metadata(ADAPT_AND_CLASSIFY, config))
 
 
-def export_adapted_learner(layer: rules.UpdateRule,
+def export_adapted_learner(rule: rules.UpdateRule,
                            config: config_lib.ExperimentConfig,
                            support_images: modules.Images, support_labels,
                            class_names: Sequence[str],
@@ -108,8 +108,8 @@ def export_adapted_learner(layer: rules.UpdateRule,
   Returns:
     The path of the new version, `export_base/<version>`.
   """
-  module = modules.make_adapted_learner(layer, config, support_images, support_labels,
-                                class_names)
+  module = modules.make_adapted_learner(rule, config, support_images,
+                                        support_labels, class_names)
   return _save_versioned(
       module, module.signatures(), export_base,
       _metadata(ADAPTED_LEARNER, config, class_names=list(
@@ -170,14 +170,14 @@ def export_from_workdir(workdir: str, model: str = ADAPT_AND_CLASSIFY, *,
   if checkpoint is not None:
     _check_checkpoint(checkpoint)
   try:
-    layer, config, restored = workdir_lib.restore_rule(workdir, checkpoint)
+    rule, config, restored = workdir_lib.restore_rule(workdir, checkpoint)
   except FileNotFoundError as e:
     raise ExportArgumentError('workdir', workdir, str(e)) from e
   if checkpoint is None:
     _check_checkpoint(restored)
   export_dir = export_dir or default_export_dir(workdir, model)
   if model == ADAPT_AND_CLASSIFY:
-    return export_adapt_and_classify(layer, config, export_dir)
+    return export_adapt_and_classify(rule, config, export_dir)
   try:
     images, labels, class_names = support.load_support_folder(
         support_dir, channels=config.learner.channels)
@@ -188,7 +188,7 @@ def export_from_workdir(workdir: str, model: str = ADAPT_AND_CLASSIFY, *,
         'support_dir', support_dir,
         f'has {len(class_names)} class folders; the model is '
         f'{config.learner.num_ways}-way')
-  return export_adapted_learner(layer, config, images, labels, class_names,
+  return export_adapted_learner(rule, config, images, labels, class_names,
                                 export_dir)
 
 

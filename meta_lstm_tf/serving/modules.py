@@ -34,31 +34,33 @@ class AdaptAndClassifyModule(tf.Module):
   does.
   """
 
-  def __init__(self, layer: rules.UpdateRule,
+  def __init__(self, rule: rules.UpdateRule,
                config: config_lib.ExperimentConfig):
     super().__init__(name=ADAPT_AND_CLASSIFY)
-    _check_exportable(layer, config)
+    _check_exportable(rule, config)
     # The tf.Variables inside the Keras variables, by name: the graph captures
     # those, and only tracked ones are restored by the TF1 / C++ loader (TF
-    # Serving, `saved_model_cli run`). The layer itself is not tracked, so
+    # Serving, `saved_model_cli run`). The rule itself is not tracked, so
     # each value is saved once.
     self.meta_lstm_variables = {v.name: _tf_variable(v)
-                                for v in layer.variables}
-    # A partial, not the layer: tf.Module would track the layer and save
+                                for v in rule.variables}
+    # A partial, not the rule: tf.Module would track the rule and save
     # every value twice.
-    self._evaluate = functools.partial(inner_loop.adapt_and_classify, layer)
+    self._evaluate = functools.partial(inner_loop.adapt_and_classify, rule)
     self.inner_config = config.inner_loop
-    self.learner_config = layer.learner_config
-    self.num_ways = layer.learner_config.num_ways
-    self.image_size = layer.learner_config.image_size
-    self.channels = layer.learner_config.channels
+    self.learner_config = rule.learner_config
+    self.num_ways = rule.learner_config.num_ways
+    self.image_size = rule.learner_config.image_size
+    self.channels = rule.learner_config.channels
     self.invert = config.data.inverted
     self.classify = tf.function(
-        self._classify, input_signature=[validation.FLOAT_IMAGES, validation.LABELS,
-                                         validation.FLOAT_IMAGES])
+        self._classify, input_signature=[
+            validation.FLOAT_IMAGES, validation.LABELS,
+            validation.FLOAT_IMAGES])
     self.classify_encoded = tf.function(
-        self._classify_encoded, input_signature=[validation.ENCODED_IMAGES, validation.LABELS,
-                                                 validation.ENCODED_IMAGES])
+        self._classify_encoded, input_signature=[
+            validation.ENCODED_IMAGES, validation.LABELS,
+            validation.ENCODED_IMAGES])
 
   def adapt_and_classify(self, support_inputs: tf.Tensor,
                          support_labels: tf.Tensor, query_inputs: tf.Tensor
@@ -92,7 +94,8 @@ class AdaptAndClassifyModule(tf.Module):
                                    self.invert)
 
   def _classify(self, support_images, support_labels, query_images):
-    support_images = validation.validated_images(support_images, 'support_images')
+    support_images = validation.validated_images(support_images,
+                                                 'support_images')
     query_images = validation.validated_images(query_images, 'query_images')
     support_labels = validation.validated_labels(
         support_labels, tf.shape(support_images)[0], self.num_ways)
@@ -100,7 +103,8 @@ class AdaptAndClassifyModule(tf.Module):
                          self._preprocess(query_images))
 
   def _classify_encoded(self, support_images, support_labels, query_images):
-    support_images = validation.validated_encoded(support_images, 'support_images')
+    support_images = validation.validated_encoded(support_images,
+                                                  'support_images')
     query_images = validation.validated_encoded(query_images, 'query_images')
     support_labels = validation.validated_labels(
         support_labels, tf.size(support_images), self.num_ways)
@@ -122,12 +126,12 @@ def _tf_variable(variable) -> tf.Variable:
   return inner
 
 
-def _check_exportable(layer: rules.UpdateRule,
+def _check_exportable(rule: rules.UpdateRule,
                       config: config_lib.ExperimentConfig) -> None:
   config.validate()
-  if layer.learner_config != config.learner:
-    raise ValueError(f'the layer\'s learner config {layer.learner_config} differs '
-                     f'from config.learner={config.learner}')
+  if rule.learner_config != config.learner:
+    raise ValueError(f'the rule\'s learner config {rule.learner_config} '
+                     f'differs from config.learner={config.learner}')
 
 
 class AdaptedLearnerModule(tf.Module):
@@ -156,8 +160,8 @@ class AdaptedLearnerModule(tf.Module):
                                    trainable=False, name='class_names')
     self.classify = tf.function(self._classify,
                                 input_signature=[validation.FLOAT_IMAGES])
-    self.classify_encoded = tf.function(self._classify_encoded,
-                                        input_signature=[validation.ENCODED_IMAGES])
+    self.classify_encoded = tf.function(
+        self._classify_encoded, input_signature=[validation.ENCODED_IMAGES])
 
   def _result(self) -> types.AdaptationResult:
     stats = types.BatchNormStats(
@@ -215,14 +219,14 @@ def preprocess_support(images: Images, image_size: int, channels: int = 1,
   return image_ops.preprocess_images(images, image_size, channels, invert)
 
 
-def make_adapted_learner(layer: rules.UpdateRule,
+def make_adapted_learner(rule: rules.UpdateRule,
                          config: config_lib.ExperimentConfig,
                          support_images: Images, support_labels,
                          class_names: Sequence[str]) -> AdaptedLearnerModule:
   """Adapts once to a support set and wraps the result for serving.
 
   Args:
-    layer: the trained meta-learner.
+    rule: the trained meta-learner.
     config: its experiment config (T, batch-norm mode).
     support_images: natural images (see `preprocess_support`).
     support_labels: int [S] in [0, N).
@@ -234,7 +238,7 @@ def make_adapted_learner(layer: rules.UpdateRule,
   Raises:
     ValueError: wrong number of class names, labels or images.
   """
-  serving = AdaptAndClassifyModule(layer, config)
+  serving = AdaptAndClassifyModule(rule, config)
   num_ways = serving.num_ways
   class_names = [str(name) for name in class_names]
   if len(class_names) != num_ways:
