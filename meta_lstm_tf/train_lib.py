@@ -39,6 +39,7 @@ from meta_lstm_tf.data import episodes as episodes_lib
 from meta_lstm_tf.data import splits
 from meta_lstm_tf.serving import export as serving_export
 
+
 class TrainingDivergedError(RuntimeError):
   """The meta-loss became NaN or Inf."""
 
@@ -50,20 +51,6 @@ class TrainingInterrupted(Exception):
     super().__init__(f'stopped by signal {signum}; checkpoint {checkpoint} '
                      'written; rerun the same command to resume')
     self.signum = signum
-
-
-def _check_workdir_config(path: str,
-                          config: config_lib.ExperimentConfig) -> None:
-  """Refuses to resume a run of a different experiment."""
-  if not os.path.exists(path):
-    return
-  previous = workdir_lib.load_config(os.path.dirname(path))
-  for part in ('episode', 'learner', 'meta_learner', 'inner_loop'):
-    if getattr(previous, part) != getattr(config, part):
-      raise ValueError(
-          f'workdir={os.path.dirname(path)!r} holds a run with a different '
-          f'{part} config ({getattr(previous, part)} vs '
-          f'{getattr(config, part)}); use a new --workdir')
 
 
 class _SignalFlag:
@@ -88,31 +75,6 @@ class _SignalFlag:
   def __exit__(self, *exc):
     for signum, handler in self._previous.items():
       signal.signal(signum, handler)
-
-
-def _make_train_dataset(strategy, pool, config: config_lib.ExperimentConfig,
-                        start_index: int):
-  """The meta-train episodes, split across the strategy's replicas.
-
-  Each input pipeline (one per worker) feeds its local replicas their B / R
-  episodes of each global batch (`episodes.make_episode_dataset`).
-  """
-  train_cfg = config.train
-  if not distribute.is_distributed(strategy):
-    return episodes_lib.make_episode_dataset(
-        pool, config.episode, train_cfg.meta_batch_size, train_cfg.seed,
-        start_index=start_index)
-
-  def dataset_fn(input_context: tf.distribute.InputContext):
-    replicas = input_context.num_replicas_in_sync
-    local = replicas // input_context.num_input_pipelines
-    first = input_context.input_pipeline_id * local
-    return episodes_lib.make_episode_dataset(
-        pool, config.episode, train_cfg.meta_batch_size, train_cfg.seed,
-        start_index=start_index, num_replicas=replicas,
-        replica_ids=range(first, first + local))
-
-  return strategy.distribute_datasets_from_function(dataset_fn)
 
 
 def _init_from_pretrained(rule, state, config, pools, pretrain_dir) -> None:
@@ -174,8 +136,7 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
                      f'strategy={train_cfg.strategy!r} (every worker would '
                      'pretrain on its own); pretrain on one machine first')
   chief = distribute.is_chief(strategy)
-  _check_workdir_config(os.path.join(workdir, workdir_lib.CONFIG_FILE),
-                        config)
+  workdir_lib.check_same_experiment(workdir, config)
   # Data first: every data error surfaces before anything is written.
   pools = load_pools(config)
   os.makedirs(workdir, exist_ok=True)
@@ -245,7 +206,7 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
     writer.hparams(config)
     writer.episode_images(0, first_valid)
 
-  dataset = _make_train_dataset(
+  dataset = distribute.make_train_dataset(
       strategy, pools.meta_train, config,
       start_index=start_step * train_cfg.meta_batch_size)
   # Stop decisions (time budget, signals) agreed by every worker.

@@ -82,6 +82,25 @@ def load_config(workdir: str) -> config_lib.ExperimentConfig:
     return config_from_dict(json.load(f))
 
 
+def check_same_experiment(workdir: str,
+                          config: config_lib.ExperimentConfig) -> None:
+  """Refuses to resume a run of a different experiment in `workdir`.
+
+  Raises:
+    ValueError: the workdir's config.json differs from `config` in the
+      episodes, learner, meta-learner or inner loop, naming the part.
+  """
+  if not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+    return
+  previous = load_config(workdir)
+  for part in ('episode', 'learner', 'meta_learner', 'inner_loop'):
+    if getattr(previous, part) != getattr(config, part):
+      raise ValueError(
+          f'workdir={workdir!r} holds a run with a different '
+          f'{part} config ({getattr(previous, part)} vs '
+          f'{getattr(config, part)}); use a new --workdir')
+
+
 def restore_rule(workdir: str, checkpoint: Optional[str] = None
                  ) -> Tuple[rules.UpdateRule, config_lib.ExperimentConfig,
                             str]:

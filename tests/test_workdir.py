@@ -63,6 +63,18 @@ class ConfigRoundTripTest(tf.test.TestCase):
       workdir_lib.load_config(directory)
 
 
+class SameExperimentTest(tf.test.TestCase):
+
+  def test_a_different_experiment_is_refused_naming_the_part(self):
+    directory = tempfile.mkdtemp(dir=self.get_temp_dir())
+    workdir_lib.check_same_experiment(directory, _config())  # No run yet.
+    workdir_lib.write_json(os.path.join(directory, workdir_lib.CONFIG_FILE),
+                           _config().to_dict())
+    workdir_lib.check_same_experiment(directory, _config())
+    with self.assertRaisesRegex(ValueError, 'different meta_learner config'):
+      workdir_lib.check_same_experiment(directory, _config('sgd'))
+
+
 class RuleRegistryTest(tf.test.TestCase):
 
   def test_each_rule_builds_its_class_with_the_configs_settings(self):
