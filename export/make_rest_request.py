@@ -39,7 +39,7 @@ def read_support_folder(support_dir: str
 
   Returns:
     (encoded images, labels, class names); label j is the j-th class name in
-    sorted order, as `meta_lstm_tf.export_lib.load_support_folder` numbers
+    sorted order, as `meta_lstm_tf.serving.support.load_support_folder` numbers
     them.
   """
   class_names = sorted(

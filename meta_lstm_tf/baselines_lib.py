@@ -17,7 +17,7 @@ classifier over every meta-train class.
                      zero-initialised N-way linear head, trained on the
                      support set with plain SGD (`sgd_rule.SGDRule` run by
                      the project's one inner loop,
-                     `train_steps.adapt_and_classify`), then applied to the
+                     `inner_loop.adapt_and_classify`), then applied to the
                      queries. Its learning rate and number of steps are
                      chosen by mean accuracy on meta-valid episodes, never
                      on meta-test.
@@ -27,8 +27,8 @@ support batch's statistics and the query pass with those same statistics (for
 fine-tuning, the inner loop's running support statistics,
 `InnerLoopConfig.bn_momentum` of the experiment).
 
-Episodes are those of meta-training's evaluation (`train_lib.VALID_SEED`,
-`train_lib.TEST_SEED`): episode i depends only on (seed, i), so the baselines
+Episodes are those of meta-training's evaluation (`evaluation.VALID_SEED`,
+`evaluation.TEST_SEED`): episode i depends only on (seed, i), so the baselines
 and the meta-learner are scored on identical episodes.
 
 The pretraining's files are described in `pretrain_lib`.
@@ -40,14 +40,14 @@ from typing import Dict, Optional, Sequence, Tuple
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import evaluation
 from meta_lstm_tf import learner
 from meta_lstm_tf import pretrain_lib
-from meta_lstm_tf import sgd_rule
-from meta_lstm_tf import train_lib
 from meta_lstm_tf import train_steps
 from meta_lstm_tf import types
 from meta_lstm_tf.data import episodes as episodes_lib
 from meta_lstm_tf.data import splits
+from meta_lstm_tf.rules import sgd as sgd_rule
 
 # The pretraining moved to `pretrain_lib` (the meta-learners use it too);
 # these names stay importable from here.
@@ -117,7 +117,7 @@ def nearest_neighbour_accuracy(feature_params: tf.Tensor,
 def evaluate_nearest_neighbour(feature_params: tf.Tensor,
                                learner_config: config_lib.LearnerConfig,
                                batches: Sequence[types.Episode]) -> dict:
-  """1-NN accuracy over stacked episode batches (`train_lib.batch_episodes`).
+  """1-NN accuracy over stacked episode batches (`evaluation.batch_episodes`).
 
   Returns:
     dict with `accuracy`, `ci95` and `episodes`.
@@ -134,7 +134,7 @@ def evaluate_nearest_neighbour(feature_params: tf.Tensor,
   accuracies = []
   for batch in batches:
     accuracies.extend(step(feature_params, batch).numpy().tolist())
-  accuracy, ci95 = train_lib.mean_and_ci95(accuracies)
+  accuracy, ci95 = evaluation.mean_and_ci95(accuracies)
   return {'accuracy': accuracy, 'ci95': ci95, 'episodes': len(accuracies),
           'accuracies': accuracies}
 
@@ -174,15 +174,15 @@ def evaluate_finetune(feature_params: tf.Tensor,
     config: the experiment (learner shape, batch-norm momentum).
     learning_rate: SGD learning rate.
     inner_steps: SGD steps on the support set.
-    batches: stacked episodes (`train_lib.batch_episodes`).
+    batches: stacked episodes (`evaluation.batch_episodes`).
 
   Returns:
-    `train_lib.evaluate`'s dict: `accuracy`, `ci95`, `loss`, `episodes`.
+    `evaluation.evaluate`'s dict: `accuracy`, `ci95`, `loss`, `episodes`.
   """
   rule = make_finetune_rule(feature_params, config.learner, learning_rate)
   eval_step = train_steps.make_eval_step(
       rule, finetune_inner_config(config, inner_steps))
-  return train_lib.evaluate(eval_step, batches)
+  return evaluation.evaluate(eval_step, batches)
 
 
 def select_finetune_setting(valid_accuracies: Dict[Tuple[float, int], float]
@@ -201,7 +201,7 @@ def select_finetune_setting(valid_accuracies: Dict[Tuple[float, int], float]
 
 
 def _eval_batches(pool, config, num_episodes, seed, name):
-  return train_lib.batch_episodes(episodes_lib.make_eval_dataset(
+  return evaluation.batch_episodes(episodes_lib.make_eval_dataset(
       pool, config.episode, num_episodes, seed, name=name))
 
 
@@ -212,8 +212,8 @@ def evaluate_baselines(config: config_lib.ExperimentConfig,
 
   Fine-tuning's (learning rate, steps) is chosen on the first
   `baseline_config.selection_episodes` meta-valid episodes
-  (`train_lib.VALID_SEED`); only the chosen setting runs on the
-  `config.train.test_episodes` meta-test episodes (`train_lib.TEST_SEED`).
+  (`evaluation.VALID_SEED`); only the chosen setting runs on the
+  `config.train.test_episodes` meta-test episodes (`evaluation.TEST_SEED`).
 
   Args:
     config: the experiment (episode shape, learner, test episodes).
@@ -245,9 +245,9 @@ def evaluate_baselines(config: config_lib.ExperimentConfig,
     _check_pool(getattr(pools, name), config.learner, name)
   valid = _eval_batches(pools.meta_valid, config,
                         baseline_config.selection_episodes,
-                        train_lib.VALID_SEED, 'meta_valid')
+                        evaluation.VALID_SEED, 'meta_valid')
   test = _eval_batches(pools.meta_test, config, config.train.test_episodes,
-                       train_lib.TEST_SEED, 'meta_test')
+                       evaluation.TEST_SEED, 'meta_test')
   common = {
       'pretrain_steps': int(pretrained.get('steps', 0)),
       'pretrain_seconds': float(pretrained.get('seconds', 0.0)),

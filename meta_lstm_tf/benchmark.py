@@ -29,29 +29,18 @@ adapt-and-classify through a loaded SavedModel. Rates are medians over
 `--repeats` timed blocks of `--steps` steps each.
 """
 
-import dataclasses
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
-import time
 
 from absl import app
 from absl import flags
-import keras
-import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import cli
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import distribute
-from meta_lstm_tf import inner_loop
-from meta_lstm_tf import learner
-from meta_lstm_tf import train_steps
-from meta_lstm_tf import types
-from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf.benchmarks import training
 
 _NUM_WAYS = flags.DEFINE_integer('num_ways', 5, 'N ways.')
 _NUM_SHOTS = flags.DEFINE_integer('num_shots', 1, 'K shots.')
@@ -93,214 +82,13 @@ _ONLY_REPLICAS = flags.DEFINE_bool(
 
 cli.define_thread_flags(flags.FLAGS)
 
-# The meta-LSTM settings of configs/base.flags (tests/test_benchmark.py checks
-# that they agree) and the paper's.
-META_LEARNERS = {
-    'base': dict(hidden_size=5, gate_init='inner_lr', inner_lr=0.1,
-                 forget_gate_init=0.9999, gate_bias='per_tensor',
-                 gate_bias_scale=30.0),
-    'paper': dict(hidden_size=20, gate_init='paper', gate_bias='shared',
-                  gate_bias_scale=1.0),
-}
-
-
-def meta_learner_config(name: str, update_rule: str = 'meta_lstm'
-                        ) -> config_lib.MetaLearnerConfig:
-  """The `META_LEARNERS[name]` settings for `update_rule`."""
-  return config_lib.MetaLearnerConfig(update_rule=update_rule,
-                                      **META_LEARNERS[name]).validate()
-
-
-def cpu_model() -> str:
-  """The CPU's model name (/proc/cpuinfo), else `platform.processor()`."""
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine() or 'unknown'
-
-
-def _peak_rss_mib() -> float:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def synthetic_episodes(episode: config_lib.EpisodeConfig, image_size: int,
-                       meta_batch_size: int = 1, seed: int = 0):
-  rng = np.random.default_rng(seed)
-  n, k, q = episode.num_ways, episode.num_shots, episode.num_queries
-  shape = (meta_batch_size,)
-  return types.Episode(
-      tf.constant(rng.random(shape + (n * k, image_size, image_size, 1)),
-                  tf.float32),
-      tf.constant(np.tile(np.repeat(np.arange(n), k), shape + (1,)), tf.int32),
-      tf.constant(rng.random(shape + (n * q, image_size, image_size, 1)),
-                  tf.float32),
-      tf.constant(np.tile(np.repeat(np.arange(n), q), shape + (1,)), tf.int32))
-
-
-def time_meta_train(episode: config_lib.EpisodeConfig, inner_steps: int,
-                    image_size: int, second_order: bool, steps: int,
-                    repeats: int, jit_compile: bool = False,
-                    strategy=None, update_rule: str = 'meta_lstm',
-                    meta_learner: str = 'base') -> dict:
-  """Returns episodes/s (median over blocks) and the first call's seconds.
-
-  Without a strategy the meta-batch is one episode; with one, one episode
-  per replica. `meta_learner` names the meta-LSTM's settings
-  (`META_LEARNERS`).
-  """
-  learner_config = config_lib.LearnerConfig(num_ways=episode.num_ways,
-                                            image_size=image_size)
-  strategy = strategy or tf.distribute.get_strategy()
-  config = dataclasses.replace(
-      config_lib.ExperimentConfig(), learner=learner_config,
-      meta_learner=meta_learner_config(meta_learner, update_rule))
-  with strategy.scope():
-    layer = workdir_lib.make_layer(config)
-    optimizer = keras.optimizers.Adam(1e-3)
-    optimizer.build(layer.trainable_variables)
-  inner = config_lib.InnerLoopConfig(inner_steps=inner_steps,
-                                     second_order=second_order)
-  step = train_steps.make_meta_train_step(layer, optimizer, inner, 0.25,
-                                          jit_compile=jit_compile,
-                                          strategy=strategy)
-  replicas = strategy.num_replicas_in_sync
-  episodes = synthetic_episodes(episode, image_size, meta_batch_size=replicas)
-  if distribute.is_distributed(strategy):
-    episodes = strategy.experimental_distribute_values_from_function(
-        lambda context: tf.nest.map_structure(
-            lambda x: x[context.replica_id_in_sync_group][tf.newaxis],
-            episodes))
-  start = time.perf_counter()
-  step(episodes)['loss'].numpy()
-  trace_seconds = time.perf_counter() - start
-  for _ in range(2):
-    step(episodes)['loss'].numpy()
-  rates = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    for _ in range(steps):
-      metrics = step(episodes)
-    metrics['loss'].numpy()
-    rates.append(steps * replicas / (time.perf_counter() - start))
-  return {'episodes_per_sec': float(np.median(rates)),
-          'trace_seconds': trace_seconds}
-
-
-def _median_ms(fn, args, calls: int, repeats: int) -> float:
-  """Median over `repeats` blocks of the mean ms per call of `fn(*args)`."""
-  for _ in range(3):
-    tf.nest.map_structure(np.asarray, fn(*args))
-  blocks = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    for _ in range(calls):
-      out = fn(*args)
-    tf.nest.map_structure(np.asarray, out)
-    blocks.append((time.perf_counter() - start) * 1e3 / calls)
-  return float(np.median(blocks))
-
-
-def step_breakdown_ms(episode: config_lib.EpisodeConfig, image_size: int,
-                      meta_learner: str = 'base', calls: int = 20,
-                      repeats: int = 3) -> dict:
-  """Milliseconds of the parts of one first-order inner step of the meta-LSTM.
-
-  Each part is its own compiled function on the step's shapes (a synthetic
-  episode, theta_0 and the state after one update), so each figure includes
-  one function call's overhead (`call_overhead`, an empty function).
-
-  Returns:
-    {'learner_forward_backward': support loss and gradient at theta_t,
-     'meta_lstm_forward': one meta-LSTM update,
-     'meta_lstm_forward_backward': the update and the gradient of a loss on
-       its output w.r.t. the meta-LSTM weights and its input state,
-     'query_forward_backward': query loss at theta_T and its gradient (once
-       per episode), 'call_overhead', 'coordinates': P}
-  """
-  config = dataclasses.replace(
-      config_lib.ExperimentConfig(),
-      learner=config_lib.LearnerConfig(num_ways=episode.num_ways,
-                                       image_size=image_size),
-      meta_learner=meta_learner_config(meta_learner))
-  layer = workdir_lib.make_layer(config)
-  learner_config = layer.learner_cfg
-  data = tf.nest.map_structure(lambda x: x[0],
-                               synthetic_episodes(episode, image_size))
-  weights = layer.prepare(layer.meta_weights())
-  params = tf.convert_to_tensor(layer.initial_params)
-
-  @tf.function
-  def learner_fb(params):
-    loss, grad, _ = inner_loop.support_loss_and_gradient(
-        params, data.support_images, data.support_labels, learner_config,
-        second_order=False)
-    return loss, grad
-
-  loss, grad = learner_fb(params)
-  state = layer.update(weights, layer.initial_state(weights, params), grad,
-                       loss)
-  probe = tf.random.stateless_normal(params.shape, seed=[0, 1])
-
-  @tf.function
-  def meta_lstm_forward(weights, state):
-    return layer.update(weights, state, grad, loss)
-
-  @tf.function
-  def meta_lstm_fb(weights, state):
-    with tf.GradientTape() as tape:
-      tape.watch((weights, state))
-      new_state = layer.update(weights, state, grad, loss)
-      out = tf.reduce_sum(new_state.params * probe)
-    return tape.gradient(out, (weights, state))
-
-  @tf.function
-  def query_fb(params):
-    with tf.GradientTape() as tape:
-      tape.watch(params)
-      logits, _ = learner.apply(
-          learner.unflatten(params, learner.param_spec(learner_config)),
-          data.query_images, learner_config)
-      query_loss, _ = learner.loss_and_accuracy(logits, data.query_labels)
-    return tape.gradient(query_loss, params)
-
-  empty = tf.function(lambda x: x)
-  time_ = lambda fn, *args: round(_median_ms(fn, args, calls, repeats), 3)
-  return {
-      'learner_forward_backward': time_(learner_fb, params),
-      'meta_lstm_forward': time_(meta_lstm_forward, weights, state),
-      'meta_lstm_forward_backward': time_(meta_lstm_fb, weights, state),
-      'query_forward_backward': time_(query_fb, params),
-      'call_overhead': time_(empty, loss),
-      'coordinates': int(params.shape[0]),
-  }
-
-
-def _replica_strategy(replicas: int) -> tf.distribute.Strategy:
-  """MirroredStrategy over the first GPUs, else over logical CPU devices.
-
-  Must run before anything else initialises TensorFlow's devices.
-  """
-  gpus = tf.config.list_physical_devices('GPU')
-  if len(gpus) >= replicas:
-    return tf.distribute.MirroredStrategy(
-        [f'/gpu:{i}' for i in range(replicas)])
-  cpu = tf.config.list_physical_devices('CPU')[0]
-  tf.config.set_logical_device_configuration(
-      cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
-  return tf.distribute.MirroredStrategy(
-      [f'/cpu:{i}' for i in range(replicas)])
-
-
 def _time_replicas_here(episode: config_lib.EpisodeConfig) -> dict:
   """The --only_replicas process: one JSON line with the replicas' rate."""
-  strategy = _replica_strategy(_REPLICAS.value)
-  timing = time_meta_train(episode, _INNER_STEPS.value, _IMAGE_SIZE.value,
-                           False, _STEPS.value, _REPEATS.value, _JIT.value,
-                           strategy=strategy, meta_learner=_META_LEARNER.value)
+  strategy = training.replica_strategy(_REPLICAS.value)
+  timing = training.time_meta_train(
+      episode, _INNER_STEPS.value, _IMAGE_SIZE.value, False, _STEPS.value,
+      _REPEATS.value, _JIT.value, strategy=strategy,
+      meta_learner=_META_LEARNER.value)
   return {'episodes_per_sec': timing['episodes_per_sec'],
           'devices': list(strategy.extended.worker_devices)}
 
@@ -342,25 +130,27 @@ def main(argv):
   meta_learner = _META_LEARNER.value
   result = {
       'device': 'GPU' if tf.config.list_physical_devices('GPU') else 'CPU',
-      'cpu_model': cpu_model(), 'cpu_count': os.cpu_count(),
+      'cpu_model': training.cpu_model(), 'cpu_count': os.cpu_count(),
       'num_ways': episode.num_ways, 'num_shots': episode.num_shots,
       'num_queries': episode.num_queries, 'inner_steps': _INNER_STEPS.value,
       'jit_compile': _JIT.value, 'meta_learner': meta_learner,
-      'hidden_size': META_LEARNERS[meta_learner]['hidden_size'],
+      'hidden_size': training.META_LEARNERS[meta_learner]['hidden_size'],
       'tensorflow': tf.__version__, **threads,
   }
-  first = time_meta_train(episode, _INNER_STEPS.value, _IMAGE_SIZE.value,
-                          False, _STEPS.value, _REPEATS.value, _JIT.value,
-                          meta_learner=meta_learner)
+  first = training.time_meta_train(
+      episode, _INNER_STEPS.value, _IMAGE_SIZE.value, False, _STEPS.value,
+      _REPEATS.value, _JIT.value, meta_learner=meta_learner)
   result['meta_train_episodes_per_sec'] = first['episodes_per_sec']
-  result['peak_rss_mib'] = _peak_rss_mib()
+  result['peak_rss_mib'] = training.peak_rss_mib()
   if _PAPER_LAYOUT.value:
     other = 'paper' if meta_learner == 'base' else 'base'
-    result[f'meta_train_episodes_per_sec_{other}_layout'] = time_meta_train(
+    other_layout = training.time_meta_train(
         episode, _INNER_STEPS.value, _IMAGE_SIZE.value, False, _STEPS.value,
-        _REPEATS.value, _JIT.value, meta_learner=other)['episodes_per_sec']
+        _REPEATS.value, _JIT.value, meta_learner=other)
+    result[f'meta_train_episodes_per_sec_{other}_layout'] = (
+        other_layout['episodes_per_sec'])
   if _BREAKDOWN.value:
-    result['step_breakdown_ms'] = step_breakdown_ms(
+    result['step_breakdown_ms'] = training.step_breakdown_ms(
         episode, _IMAGE_SIZE.value, meta_learner)
   if _REPLICAS.value > 1:
     try:
@@ -368,21 +158,21 @@ def main(argv):
     except Exception as e:  # pylint: disable=broad-except
       result['replicas_error'] = f'{type(e).__name__}: {e}'
   if _SECOND_ORDER.value:
-    second = time_meta_train(episode, _INNER_STEPS.value, _IMAGE_SIZE.value,
-                             True, _STEPS.value, _REPEATS.value, _JIT.value,
-                             meta_learner=meta_learner)
+    second = training.time_meta_train(
+        episode, _INNER_STEPS.value, _IMAGE_SIZE.value, True, _STEPS.value,
+        _REPEATS.value, _JIT.value, meta_learner=meta_learner)
     result['meta_train_episodes_per_sec_second_order'] = (
         second['episodes_per_sec'])
     result['train_step_trace_seconds'] = max(first['trace_seconds'],
                                              second['trace_seconds'])
     result['train_step_trace_seconds_first_order'] = first['trace_seconds']
-    result['peak_rss_mib_with_second_order'] = _peak_rss_mib()
+    result['peak_rss_mib_with_second_order'] = training.peak_rss_mib()
   else:
     result['train_step_trace_seconds'] = first['trace_seconds']
   for rule in _OTHER_RULES.value:
-    timing = time_meta_train(episode, _INNER_STEPS.value, _IMAGE_SIZE.value,
-                             False, _STEPS.value, _REPEATS.value, _JIT.value,
-                             update_rule=rule)
+    timing = training.time_meta_train(
+        episode, _INNER_STEPS.value, _IMAGE_SIZE.value, False, _STEPS.value,
+        _REPEATS.value, _JIT.value, update_rule=rule)
     result[f'meta_train_episodes_per_sec_{rule}'] = timing['episodes_per_sec']
   for name, enabled, fn in _EXTRA_BENCHMARKS:
     if enabled():
@@ -395,15 +185,16 @@ def main(argv):
 
 
 def _pipeline_benchmark(omniglot_dir):
-  from meta_lstm_tf.data import benchmark_lib  # pylint: disable=g-import-not-at-top
-  return benchmark_lib.pipeline_benchmark(omniglot_dir)
+  from meta_lstm_tf.benchmarks import pipeline  # pylint: disable=g-import-not-at-top
+  return pipeline.pipeline_benchmark(omniglot_dir)
 
 
 def _serving_benchmark(omniglot_dir):
-  from meta_lstm_tf import export_lib  # pylint: disable=g-import-not-at-top
-  return export_lib.serving_latency_benchmark(
+  # pylint: disable-next=g-import-not-at-top
+  from meta_lstm_tf.benchmarks import serving as serving_benchmark
+  return serving_benchmark.serving_latency_benchmark(
       omniglot_dir, inner_steps=_SERVING_INNER_STEPS.value,
-      meta_learner=meta_learner_config(_META_LEARNER.value))
+      meta_learner=training.meta_learner_config(_META_LEARNER.value))
 
 
 _EXTRA_BENCHMARKS = (

@@ -26,6 +26,7 @@ from typing import Callable, Optional, Sequence, Tuple
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
+from meta_lstm_tf.data import episodes as episodes_lib
 
 STRATEGIES = config_lib.STRATEGIES
 
@@ -156,3 +157,28 @@ def make_vote(strategy: Optional[tf.distribute.Strategy]
     return tuple(bool(total > 0) for total in votes_sum(votes).numpy())
 
   return vote
+
+
+def make_train_dataset(strategy, pool, config: config_lib.ExperimentConfig,
+                       start_index: int):
+  """The meta-train episodes, split across the strategy's replicas.
+
+  Each input pipeline (one per worker) feeds its local replicas their B / R
+  episodes of each global batch (`episodes.make_episode_dataset`).
+  """
+  train_cfg = config.train
+  if not is_distributed(strategy):
+    return episodes_lib.make_episode_dataset(
+        pool, config.episode, train_cfg.meta_batch_size, train_cfg.seed,
+        start_index=start_index)
+
+  def dataset_fn(input_context: tf.distribute.InputContext):
+    replicas = input_context.num_replicas_in_sync
+    local = replicas // input_context.num_input_pipelines
+    first = input_context.input_pipeline_id * local
+    return episodes_lib.make_episode_dataset(
+        pool, config.episode, train_cfg.meta_batch_size, train_cfg.seed,
+        start_index=start_index, num_replicas=replicas,
+        replica_ids=range(first, first + local))
+
+  return strategy.distribute_datasets_from_function(dataset_fn)

@@ -6,7 +6,7 @@ options replaced: Lake et al.'s one-shot protocol (`within_alphabet`,
 `distinct_drawers`), another number of queries or episodes. Nothing is
 trained and nothing in the workdir changes except, by default, the one
 result file EVAL_<protocol>.json. Episodes use the seeds of training's own
-validation and test (`train_lib.VALID_SEED`, `TEST_SEED`), so every model
+validation and test (`evaluation.VALID_SEED`, `TEST_SEED`), so every model
 evaluated with the same options sees the same episodes.
 
 Shapes: N ways (fixed by the model), K shots, Q queries per class.
@@ -20,14 +20,15 @@ from typing import Optional
 from absl import logging
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import train_lib
+from meta_lstm_tf import evaluation
 from meta_lstm_tf import train_steps
 from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.data import episodes as episodes_lib
 from meta_lstm_tf.data import splits
 
 POOLS = ('meta_test', 'meta_valid')
-_SEEDS = {'meta_test': train_lib.TEST_SEED, 'meta_valid': train_lib.VALID_SEED}
+_SEEDS = {'meta_test': evaluation.TEST_SEED,
+          'meta_valid': evaluation.VALID_SEED}
 
 
 def protocol_name(episode: config_lib.EpisodeConfig) -> str:
@@ -73,7 +74,7 @@ def test_workdir(workdir: str, *,
   """
   if pool not in POOLS:
     raise ValueError(f'pool={pool!r}: must be one of {POOLS}')
-  layer, config, checkpoint = workdir_lib.restore_layer(workdir)
+  rule, config, checkpoint = workdir_lib.restore_rule(workdir)
   episode = config.episode
   changes = {k: v for k, v in (('episode_classes', episode_classes),
                                ('distinct_drawers', distinct_drawers),
@@ -91,9 +92,9 @@ def test_workdir(workdir: str, *,
   pools = splits.make_episode_pools(config.data, episode)
   episodes = episodes_lib.make_eval_dataset(
       getattr(pools, pool), episode, num_episodes, _SEEDS[pool], name=pool)
-  eval_step = train_steps.make_eval_step(layer, config.inner_loop)
+  eval_step = train_steps.make_eval_step(rule, config.inner_loop)
   start = time.perf_counter()
-  result = train_lib.evaluate(eval_step, train_lib.batch_episodes(episodes))
+  result = evaluation.evaluate(eval_step, evaluation.batch_episodes(episodes))
   result.update(
       pool=pool, protocol=protocol_name(episode),
       episode=dataclasses.asdict(episode), checkpoint=checkpoint,

@@ -16,7 +16,8 @@ Prints the new version's path. See `export/README.md` for serving it.
 from absl import app
 from absl import flags
 
-from meta_lstm_tf import export_lib
+from meta_lstm_tf.serving import export as serving_export
+from meta_lstm_tf.serving import modules as serving_modules
 
 _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Training workdir (config.json and checkpoints).')
@@ -28,7 +29,7 @@ _EXPORT_DIR = flags.DEFINE_string(
     'EXPORT_DIR/<version>. Default: WORKDIR/export (adapt_and_classify), '
     'WORKDIR/export_adapted_learner (adapted_learner).')
 _MODEL = flags.DEFINE_enum(
-    'model', export_lib.ADAPT_AND_CLASSIFY, export_lib.MODELS,
+    'model', serving_modules.ADAPT_AND_CLASSIFY, serving_export.MODELS,
     'adapt_and_classify: adapts to the support set sent with each request. '
     'adapted_learner: adapts once to --support_dir and exports a plain '
     'classifier.')
@@ -43,10 +44,10 @@ def main(argv):
   if not _WORKDIR.value:
     raise app.UsageError('--workdir is required')
   try:
-    path = export_lib.export_from_workdir(
+    path = serving_export.export_from_workdir(
         _WORKDIR.value, _MODEL.value, checkpoint=_CHECKPOINT.value,
         export_dir=_EXPORT_DIR.value, support_dir=_SUPPORT_DIR.value)
-  except export_lib.ExportArgumentError as e:
+  except serving_export.ExportArgumentError as e:
     raise app.UsageError(f'--{e}') from e
   print(path)
 

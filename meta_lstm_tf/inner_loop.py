@@ -4,7 +4,7 @@ Shapes: S support examples, Q_total query examples, P learner coordinates,
 T inner steps.
 
 `adapt` runs T updates of the learner's flat parameters on the support set by
-an update rule (`update_rule.UpdateRule`: the meta-LSTM, SGD or Meta-SGD),
+an update rule (`rules.UpdateRule`: the meta-LSTM, SGD or Meta-SGD),
 inside a `tf.while_loop` (so a second-order graph does not grow with T at
 trace time). First- or second-order meta-gradients are chosen in one
 place, `support_loss_and_gradient`.
@@ -16,8 +16,8 @@ import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import learner
+from meta_lstm_tf import rules
 from meta_lstm_tf import types
-from meta_lstm_tf import update_rule
 
 
 def support_loss_and_gradient(params: tf.Tensor, images: tf.Tensor,
@@ -53,14 +53,14 @@ def support_loss_and_gradient(params: tf.Tensor, images: tf.Tensor,
   return loss, grad, tf.nest.map_structure(tf.stop_gradient, batch_stats)
 
 
-def adapt(rule: update_rule.UpdateRule, weights, initial_params: tf.Tensor,
+def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
           support_images: tf.Tensor, support_labels: tf.Tensor, *,
           inner_steps: int, second_order: bool = False,
           bn_momentum: Optional[float] = 1.0,
           record_gates: bool = False) -> types.AdaptationResult:
   """Adapts the learner to a support set with T steps of an update rule.
 
-  The rule is used only through `update_rule.UpdateRule`'s interface
+  The rule is used only through `rules.UpdateRule`'s interface
   (`initial_state`, `update`), whichever rule it is.
 
   Batch-norm running statistics are reset at the start (every episode starts
@@ -81,7 +81,7 @@ def adapt(rule: update_rule.UpdateRule, weights, initial_params: tf.Tensor,
   Returns:
     `types.AdaptationResult`.
   """
-  learner_config = rule.learner_cfg
+  learner_config = rule.learner_config
   dtype = initial_params.dtype
   weights = rule.prepare(weights)
   state0 = rule.initial_state(weights, initial_params)
@@ -163,3 +163,31 @@ def query_logits(result: types.AdaptationResult, query_images: tf.Tensor,
       query_images, learner_config, bn_stats=bn_stats,
       twice_differentiable=False)
   return logits
+
+
+def adapt_and_classify(rule: rules.UpdateRule,
+                       support_images: tf.Tensor, support_labels: tf.Tensor,
+                       query_images: tf.Tensor,
+                       inner_config: config_lib.InnerLoopConfig, *,
+                       training: bool, record_gates: bool = False):
+  """Adapts the learner to a support set and classifies queries.
+
+  The one place that turns the inner-loop config into `adapt` and
+  `query_logits` arguments; training, evaluation and export all call it.
+
+  Returns:
+    (logits [Q_total, N], `types.AdaptationResult`).
+  """
+  result = adapt(
+      rule, rule.meta_weights(), tf.convert_to_tensor(rule.initial_params),
+      support_images, support_labels, inner_steps=inner_config.inner_steps,
+      second_order=inner_config.second_order and training,
+      bn_momentum=inner_config.bn_momentum,
+      record_gates=record_gates)
+  if training:
+    use_support_stats = inner_config.train_query_stats == 'support'
+  else:
+    use_support_stats = not inner_config.transductive
+  logits = query_logits(result, query_images, rule.learner_config,
+                                   use_support_stats=use_support_stats)
+  return logits, result

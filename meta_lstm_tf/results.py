@@ -5,7 +5,7 @@ r"""Runs a named grid of update rules and baselines and writes its report.
 Every flag of the main job applies to every cell (`--workdir` is the grid
 root; `--max_steps` / `--max_train_seconds` are the budget of each update-rule
 cell); each cell then replaces the update rule, N and K. Writes
-WORKDIR/results.md, results.json and valid_curves.png (see `results_lib`).
+WORKDIR/results.md, results.json and valid_curves.png (see `grid/`).
 Rerunning the same command skips finished cells and resumes the others.
 With `--update_readme=README.md` the README's block between
 `<!-- results:begin -->` and `<!-- results:end -->` is replaced by the report.
@@ -22,8 +22,10 @@ from absl import logging
 
 from meta_lstm_tf import baselines_lib
 from meta_lstm_tf import cli
-from meta_lstm_tf import results_lib
 from meta_lstm_tf import train_lib
+from meta_lstm_tf.grid import report as grid_report
+from meta_lstm_tf.grid import runner as grid_runner
+from meta_lstm_tf.grid import spec as grid_spec
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -38,13 +40,13 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
   define('enum', 'grid', 'mini', 'Named grid of N-way K-shot settings: '
          + '; '.join(f'{name}: ' + ', '.join(f'{n}w{k}s' for n, k in grid)
-                     for name, grid in results_lib.GRIDS.items()) + '.',
-         enum_values=list(results_lib.GRIDS))
+                     for name, grid in grid_spec.GRIDS.items()) + '.',
+         enum_values=list(grid_spec.GRIDS))
   define('list', 'settings', None,
          'Restrict the grid to these settings (NwKs, e.g. 5w1s).')
-  define('list', 'rules', list(results_lib.RULES),
+  define('list', 'rules', list(grid_spec.RULES),
          'Update rules meta-trained per setting (empty: none).')
-  define('list', 'baselines', list(results_lib.BASELINES),
+  define('list', 'baselines', list(grid_spec.BASELINES),
          'Baselines evaluated per setting (empty: none).')
   define('list', 'inner_steps_by_shots', [],
          'K:T pairs, e.g. 1:12,5:8 (the paper): T inner steps for K-shot '
@@ -78,7 +80,7 @@ def _numbers(name, values, kind):
 
 
 def grid_from_flags(flag_values: flags.FlagValues = flags.FLAGS
-                    ) -> results_lib.GridSpec:
+                    ) -> grid_spec.GridSpec:
   """The grid the flags name. Raises ValueError naming the flag."""
   f = flag_values
   pairs = []
@@ -89,7 +91,7 @@ def grid_from_flags(flag_values: flags.FlagValues = flags.FLAGS
       raise ValueError(f'inner_steps_by_shots={item}: expected K:T, e.g. '
                        '1:12') from None
     pairs.append((shots, steps))
-  return results_lib.make_grid(f.grid, rules=f.rules, baselines=f.baselines,
+  return grid_spec.make_grid(f.grid, rules=f.rules, baselines=f.baselines,
                                settings=f.settings,
                                inner_steps_by_shots=pairs)
 
@@ -130,22 +132,22 @@ def main(argv):
     raise app.UsageError(f'--update_readme={flags.FLAGS.update_readme}: no '
                          'such file')
   try:
-    report = results_lib.run_grid(
+    report = grid_runner.run_grid(
         spec, config, root, baseline_config=baseline_config,
         command=command_line(sys.argv), flags_text=cli.flags_as_text(
             flags.FLAGS))
     if flags.FLAGS.update_readme:
       readme = flags.FLAGS.update_readme
-      plot = os.path.join(root, results_lib.PLOT_FILE)
+      plot = os.path.join(root, grid_spec.PLOT_FILE)
       if flags.FLAGS.readme_image:
         os.makedirs(os.path.dirname(os.path.abspath(
             flags.FLAGS.readme_image)), exist_ok=True)
         shutil.copyfile(plot, flags.FLAGS.readme_image)
-        results_lib.update_readme(readme, report, image=os.path.relpath(
+        grid_report.update_readme(readme, report, image=os.path.relpath(
             flags.FLAGS.readme_image,
             os.path.dirname(os.path.abspath(readme))))
       else:
-        results_lib.update_readme(readme, report, plot_path=plot)
+        grid_report.update_readme(readme, report, plot_path=plot)
   except train_lib.TrainingInterrupted as e:
     logging.warning('%s', e)
     sys.exit(128 + e.signum)
@@ -153,10 +155,10 @@ def main(argv):
     logging.error('%s', e)
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)
-  print(results_lib.accuracy_table(
+  print(grid_report.accuracy_table(
       report['rows'], report['rules'] + report['baselines'],
-      [results_lib.Setting(*s) for s in report['settings']]))
-  print(f'Report: {os.path.join(root, results_lib.RESULTS_MD)}')
+      [grid_spec.Setting(*s) for s in report['settings']]))
+  print(f'Report: {os.path.join(root, grid_spec.RESULTS_MD)}')
 
 
 def run():

@@ -40,11 +40,12 @@ def configure_threads(intra_op_threads: int = DEFAULT_INTRA_OP_THREADS,
     if value < 0:
       raise ValueError(f'{name}={value}: must be >= 0 (0: TensorFlow '
                        'chooses)')
+  threading = tf.config.threading
   setters = {
-      'intra_op_threads': (tf.config.threading.get_intra_op_parallelism_threads,
-                           tf.config.threading.set_intra_op_parallelism_threads),
-      'inter_op_threads': (tf.config.threading.get_inter_op_parallelism_threads,
-                           tf.config.threading.set_inter_op_parallelism_threads),
+      'intra_op_threads': (threading.get_intra_op_parallelism_threads,
+                           threading.set_intra_op_parallelism_threads),
+      'inter_op_threads': (threading.get_inter_op_parallelism_threads,
+                           threading.set_inter_op_parallelism_threads),
   }
   for name, (get, set_) in setters.items():
     if get() == wanted[name]:
@@ -61,7 +62,6 @@ def configure_threads(intra_op_threads: int = DEFAULT_INTRA_OP_THREADS,
 
 def thread_settings() -> dict:
   """The current pool sizes (0: TensorFlow's choice)."""
-  return {
-      'intra_op_threads': tf.config.threading.get_intra_op_parallelism_threads(),
-      'inter_op_threads': tf.config.threading.get_inter_op_parallelism_threads(),
-  }
+  threading = tf.config.threading
+  return {'intra_op_threads': threading.get_intra_op_parallelism_threads(),
+          'inter_op_threads': threading.get_inter_op_parallelism_threads()}

@@ -19,7 +19,7 @@ import math
 import os
 import signal
 import time
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 from absl import logging
 import keras
@@ -28,19 +28,16 @@ import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import distribute
+from meta_lstm_tf import evaluation
 from meta_lstm_tf import pretrain_lib
 from meta_lstm_tf import progress as progress_lib
+from meta_lstm_tf import rules
 from meta_lstm_tf import summaries
 from meta_lstm_tf import train_steps
-from meta_lstm_tf import types
 from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.data import episodes as episodes_lib
 from meta_lstm_tf.data import splits
-
-# Validation and test episodes do not depend on the training seed, so runs
-# with different seeds are compared on identical episodes.
-VALID_SEED = 20170
-TEST_SEED = 20171
+from meta_lstm_tf.serving import export as serving_export
 
 
 class TrainingDivergedError(RuntimeError):
@@ -54,63 +51,6 @@ class TrainingInterrupted(Exception):
     super().__init__(f'stopped by signal {signum}; checkpoint {checkpoint} '
                      'written; rerun the same command to resume')
     self.signum = signum
-
-
-def mean_and_ci95(values) -> tuple:
-  """Mean and 95% confidence half-width 1.96 * std / sqrt(n)."""
-  values = np.asarray(values, np.float64)
-  return (float(values.mean()),
-          float(1.96 * values.std() / math.sqrt(len(values))))
-
-
-EVAL_BATCH = 4
-
-
-def batch_episodes(episodes, batch_size: int = EVAL_BATCH):
-  """Groups single episodes into stacked batches (the last may be smaller)."""
-  if isinstance(episodes, tf.data.Dataset):
-    return list(episodes.batch(batch_size))
-  episodes = list(episodes)
-  return [tf.nest.map_structure(lambda *x: tf.stack(x),
-                                *episodes[i:i + batch_size])
-          for i in range(0, len(episodes), batch_size)]
-
-
-def evaluate(eval_step: Callable, batches: List[types.Episode]) -> dict:
-  """Mean query accuracy, its 95% CI and the mean loss over episodes.
-
-  Args:
-    eval_step: `train_steps.make_eval_step(...)`.
-    batches: episodes stacked in batches (`batch_episodes`).
-
-  Returns:
-    dict: `accuracy`, `ci95`, `loss`, `episodes` and `accuracies` (per
-    episode, in order: methods scored on the same episodes can be compared
-    pairwise).
-  """
-  accuracies, losses = [], []
-  for batch in batches:
-    loss, accuracy = eval_step(batch)
-    accuracies.extend(accuracy.numpy().tolist())
-    losses.extend(loss.numpy().tolist())
-  accuracy, ci95 = mean_and_ci95(accuracies)
-  return {'accuracy': accuracy, 'ci95': ci95,
-          'loss': float(np.mean(losses)), 'episodes': len(accuracies),
-          'accuracies': accuracies}
-
-
-def _check_workdir_config(path: str,
-                          config: config_lib.ExperimentConfig) -> None:
-  """Refuses to resume a run of a different experiment."""
-  if not os.path.exists(path):
-    return
-  previous = workdir_lib.load_config(os.path.dirname(path))
-  for part in ('episode', 'learner', 'meta_learner', 'inner_loop'):
-    if getattr(previous, part) != getattr(config, part):
-      raise ValueError(
-          f'workdir={os.path.dirname(path)!r} holds a run with a different '
-          f'{part} config ({getattr(previous, part)} vs '
-          f'{getattr(config, part)}); use a new --workdir')
 
 
 class _SignalFlag:
@@ -137,32 +77,7 @@ class _SignalFlag:
       signal.signal(signum, handler)
 
 
-def _make_train_dataset(strategy, pool, config: config_lib.ExperimentConfig,
-                        start_index: int):
-  """The meta-train episodes, split across the strategy's replicas.
-
-  Each input pipeline (one per worker) feeds its local replicas their B / R
-  episodes of each global batch (`episodes.make_episode_dataset`).
-  """
-  train_cfg = config.train
-  if not distribute.is_distributed(strategy):
-    return episodes_lib.make_episode_dataset(
-        pool, config.episode, train_cfg.meta_batch_size, train_cfg.seed,
-        start_index=start_index)
-
-  def dataset_fn(input_context: tf.distribute.InputContext):
-    replicas = input_context.num_replicas_in_sync
-    local = replicas // input_context.num_input_pipelines
-    first = input_context.input_pipeline_id * local
-    return episodes_lib.make_episode_dataset(
-        pool, config.episode, train_cfg.meta_batch_size, train_cfg.seed,
-        start_index=start_index, num_replicas=replicas,
-        replica_ids=range(first, first + local))
-
-  return strategy.distribute_datasets_from_function(dataset_fn)
-
-
-def _init_from_pretrained(layer, state, config, pools, pretrain_dir) -> None:
+def _init_from_pretrained(rule, state, config, pools, pretrain_dir) -> None:
   """theta_0 <- the pretrained learner's conv/BN and a zero head.
 
   The pretraining (`pretrain_lib.pretrain`, resumable and cached in
@@ -176,7 +91,7 @@ def _init_from_pretrained(layer, state, config, pools, pretrain_dir) -> None:
           pretrain_seconds=train_cfg.init_pretrain_seconds,
           batch_size=train_cfg.init_pretrain_batch_size,
           seed=train_cfg.seed), pretrain_dir, pools)
-  layer.initial_params.assign(
+  rule.initial_params.assign(
       pretrain_lib.initial_params_of(pretrained, config.learner))
   state.train_seconds.assign(float(pretrained['seconds']))
   logging.info('theta_0 from the pretrained learner (%d steps, %.0f s, '
@@ -221,8 +136,7 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
                      f'strategy={train_cfg.strategy!r} (every worker would '
                      'pretrain on its own); pretrain on one machine first')
   chief = distribute.is_chief(strategy)
-  _check_workdir_config(os.path.join(workdir, workdir_lib.CONFIG_FILE),
-                        config)
+  workdir_lib.check_same_experiment(workdir, config)
   # Data first: every data error surfaces before anything is written.
   pools = load_pools(config)
   os.makedirs(workdir, exist_ok=True)
@@ -251,39 +165,24 @@ def load_pools(config: config_lib.ExperimentConfig) -> splits.ClassPools:
 
 def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
                         chief, pools):
-  """`train_and_evaluate` once the strategy exists; writes under out_dir."""
-  train_cfg = config.train
-  workdir_lib.write_json(os.path.join(out_dir, workdir_lib.CONFIG_FILE),
-                         config.to_dict())
-  if flags_text is not None:
-    workdir_lib.write_atomic(os.path.join(out_dir, workdir_lib.FLAGS_FILE),
-                             flags_text)
+  """`train_and_evaluate` once the strategy exists; writes under out_dir.
 
+  The steps: write the run's records, build (or resume) the run's state,
+  meta-train with periodic validation, test the best checkpoint, export.
+  """
+  train_cfg = config.train
+  _write_run_records(config, out_dir, flags_text)
   keras.utils.set_random_seed(train_cfg.seed)
   if train_cfg.deterministic:
     tf.config.experimental.enable_op_determinism()
 
-  valid_episodes = batch_episodes(episodes_lib.make_eval_dataset(
-      pools.meta_valid, config.episode, train_cfg.eval_episodes, VALID_SEED,
-      name='meta_valid'))
+  valid_episodes = evaluation.batch_episodes(episodes_lib.make_eval_dataset(
+      pools.meta_valid, config.episode, train_cfg.eval_episodes,
+      evaluation.VALID_SEED, name='meta_valid'))
   first_valid = tf.nest.map_structure(lambda x: x[0], valid_episodes[0])
 
-  with strategy.scope():
-    layer = workdir_lib.make_layer(config)
-    optimizer = keras.optimizers.Adam(train_cfg.learning_rate)
-    optimizer.build(layer.trainable_variables)
-  state = tf.train.Checkpoint(
-      layer=layer, optimizer=optimizer,
-      step=tf.Variable(0, dtype=tf.int64),
-      best_valid_accuracy=tf.Variable(-1.0, dtype=tf.float64),
-      best_step=tf.Variable(-1, dtype=tf.int64),
-      train_seconds=tf.Variable(0.0, dtype=tf.float64))
-  manager = tf.train.CheckpointManager(
-      state, os.path.join(out_dir, workdir_lib.CHECKPOINT_DIR),
-      max_to_keep=train_cfg.keep_checkpoints)
-  best_manager = tf.train.CheckpointManager(
-      tf.train.Checkpoint(layer=layer),
-      os.path.join(out_dir, workdir_lib.BEST_DIR), max_to_keep=1)
+  rule, optimizer, state, manager, best_manager = _make_run_state(
+      config, strategy, out_dir)
   # Every worker resumes from the chief's checkpoints.
   latest = tf.train.latest_checkpoint(
       os.path.join(workdir, workdir_lib.CHECKPOINT_DIR))
@@ -292,22 +191,22 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
     logging.info('Resumed from %s at step %d.', latest, int(state.step))
   start_step = int(state.step)
   if not latest and train_cfg.init_from == 'pretrained':
-    _init_from_pretrained(layer, state, config, pools,
+    _init_from_pretrained(rule, state, config, pools,
                           os.path.join(out_dir, workdir_lib.PRETRAIN_DIR))
 
   train_step = train_steps.make_meta_train_step(
-      layer, optimizer, config.inner_loop, train_cfg.clip_norm,
+      rule, optimizer, config.inner_loop, train_cfg.clip_norm,
       jit_compile=train_cfg.jit_compile, strategy=strategy)
-  eval_step = train_steps.make_eval_step(layer, config.inner_loop,
+  eval_step = train_steps.make_eval_step(rule, config.inner_loop,
                                          jit_compile=train_cfg.jit_compile)
-  diagnostics_step = train_steps.make_diagnostics_step(layer,
+  diagnostics_step = train_steps.make_diagnostics_step(rule,
                                                        config.inner_loop)
   writer = summaries.Writer(os.path.join(out_dir, workdir_lib.LOG_DIR))
   if start_step == 0:
     writer.hparams(config)
     writer.episode_images(0, first_valid)
 
-  dataset = _make_train_dataset(
+  dataset = distribute.make_train_dataset(
       strategy, pools.meta_train, config,
       start_index=start_step * train_cfg.meta_batch_size)
   # Stop decisions (time budget, signals) agreed by every worker.
@@ -335,6 +234,11 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
   def save_checkpoint() -> str:
     state.train_seconds.assign(elapsed())
     return manager.save(checkpoint_number=int(state.step))
+
+  def validate(step: int) -> dict:
+    """Validates; the best accuracy so far keeps its checkpoint."""
+    return _validate_and_keep_best(eval_step, valid_episodes, writer, state,
+                                   best_manager, step, elapsed())
 
   def time_is_up() -> bool:
     return bool(train_cfg.max_train_seconds and
@@ -371,14 +275,8 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
         window, window_start = [], time.perf_counter()
 
       if step % train_cfg.eval_every == 0 or step == train_cfg.max_steps:
-        valid = evaluate(eval_step, valid_episodes)
-        writer.valid_scalars(step, valid['accuracy'], valid['ci95'],
-                             valid['loss'], elapsed())
+        valid = validate(step)
         last_valid = valid['accuracy']
-        if valid['accuracy'] > float(state.best_valid_accuracy):
-          state.best_valid_accuracy.assign(valid['accuracy'])
-          state.best_step.assign(step)
-          best_manager.save(checkpoint_number=step)
         if train_cfg.quiet:
           logging.info('step %d: loss %.4f, valid accuracy %.4f +- %.4f '
                        '(best %.4f at %d), %.0f s', step, loss,
@@ -401,29 +299,104 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
 
     if int(state.best_step) < 0 or step % train_cfg.eval_every:
       # Stopped early (time budget) or never validated: validate now.
-      valid = evaluate(eval_step, valid_episodes)
-      writer.valid_scalars(step, valid['accuracy'], valid['ci95'],
-                           valid['loss'], elapsed())
-      if valid['accuracy'] > float(state.best_valid_accuracy):
-        state.best_valid_accuracy.assign(valid['accuracy'])
-        state.best_step.assign(step)
-        best_manager.save(checkpoint_number=step)
+      validate(step)
     save_checkpoint()
   writer.flush()
   train_seconds = float(state.train_seconds)
 
-  # Final test of the best checkpoint by validation accuracy (a worker
-  # resumed after the best step finds it in the chief's workdir).
+  test_start = time.perf_counter()
+  test, best_checkpoint = _test_best(rule, eval_step, best_manager, workdir,
+                                     pools, config)
+  results = _results_record(config, test, state, step, strategy)
+  results.update({
+      'train_seconds': train_seconds,
+      'test_seconds': time.perf_counter() - test_start,
+      'best_checkpoint': best_checkpoint,
+  })
+  if train_cfg.export and chief:
+    results['export_path'] = serving_export.export_adapt_and_classify(
+        rule, config, os.path.join(workdir, workdir_lib.EXPORT_DIR))
+  workdir_lib.write_json(os.path.join(out_dir, workdir_lib.RESULTS_FILE),
+                         results)
+  logging.info('Results: %s', json.dumps(results, sort_keys=True))
+  return results
+
+
+def _write_run_records(config, out_dir: str, flags_text: Optional[str]):
+  """config.json and flags.txt next to the run's outputs."""
+  workdir_lib.write_json(os.path.join(out_dir, workdir_lib.CONFIG_FILE),
+                         config.to_dict())
+  if flags_text is not None:
+    workdir_lib.write_atomic(os.path.join(out_dir, workdir_lib.FLAGS_FILE),
+                             flags_text)
+
+
+def _make_run_state(config, strategy, out_dir: str):
+  """The rule, its optimizer, the resumable state and its two managers.
+
+  Returns:
+    (rule, optimizer, state, manager, best_manager): `state` holds the rule,
+    the optimizer, the step, the best validation accuracy and its step and
+    the meta-training seconds (resume state, under `checkpoints/`);
+    `best_manager` keeps the best rule alone (under `best/`).
+  """
+  with strategy.scope():
+    rule = rules.make_rule(config)
+    optimizer = keras.optimizers.Adam(config.train.learning_rate)
+    optimizer.build(rule.trainable_variables)
+  state = tf.train.Checkpoint(
+      layer=rule, optimizer=optimizer,
+      step=tf.Variable(0, dtype=tf.int64),
+      best_valid_accuracy=tf.Variable(-1.0, dtype=tf.float64),
+      best_step=tf.Variable(-1, dtype=tf.int64),
+      train_seconds=tf.Variable(0.0, dtype=tf.float64))
+  manager = tf.train.CheckpointManager(
+      state, os.path.join(out_dir, workdir_lib.CHECKPOINT_DIR),
+      max_to_keep=config.train.keep_checkpoints)
+  best_manager = tf.train.CheckpointManager(
+      tf.train.Checkpoint(layer=rule),
+      os.path.join(out_dir, workdir_lib.BEST_DIR), max_to_keep=1)
+  return rule, optimizer, state, manager, best_manager
+
+
+def _validate_and_keep_best(eval_step, valid_episodes, writer, state,
+                            best_manager, step: int,
+                            train_seconds: float) -> dict:
+  """Validates at `step`; a new best accuracy saves the best checkpoint."""
+  valid = evaluation.evaluate(eval_step, valid_episodes)
+  writer.valid_scalars(step, valid['accuracy'], valid['ci95'],
+                       valid['loss'], train_seconds)
+  if valid['accuracy'] > float(state.best_valid_accuracy):
+    state.best_valid_accuracy.assign(valid['accuracy'])
+    state.best_step.assign(step)
+    best_manager.save(checkpoint_number=step)
+  return valid
+
+
+def _test_best(rule, eval_step, best_manager, workdir: str, pools, config):
+  """Restores the best checkpoint by validation accuracy and tests it.
+
+  A worker resumed after the best step finds it in the chief's workdir.
+
+  Returns:
+    (`evaluation.evaluate`'s dict on the meta-test episodes, checkpoint).
+  """
   best_checkpoint = (best_manager.latest_checkpoint or
                      tf.train.latest_checkpoint(
                          os.path.join(workdir, workdir_lib.BEST_DIR)))
-  tf.train.Checkpoint(layer=layer).read(
+  tf.train.Checkpoint(layer=rule).read(
       best_checkpoint).assert_existing_objects_matched().expect_partial()
-  test_start = time.perf_counter()
-  test = evaluate(eval_step, batch_episodes(episodes_lib.make_eval_dataset(
-      pools.meta_test, config.episode, train_cfg.test_episodes, TEST_SEED,
-      name='meta_test')))
-  results = {
+  test = evaluation.evaluate(
+      eval_step, evaluation.batch_episodes(episodes_lib.make_eval_dataset(
+          pools.meta_test, config.episode, config.train.test_episodes,
+          evaluation.TEST_SEED, name='meta_test')))
+  return test, best_checkpoint
+
+
+def _results_record(config, test: dict, state, step: int, strategy) -> dict:
+  """results.json's settings and test metrics (times added by the caller)."""
+  train_cfg = config.train
+  return {
       'test_accuracy': test['accuracy'],
       'test_ci95': test['ci95'],
       'test_loss': test['loss'],
@@ -445,18 +418,7 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
       'best_step': int(state.best_step),
       'valid_accuracy': float(state.best_valid_accuracy),
       'valid_episodes': train_cfg.eval_episodes,
-      'train_seconds': train_seconds,
-      'test_seconds': time.perf_counter() - test_start,
-      'best_checkpoint': best_checkpoint,
       'seed': train_cfg.seed,
       'strategy': train_cfg.strategy,
       'num_replicas': strategy.num_replicas_in_sync,
   }
-  if train_cfg.export and chief:
-    from meta_lstm_tf import export_lib  # pylint: disable=g-import-not-at-top
-    results['export_path'] = export_lib.export_adapt_and_classify(
-        layer, config, os.path.join(workdir, workdir_lib.EXPORT_DIR))
-  workdir_lib.write_json(os.path.join(out_dir, workdir_lib.RESULTS_FILE),
-                         results)
-  logging.info('Results: %s', json.dumps(results, sort_keys=True))
-  return results

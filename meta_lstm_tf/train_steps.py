@@ -18,39 +18,11 @@ from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import distribute
 from meta_lstm_tf import inner_loop
 from meta_lstm_tf import learner
+from meta_lstm_tf import rules
 from meta_lstm_tf import types
-from meta_lstm_tf import update_rule
 
 
-def adapt_and_classify(layer: update_rule.UpdateRule,
-                       support_images: tf.Tensor, support_labels: tf.Tensor,
-                       query_images: tf.Tensor,
-                       inner_config: config_lib.InnerLoopConfig, *,
-                       training: bool, record_gates: bool = False):
-  """Adapts the learner to a support set and classifies queries.
-
-  The one place that turns the inner-loop config into `adapt` and
-  `query_logits` arguments; training, evaluation and export all call it.
-
-  Returns:
-    (logits [Q_total, N], `types.AdaptationResult`).
-  """
-  result = inner_loop.adapt(
-      layer, layer.meta_weights(), tf.convert_to_tensor(layer.initial_params),
-      support_images, support_labels, inner_steps=inner_config.inner_steps,
-      second_order=inner_config.second_order and training,
-      bn_momentum=inner_config.bn_momentum,
-      record_gates=record_gates)
-  if training:
-    use_support_stats = inner_config.train_query_stats == 'support'
-  else:
-    use_support_stats = not inner_config.transductive
-  logits = inner_loop.query_logits(result, query_images, layer.learner_cfg,
-                                   use_support_stats=use_support_stats)
-  return logits, result
-
-
-def episode_loss(layer: update_rule.UpdateRule, episode: types.Episode,
+def episode_loss(rule: rules.UpdateRule, episode: types.Episode,
                  inner_config: config_lib.InnerLoopConfig, *, training: bool,
                  record_gates: bool = False):
   """Adapts to one episode and scores the query set.
@@ -58,8 +30,8 @@ def episode_loss(layer: update_rule.UpdateRule, episode: types.Episode,
   Returns:
     (query loss [], query accuracy [], `types.AdaptationResult`).
   """
-  logits, result = adapt_and_classify(
-      layer, episode.support_images, episode.support_labels,
+  logits, result = inner_loop.adapt_and_classify(
+      rule, episode.support_images, episode.support_labels,
       episode.query_images, inner_config, training=training,
       record_gates=record_gates)
   loss, accuracy = learner.loss_and_accuracy(logits, episode.query_labels)
@@ -67,7 +39,7 @@ def episode_loss(layer: update_rule.UpdateRule, episode: types.Episode,
 
 
 def make_meta_train_step(
-    layer: update_rule.UpdateRule, optimizer: keras.optimizers.Optimizer,
+    rule: rules.UpdateRule, optimizer: keras.optimizers.Optimizer,
     inner_config: config_lib.InnerLoopConfig, clip_norm: float,
     jit_compile: bool = False,
     strategy: Optional[tf.distribute.Strategy] = None
@@ -75,12 +47,12 @@ def make_meta_train_step(
   """Builds the compiled meta-train step.
 
   Args:
-    layer: the meta-learner (owns every meta-parameter).
+    rule: the meta-learner (owns every meta-parameter).
     optimizer: a Keras optimizer (Adam in the paper).
     inner_config: inner-loop settings (T, first/second order).
     clip_norm: global-norm clipping of the meta-gradient (0 disables).
     jit_compile: compile the step with XLA.
-    strategy: a distribution strategy whose `scope()` built `layer` and
+    strategy: a distribution strategy whose `scope()` built `rule` and
       `optimizer`; None or the default strategy: one device. Under a
       strategy see `_make_distributed_meta_train_step`.
 
@@ -93,13 +65,13 @@ def make_meta_train_step(
   """
   if distribute.is_distributed(strategy):
     return _make_distributed_meta_train_step(
-        layer, optimizer, inner_config, clip_norm, jit_compile, strategy)
-  variables = layer.trainable_variables
+        rule, optimizer, inner_config, clip_norm, jit_compile, strategy)
+  variables = rule.trainable_variables
 
   def step(episodes: types.Episode):
     batch_size = episodes.support_images.shape[0]
     with tf.GradientTape() as tape:
-      losses, accuracies, results = _meta_batch_losses(layer, episodes,
+      losses, accuracies, results = _meta_batch_losses(rule, episodes,
                                                        inner_config)
       meta_loss = tf.add_n(losses) / batch_size
     grads = tape.gradient(meta_loss, variables)
@@ -123,7 +95,7 @@ def make_meta_train_step(
   return tf.function(step, jit_compile=jit_compile)
 
 
-def _meta_batch_losses(layer, episodes: types.Episode,
+def _meta_batch_losses(rule, episodes: types.Episode,
                        inner_config: config_lib.InnerLoopConfig,
                        training: bool = True):
   """Adapts to each episode of a stacked batch (leading axis).
@@ -135,7 +107,7 @@ def _meta_batch_losses(layer, episodes: types.Episode,
   losses, accuracies, results = [], [], []
   for b in range(episodes.support_images.shape[0]):
     episode = tf.nest.map_structure(lambda x, b=b: x[b], episodes)
-    loss, accuracy, result = episode_loss(layer, episode, inner_config,
+    loss, accuracy, result = episode_loss(rule, episode, inner_config,
                                           training=training)
     losses.append(loss)
     accuracies.append(accuracy)
@@ -147,7 +119,7 @@ _MEAN_RESULT_FIELDS = ('support_losses', 'forget_gate_mean',
                        'input_gate_mean')
 
 
-def _make_distributed_meta_train_step(layer, optimizer, inner_config,
+def _make_distributed_meta_train_step(rule, optimizer, inner_config,
                                       clip_norm, jit_compile, strategy):
   """The meta-train step of `make_meta_train_step` under a strategy.
 
@@ -165,7 +137,7 @@ def _make_distributed_meta_train_step(layer, optimizer, inner_config,
   `optimizer`'s own reduction is switched off (it would multiply them by R);
   `tests/test_distribute.py` checks the update against one device.
   """
-  variables = layer.trainable_variables
+  variables = rule.trainable_variables
   if not optimizer.built:
     # Slots must be mirrored variables made now, not inside a replica.
     with strategy.scope():
@@ -176,7 +148,7 @@ def _make_distributed_meta_train_step(layer, optimizer, inner_config,
   def replica_gradients(episodes: types.Episode):
     global_batch = episodes.support_images.shape[0] * num_replicas
     with tf.GradientTape() as tape:
-      losses, accuracies, results = _meta_batch_losses(layer, episodes,
+      losses, accuracies, results = _meta_batch_losses(rule, episodes,
                                                        inner_config)
       scaled_loss = tf.add_n(losses) / global_batch
     grads = tape.gradient(scaled_loss, variables)
@@ -227,7 +199,7 @@ def _disable_optimizer_all_reduce(optimizer: keras.optimizers.Optimizer):
   setattr(optimizer, hook, lambda grads_and_vars: list(grads_and_vars))
 
 
-def make_eval_step(layer: update_rule.UpdateRule,
+def make_eval_step(rule: rules.UpdateRule,
                    inner_config: config_lib.InnerLoopConfig,
                    jit_compile: bool = False):
   """Builds the compiled evaluation step.
@@ -239,19 +211,19 @@ def make_eval_step(layer: update_rule.UpdateRule,
   """
 
   def step(episodes: types.Episode):
-    losses, accuracies, _ = _meta_batch_losses(layer, episodes, inner_config,
+    losses, accuracies, _ = _meta_batch_losses(rule, episodes, inner_config,
                                                training=False)
     return tf.stack(losses), tf.stack(accuracies)
 
   return tf.function(step, jit_compile=jit_compile)
 
 
-def make_diagnostics_step(layer: update_rule.UpdateRule,
+def make_diagnostics_step(rule: rules.UpdateRule,
                           inner_config: config_lib.InnerLoopConfig):
   """Builds a step that also returns the full [T, P] gates, for histograms."""
 
   def step(episode: types.Episode):
-    _, _, result = episode_loss(layer, episode, inner_config, training=False,
+    _, _, result = episode_loss(rule, episode, inner_config, training=False,
                                 record_gates=True)
     return result
 

@@ -2,10 +2,10 @@
 
     WORKDIR/config.json       the ExperimentConfig of the run
     WORKDIR/flags.txt         the command-line flags of the run
-    WORKDIR/checkpoints/      tf.train.CheckpointManager: layer, optimizer,
+    WORKDIR/checkpoints/      tf.train.CheckpointManager: rule, optimizer,
                               step, best validation accuracy (resume state)
     WORKDIR/best/             the best checkpoint by validation accuracy
-                              (layer only)
+                              (rule only)
     WORKDIR/logs/             TensorBoard
     WORKDIR/pretrain/         the pretraining of --init_from=pretrained
                               (`pretrain_lib.pretrain`)
@@ -23,10 +23,7 @@ from typing import Optional, Tuple, Union
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import meta_lstm_layer
-from meta_lstm_tf import meta_sgd_rule
-from meta_lstm_tf import sgd_rule
-from meta_lstm_tf import update_rule
+from meta_lstm_tf import rules
 
 CONFIG_FILE = 'config.json'
 FLAGS_FILE = 'flags.txt'
@@ -85,28 +82,32 @@ def load_config(workdir: str) -> config_lib.ExperimentConfig:
     return config_from_dict(json.load(f))
 
 
-# `MetaLearnerConfig.update_rule` -> the Keras layer implementing it.
-UPDATE_RULES = {
-    'meta_lstm': meta_lstm_layer.MetaLSTMLayer,
-    'sgd': sgd_rule.SGDRule,
-    'meta_sgd': meta_sgd_rule.MetaSGDRule,
-}
+def check_same_experiment(workdir: str,
+                          config: config_lib.ExperimentConfig) -> None:
+  """Refuses to resume a run of a different experiment in `workdir`.
+
+  Raises:
+    ValueError: the workdir's config.json differs from `config` in the
+      episodes, learner, meta-learner or inner loop, naming the part.
+  """
+  if not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+    return
+  previous = load_config(workdir)
+  for part in ('episode', 'learner', 'meta_learner', 'inner_loop'):
+    if getattr(previous, part) != getattr(config, part):
+      raise ValueError(
+          f'workdir={workdir!r} holds a run with a different '
+          f'{part} config ({getattr(previous, part)} vs '
+          f'{getattr(config, part)}); use a new --workdir')
 
 
-def make_layer(config: config_lib.ExperimentConfig) -> update_rule.UpdateRule:
-  """A freshly initialised update rule (meta-learner) for this config."""
-  rule = config.meta_learner.update_rule
-  if rule not in UPDATE_RULES:
-    raise ValueError(f'update_rule={rule!r}: must be one of '
-                     f'{tuple(UPDATE_RULES)}')
-  return UPDATE_RULES[rule].from_experiment(
-      config.learner, config.meta_learner, seed=config.train.seed, name=rule)
+def restore_rule(workdir: str, checkpoint: Optional[str] = None
+                 ) -> Tuple[rules.UpdateRule, config_lib.ExperimentConfig,
+                            str]:
+  """Restores the update rule (the meta-learner) of a training run.
 
-
-def restore_layer(workdir: str, checkpoint: Optional[str] = None
-                  ) -> Tuple[update_rule.UpdateRule,
-                             config_lib.ExperimentConfig, str]:
-  """Restores the meta-learner of a training run.
+  Checkpoints hold it under the key `rule` (the name runs have always
+  written), so older runs restore too.
 
   Args:
     workdir: the training workdir.
@@ -114,15 +115,15 @@ def restore_layer(workdir: str, checkpoint: Optional[str] = None
       latest training checkpoint.
 
   Returns:
-    (layer, config, checkpoint path restored).
+    (rule, config, checkpoint path restored).
   """
   config = load_config(workdir)
-  layer = make_layer(config)
+  rule = rules.make_rule(config)
   if checkpoint is None:
     checkpoint = (tf.train.latest_checkpoint(os.path.join(workdir, BEST_DIR)) or
                   tf.train.latest_checkpoint(
                       os.path.join(workdir, CHECKPOINT_DIR)))
   if checkpoint is None:
     raise FileNotFoundError(f'no checkpoint in {workdir!r}')
-  tf.train.Checkpoint(layer=layer).read(checkpoint).expect_partial()
-  return layer, config, checkpoint
+  tf.train.Checkpoint(layer=rule).read(checkpoint).expect_partial()
+  return rule, config, checkpoint

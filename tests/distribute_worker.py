@@ -21,6 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np
 import tensorflow as tf
 
+from meta_lstm_tf import rules
+
 
 def _two_cpu_devices():
   cpu = tf.config.list_physical_devices('CPU')[0]
@@ -38,7 +40,7 @@ def _step_params(strategy, optimizer_fn, clip_norm, episodes, steps=2):
   import keras
   from meta_lstm_tf import config as config_lib
   from meta_lstm_tf import distribute
-  from meta_lstm_tf import meta_lstm_layer
+  from meta_lstm_tf.rules import meta_lstm as meta_lstm_layer
   from meta_lstm_tf import train_steps
   learner_config = config_lib.LearnerConfig(num_ways=3, num_filters=4,
                                             num_blocks=2, image_size=8)
@@ -73,7 +75,7 @@ def _step_params(strategy, optimizer_fn, clip_norm, episodes, steps=2):
 
 def equality(out_path):
   _two_cpu_devices()
-  from meta_lstm_tf import benchmark
+  from meta_lstm_tf.benchmarks import training
   from meta_lstm_tf import config as config_lib
   from meta_lstm_tf import distribute
   from meta_lstm_tf import train_lib
@@ -83,7 +85,7 @@ def equality(out_path):
 
   mirrored = distribute.make_strategy('mirrored')
   report = {'replicas': mirrored.num_replicas_in_sync, 'steps': {}}
-  episodes = benchmark.synthetic_episodes(config_lib.EpisodeConfig(3, 1, 2),
+  episodes = training.synthetic_episodes(config_lib.EpisodeConfig(3, 1, 2),
                                           8, meta_batch_size=4, seed=1)
   optimizers = {
       # SGD: the update is the gradient itself (a double all-reduce doubles
@@ -114,7 +116,7 @@ def equality(out_path):
         meta_batch_size=2, strategy=name, export=name == 'mirrored')
     results = train_lib.train_and_evaluate(config, workdir, '--x=1\n',
                                            strategy=strategy)
-    layer, _, _ = workdir_lib.restore_layer(
+    layer, _, _ = workdir_lib.restore_rule(
         workdir, tf.train.latest_checkpoint(os.path.join(workdir,
                                                          'checkpoints')))
     runs[name] = {'results': results, 'params': _flat_params(layer),
@@ -137,16 +139,15 @@ def multi_worker(out_dir, workdir):
   from meta_lstm_tf import distribute
   strategy = distribute.make_strategy('multi_worker')  # Before other TF.
   from meta_lstm_tf import train_lib
-  from meta_lstm_tf import workdir as workdir_lib
   from meta_lstm_tf.data import splits
   from tests import test_train_lib
   task = json.loads(os.environ['TF_CONFIG'])['task']
   pools = test_train_lib.synthetic_pools()
   splits.make_class_pools = lambda data_config: pools
   layers = []
-  make_layer = workdir_lib.make_layer
-  workdir_lib.make_layer = lambda config: layers.append(
-      make_layer(config)) or layers[-1]
+  make_rule = rules.make_rule
+  rules.make_rule = lambda config: layers.append(
+      make_rule(config)) or layers[-1]
   config = test_train_lib.tiny_config(
       max_steps=3, eval_every=3, checkpoint_every=3, meta_batch_size=2,
       strategy='multi_worker')

@@ -9,11 +9,11 @@ import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import baselines_lib
-from meta_lstm_tf import pretrain_lib
 from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import evaluation
+from meta_lstm_tf import inner_loop
 from meta_lstm_tf import learner
-from meta_lstm_tf import train_lib
-from meta_lstm_tf import train_steps
+from meta_lstm_tf import pretrain_lib
 from meta_lstm_tf.data import episodes as episodes_lib
 from meta_lstm_tf.data import splits
 
@@ -204,7 +204,7 @@ class EvaluateBaselinesTest(tf.test.TestCase):
     episode = episodes_lib.sample_episode(
         _separable_pool(3, 5, seed=7).images, config_lib.EpisodeConfig(3, 1, 2),
         tf.constant([5, 6]))
-    _, result = train_steps.adapt_and_classify(
+    _, result = inner_loop.adapt_and_classify(
         rule, episode.support_images, episode.support_labels,
         episode.query_images, baselines_lib.finetune_inner_config(_config(), 5),
         training=False)
@@ -454,8 +454,8 @@ class RealOmniglotTest(tf.test.TestCase):
         config, baselines_lib.BaselineConfig(pretrain_steps=300),
         _new_dir(self), pools)
     self.assertLess(result['final_loss'], result['initial_loss'] - 1.0)
-    valid = train_lib.batch_episodes(episodes_lib.make_eval_dataset(
-        pools.meta_valid, config.episode, 50, train_lib.VALID_SEED,
+    valid = evaluation.batch_episodes(episodes_lib.make_eval_dataset(
+        pools.meta_valid, config.episode, 50, evaluation.VALID_SEED,
         name='meta_valid'))
     pretrained = baselines_lib.evaluate_nearest_neighbour(
         baselines_lib.feature_params_of(result, config.learner),

@@ -19,8 +19,8 @@ import tensorflow as tf
 from meta_lstm_tf import cli
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import distribute
+from meta_lstm_tf import rules
 from meta_lstm_tf import train_lib
-from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.data import episodes as episodes_lib
 from meta_lstm_tf.data import splits
 from tests import test_train_lib
@@ -253,7 +253,7 @@ class MultiWorkerTest(tf.test.TestCase):
     params = [np.load(os.path.join(out_dir, f'params_{i}.npy'))
               for i in range(2)]
     self.assertAllClose(params[0], params[1], atol=1e-6)
-    initial = workdir_lib.make_layer(test_train_lib.tiny_config())
+    initial = rules.make_rule(test_train_lib.tiny_config())
     initial = np.concatenate([np.reshape(v.numpy(), [-1])
                               for v in initial.trainable_variables])
     self.assertGreater(np.max(np.abs(params[0] - initial)), 1e-4)

@@ -11,10 +11,10 @@ import tensorflow as tf
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import inner_loop
 from meta_lstm_tf import learner
-from meta_lstm_tf import meta_lstm_cell
-from meta_lstm_tf import meta_lstm_layer
-from meta_lstm_tf import meta_sgd_rule
-from meta_lstm_tf import sgd_rule
+from meta_lstm_tf.rules import meta_lstm as meta_lstm_layer
+from meta_lstm_tf.rules import meta_lstm_cell
+from meta_lstm_tf.rules import meta_sgd as meta_sgd_rule
+from meta_lstm_tf.rules import sgd as sgd_rule
 
 TINY = config_lib.LearnerConfig(num_ways=2, num_filters=2, num_blocks=1,
                                 image_size=4, channels=1)

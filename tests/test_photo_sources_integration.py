@@ -19,9 +19,9 @@ import tensorflow as tf
 
 from meta_lstm_tf import config
 from meta_lstm_tf import evaluate_lib
-from meta_lstm_tf import export_lib
 from meta_lstm_tf import train_lib
 from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf.serving import export as serving_export
 from tests.data import image_trees
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,7 +61,7 @@ class PhotoSourcesIntegrationTest(tf.test.TestCase):
     # The SavedModel takes raw RGB images (any size, [0, 1]) and encoded
     # JPEGs (test_export_lib checks that its answers are evaluation's).
     model = tf.saved_model.load(results['export_path'])
-    metadata = export_lib.read_metadata(results['export_path'])
+    metadata = serving_export.read_metadata(results['export_path'])
     self.assertEqual((metadata['channels'], metadata['dataset']),
                      (3, 'mini_imagenet'))
     rng = np.random.default_rng(0)

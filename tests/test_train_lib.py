@@ -9,6 +9,8 @@ import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import evaluation
+from meta_lstm_tf import rules
 from meta_lstm_tf import train_lib
 from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.data import splits
@@ -76,7 +78,7 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
     per_episode = np.asarray(results['test_accuracies'])
     self.assertLen(per_episode, 5)
     self.assertAllClose(per_episode * 6, np.round(per_episode * 6), atol=1e-5)
-    mean, ci95 = train_lib.mean_and_ci95(per_episode)
+    mean, ci95 = evaluation.mean_and_ci95(per_episode)
     self.assertAlmostEqual(results['test_accuracy'], mean, places=6)
     self.assertAlmostEqual(results['test_ci95'], ci95, places=6)
     self.assertEqual(results['test_episodes'], 5)
@@ -108,10 +110,10 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
     for key in ('test_accuracy', 'test_loss', 'valid_accuracy', 'best_step'):
       self.assertEqual(resumed[key], full[key], msg=key)
     # Every meta-parameter of the rule was trained and checkpointed.
-    layer, _, _ = workdir_lib.restore_layer(
+    layer, _, _ = workdir_lib.restore_rule(
         full_dir, tf.train.latest_checkpoint(
             os.path.join(full_dir, 'checkpoints')))
-    fresh = workdir_lib.make_layer(tiny_config(rule))
+    fresh = rules.make_rule(tiny_config(rule))
     self.assertEqual(type(layer), type(fresh))
     self.assertLen(layer.trainable_variables, 1 if rule == 'sgd' else 2)
     for trained, initial in zip(layer.trainable_variables,
@@ -161,14 +163,14 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
     self.assertGreaterEqual(results['train_seconds'], pretrained['seconds'])
     with np.load(os.path.join(workdir, 'pretrain', 'pretrained.npz')) as f:
       features = f['feature_params']
-    layer, _, _ = workdir_lib.restore_layer(workdir)
+    layer, _, _ = workdir_lib.restore_rule(workdir)
     theta0 = layer.initial_params.numpy()
     # theta_0 = [pretrained conv/BN, zero head] (moved only by two Adam
     # steps of size ~1e-9).
     self.assertAllClose(theta0[:features.size], features, atol=1e-6)
     self.assertAllClose(theta0[features.size:],
                         np.zeros(theta0.size - features.size), atol=1e-6)
-    scratch = workdir_lib.make_layer(tiny_config(rule))
+    scratch = rules.make_rule(tiny_config(rule))
     self.assertNotAllClose(theta0[:features.size],
                            scratch.initial_params.numpy()[:features.size])
     # A rerun resumes from the checkpoint; it does not pretrain again.
@@ -176,6 +178,6 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(again['test_accuracy'], results['test_accuracy'])
 
   def test_mean_and_ci95(self):
-    mean, ci = train_lib.mean_and_ci95([0.0, 1.0, 0.0, 1.0])
+    mean, ci = evaluation.mean_and_ci95([0.0, 1.0, 0.0, 1.0])
     self.assertAlmostEqual(mean, 0.5)
     self.assertAlmostEqual(ci, 1.96 * 0.5 / 2)

@@ -9,10 +9,11 @@ import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import meta_lstm_layer
-from meta_lstm_tf import meta_sgd_rule
-from meta_lstm_tf import sgd_rule
+from meta_lstm_tf import rules
 from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf.rules import meta_lstm as meta_lstm_layer
+from meta_lstm_tf.rules import meta_sgd as meta_sgd_rule
+from meta_lstm_tf.rules import sgd as sgd_rule
 
 
 def _config(rule='meta_lstm', **meta):
@@ -62,24 +63,36 @@ class ConfigRoundTripTest(tf.test.TestCase):
       workdir_lib.load_config(directory)
 
 
+class SameExperimentTest(tf.test.TestCase):
+
+  def test_a_different_experiment_is_refused_naming_the_part(self):
+    directory = tempfile.mkdtemp(dir=self.get_temp_dir())
+    workdir_lib.check_same_experiment(directory, _config())  # No run yet.
+    workdir_lib.write_json(os.path.join(directory, workdir_lib.CONFIG_FILE),
+                           _config().to_dict())
+    workdir_lib.check_same_experiment(directory, _config())
+    with self.assertRaisesRegex(ValueError, 'different meta_learner config'):
+      workdir_lib.check_same_experiment(directory, _config('sgd'))
+
+
 class RuleRegistryTest(tf.test.TestCase):
 
   def test_each_rule_builds_its_class_with_the_configs_settings(self):
     classes = {'meta_lstm': meta_lstm_layer.MetaLSTMLayer,
                'sgd': sgd_rule.SGDRule, 'meta_sgd': meta_sgd_rule.MetaSGDRule}
-    self.assertEqual(set(workdir_lib.UPDATE_RULES),
+    self.assertEqual(set(rules.RULES),
                      set(config_lib.UPDATE_RULES))
     for rule, cls in classes.items():
-      layer = workdir_lib.make_layer(_config(rule))
+      layer = rules.make_rule(_config(rule))
       self.assertIsInstance(layer, cls)
       self.assertEqual(layer.name, rule)
       self.assertEqual(layer.seed, 5)
-      self.assertEqual(layer.learner_cfg, _config(rule).learner)
-    self.assertEqual(workdir_lib.make_layer(_config()).hidden_size, 3)
+      self.assertEqual(layer.learner_config, _config(rule).learner)
+    self.assertEqual(rules.make_rule(_config()).hidden_size, 3)
 
   def test_same_seed_same_initialisation(self):
-    a = workdir_lib.make_layer(_config())
-    b = workdir_lib.make_layer(_config())
+    a = rules.make_rule(_config())
+    b = rules.make_rule(_config())
     for x, y in zip(a.variables, b.variables):
       self.assertAllEqual(x, y)
 
@@ -91,7 +104,7 @@ class RestoreTest(tf.test.TestCase):
     config = _config()
     workdir_lib.write_json(os.path.join(directory, workdir_lib.CONFIG_FILE),
                            config.to_dict())
-    trained = workdir_lib.make_layer(config)
+    trained = rules.make_rule(config)
     trained.initial_params.assign(np.full(trained.num_coordinates, 0.25,
                                           np.float32))
     tf.train.Checkpoint(layer=trained).write(
@@ -100,7 +113,7 @@ class RestoreTest(tf.test.TestCase):
     tf.train.CheckpointManager(
         tf.train.Checkpoint(layer=trained),
         os.path.join(directory, workdir_lib.BEST_DIR), 1).save(7)
-    layer, loaded, path = workdir_lib.restore_layer(directory)
+    layer, loaded, path = workdir_lib.restore_rule(directory)
     self.assertEqual(loaded, config)
     self.assertIn(workdir_lib.BEST_DIR, path)
     self.assertAllClose(layer.initial_params,
@@ -111,7 +124,7 @@ class RestoreTest(tf.test.TestCase):
     workdir_lib.write_json(os.path.join(directory, workdir_lib.CONFIG_FILE),
                            _config().to_dict())
     with self.assertRaisesRegex(FileNotFoundError, 'no checkpoint'):
-      workdir_lib.restore_layer(directory)
+      workdir_lib.restore_rule(directory)
 
 
 if __name__ == '__main__':

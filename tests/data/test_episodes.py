@@ -1,4 +1,5 @@
-"""Tests for meta_lstm_tf.data.episodes and benchmark_lib (synthetic pools)."""
+"""Tests for meta_lstm_tf.data.episodes and benchmarks.pipeline (synthetic
+pools)."""
 
 import hashlib
 import os
@@ -13,7 +14,7 @@ import tensorflow as tf
 
 from meta_lstm_tf import config
 from meta_lstm_tf import types
-from meta_lstm_tf.data import benchmark_lib
+from meta_lstm_tf.benchmarks import pipeline
 from meta_lstm_tf.data import episodes
 from meta_lstm_tf.data import splits
 
@@ -231,7 +232,7 @@ class BenchmarkLibTest(tf.test.TestCase):
 
   def test_reports_both_keys(self):
     pool = splits.ClassPool(tf.zeros([25, 20, 28, 28, 1]), ('x',) * 25)
-    results = benchmark_lib.pipeline_benchmarks(pool, num_episodes=50)
+    results = pipeline.pipeline_benchmarks(pool, num_episodes=50)
     self.assertCountEqual(results, ['pipeline_episodes_per_sec_5w1s',
                                     'pipeline_episodes_per_sec_20w5s'])
     for value in results.values():
@@ -240,7 +241,7 @@ class BenchmarkLibTest(tf.test.TestCase):
   def test_needs_a_local_copy(self):
     with mock.patch.dict(os.environ, {'OMNIGLOT_DIR': ''}):
       with self.assertRaisesRegex(ValueError, 'OMNIGLOT_DIR is unset'):
-        benchmark_lib.pipeline_benchmark(None)
+        pipeline.pipeline_benchmark(None)
 
 
 if __name__ == '__main__':

@@ -7,7 +7,7 @@ input gate weights of the second layer, and the learned initial learner
 parameters theta_0 (the second layer's initial cell state, trained like every
 other meta-weight). Its `call` packs the variables and delegates to the pure
 `meta_lstm_cell.meta_lstm_step`; the inner loop reads the same packed weights
-through `meta_weights()`. It is the `meta_lstm` rule of `update_rule.UpdateRule`.
+through `meta_weights()`. It is the `meta_lstm` rule of `base.UpdateRule`.
 """
 
 import keras
@@ -15,8 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import meta_lstm_cell
-from meta_lstm_tf import update_rule
+from meta_lstm_tf.rules import base
+from meta_lstm_tf.rules import meta_lstm_cell
 
 
 class _UniformRange(keras.initializers.Initializer):
@@ -35,7 +35,7 @@ class _UniformRange(keras.initializers.Initializer):
 
 
 @keras.saving.register_keras_serializable(package='meta_lstm_tf')
-class MetaLSTMLayer(update_rule.UpdateRule):
+class MetaLSTMLayer(base.UpdateRule):
   """The coordinate-wise two-layer meta-learner LSTM of Ravi & Larochelle.
 
   One set of weights is shared by all P coordinates. Every weight starts

@@ -46,18 +46,17 @@ class UpdateRule(keras.layers.Layer):
 
   def __init__(self, learner_config, seed: int = 0, **kwargs):
     super().__init__(**kwargs)
-    if isinstance(learner_config, config_lib.LearnerConfig):
-      learner_config = learner_config.__dict__.copy()
-    self.learner_config = dict(learner_config)
-    self._learner_cfg = config_lib.LearnerConfig(**self.learner_config)
-    self._learner_cfg.validate()
+    if not isinstance(learner_config, config_lib.LearnerConfig):
+      # As `get_config` writes it.
+      learner_config = config_lib.LearnerConfig(**dict(learner_config))
+    self.learner_config = learner_config.validate()
     self.seed = int(seed)
-    self.param_spec = learner.param_spec(self._learner_cfg)
-    self.num_coordinates = learner.num_params(self._learner_cfg)
+    self.param_spec = learner.param_spec(self.learner_config)
+    self.num_coordinates = learner.num_params(self.learner_config)
 
   def _create_initial_params(self) -> None:
     """theta_0, initialised from `learner.init_params(config, seed)`."""
-    init = learner.flatten(learner.init_params(self._learner_cfg, self.seed),
+    init = learner.flatten(learner.init_params(self.learner_config, self.seed),
                            self.param_spec).numpy()
     self.initial_params = self.add_weight(
         name='initial_params', shape=(self.num_coordinates,),
@@ -68,17 +67,13 @@ class UpdateRule(keras.layers.Layer):
                       meta_config: config_lib.MetaLearnerConfig,
                       seed: int = 0, **kwargs) -> 'UpdateRule':
     """The rule for an experiment's learner and meta-learner configs."""
-    return cls(learner_config.__dict__.copy(), seed=seed,
+    return cls(learner_config, seed=seed,
                **cls.config_kwargs(meta_config), **kwargs)
 
   @classmethod
   def config_kwargs(cls, meta_config: config_lib.MetaLearnerConfig) -> dict:
     """The constructor arguments this rule takes from `meta_config`."""
     raise NotImplementedError
-
-  @property
-  def learner_cfg(self) -> config_lib.LearnerConfig:
-    return self._learner_cfg
 
   def meta_weights(self):
     """The rule's meta-parameters other than theta_0, as a nest of tensors."""
@@ -109,5 +104,6 @@ class UpdateRule(keras.layers.Layer):
 
   def get_config(self):
     base = super().get_config()
-    base.update({'learner_config': self.learner_config, 'seed': self.seed})
+    base.update({'learner_config': dict(self.learner_config.__dict__),
+                 'seed': self.seed})
     return base

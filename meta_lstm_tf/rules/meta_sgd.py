@@ -15,11 +15,11 @@ import keras
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import sgd_rule
+from meta_lstm_tf.rules import sgd
 
 
 @keras.saving.register_keras_serializable(package='meta_lstm_tf')
-class MetaSGDRule(sgd_rule.GradientDescentRule):
+class MetaSGDRule(sgd.GradientDescentRule):
   """Learned per-coordinate learning rates `learning_rates` [P] and theta_0."""
 
   def __init__(self, learner_config, initial_learning_rate: float = 0.1,

@@ -1,15 +1,16 @@
-"""The benchmark's settings and its per-part breakdown."""
+"""benchmarks.training: the benchmark's settings and its per-part breakdown."""
 
 import os
 
 import numpy as np
 import tensorflow as tf
 
-from meta_lstm_tf import benchmark
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import learner
+from meta_lstm_tf.benchmarks import training
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 
 
 def _flagfile_values(path):
@@ -28,18 +29,18 @@ class BenchmarkSettingsTest(tf.test.TestCase):
   def test_base_meta_learner_is_what_base_flags_trains(self):
     flags_file = _flagfile_values(os.path.join(_ROOT, 'configs',
                                                'base.flags'))
-    for name, value in benchmark.META_LEARNERS['base'].items():
+    for name, value in training.META_LEARNERS['base'].items():
       self.assertIn(name, flags_file)
       self.assertEqual(type(value)(flags_file[name]), value, name)
 
   def test_paper_layout_is_the_papers(self):
-    config = benchmark.meta_learner_config('paper')
+    config = training.meta_learner_config('paper')
     self.assertEqual(config.hidden_size, 20)
     self.assertEqual(config.gate_bias, 'shared')
     self.assertEqual(config.gate_bias_ranges(), ((4.0, 5.0), (-5.0, -4.0)))
 
   def test_cpu_model_names_the_cpu(self):
-    model = benchmark.cpu_model()
+    model = training.cpu_model()
     self.assertTrue(model)
     if os.path.exists('/proc/cpuinfo'):
       with open('/proc/cpuinfo') as f:
@@ -47,7 +48,7 @@ class BenchmarkSettingsTest(tf.test.TestCase):
 
   def test_breakdown_times_each_part_on_the_steps_shapes(self):
     episode = config_lib.EpisodeConfig(3, 1, 2)
-    parts = benchmark.step_breakdown_ms(episode, image_size=16, calls=2,
+    parts = training.step_breakdown_ms(episode, image_size=16, calls=2,
                                         repeats=1)
     self.assertEqual(parts['coordinates'], learner.num_params(
         config_lib.LearnerConfig(num_ways=3, image_size=16)))

@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import update_rule
+from meta_lstm_tf.rules import base
 
 
 class GatedState(NamedTuple):
@@ -56,7 +56,7 @@ def sgd_step(state: GatedState, grad: tf.Tensor,
                     tf.broadcast_to(learning_rate, tf.shape(params)), params)
 
 
-class GradientDescentRule(update_rule.UpdateRule):
+class GradientDescentRule(base.UpdateRule):
   """theta_t = theta_{t-1} - meta_weights() * grad_t: `sgd` and `meta_sgd`.
 
   Subclasses say what the step size is (`meta_weights`, [] or [P]).

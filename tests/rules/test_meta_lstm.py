@@ -6,8 +6,8 @@ import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import learner
-from meta_lstm_tf import meta_lstm_cell
-from meta_lstm_tf import meta_lstm_layer
+from meta_lstm_tf.rules import meta_lstm as meta_lstm_layer
+from meta_lstm_tf.rules import meta_lstm_cell
 
 SMALL = config_lib.LearnerConfig(num_ways=3, num_filters=4, num_blocks=2,
                                  image_size=8)
@@ -47,7 +47,7 @@ class MetaLSTMLayerTest(tf.test.TestCase):
     restored = keras.saving.deserialize_keras_object(serialized)
     self.assertIsInstance(restored, meta_lstm_layer.MetaLSTMLayer)
     self.assertEqual(restored.hidden_size, 7)
-    self.assertEqual(restored.learner_cfg, SMALL)
+    self.assertEqual(restored.learner_config, SMALL)
     for a, b in zip(layer.weights, restored.weights):
       self.assertAllEqual(a, b)  # same seed, same initial values
 

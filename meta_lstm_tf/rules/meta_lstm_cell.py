@@ -22,9 +22,9 @@ previous gate:
 
 The previous gates fed back are the gate *values* (after the sigmoid), as in
 the paper's equations (the original Lua code feeds back pre-activations), and
-the initial gates are f_0 = i_0 = 0. `tests/test_meta_lstm_cell.py` pins this
-choice against a NumPy reference. With f_t = 1 and i_t = lr the update is plain
-gradient descent.
+the initial gates are f_0 = i_0 = 0. `tests/rules/test_meta_lstm_cell.py`
+pins this choice against a NumPy reference. With f_t = 1 and i_t = lr the
+update is plain gradient descent.
 """
 
 from typing import NamedTuple

@@ -23,15 +23,19 @@ from meta_lstm_tf import baselines_lib
 from meta_lstm_tf import cli
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import results
-from meta_lstm_tf import results_lib
 from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf.grid import curves as grid_curves
+from meta_lstm_tf.grid import report as grid_report
+from meta_lstm_tf.grid import runner as grid_runner
+from meta_lstm_tf.grid import spec as grid_spec
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 OMNIGLOT_DIR = os.environ.get('OMNIGLOT_DIR')
 if OMNIGLOT_DIR and not os.path.isabs(OMNIGLOT_DIR):
   OMNIGLOT_DIR = os.path.join(REPO, OMNIGLOT_DIR)
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
-Setting = results_lib.Setting
+Setting = grid_spec.Setting
 
 
 def write_valid_logs(workdir, points, name='valid'):
@@ -118,16 +122,16 @@ def tiny_base_config(**train):
 class GridTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_named_grids(self):
-    self.assertEqual(results_lib.make_grid('mini').settings,
+    self.assertEqual(grid_spec.make_grid('mini').settings,
                      (Setting(5, 1), Setting(5, 5)))
-    paper = results_lib.make_grid('paper')
+    paper = grid_spec.make_grid('paper')
     self.assertEqual([s.name for s in paper.settings],
                      ['5w1s', '5w5s', '20w1s', '20w5s'])
     self.assertEqual(paper.rules, ('meta_lstm', 'sgd', 'meta_sgd'))
     self.assertEqual(paper.baselines, ('finetune', 'nearest_neighbour'))
 
   def test_restrictions_keep_grid_order(self):
-    spec = results_lib.make_grid('paper', rules=['sgd'], baselines=[],
+    spec = grid_spec.make_grid('paper', rules=['sgd'], baselines=[],
                                  settings=['20w5s', '5w1s'])
     self.assertEqual(spec.settings, (Setting(5, 1), Setting(20, 5)))
     self.assertEqual(spec.rules, ('sgd',))
@@ -143,12 +147,12 @@ class GridTest(tf.test.TestCase, parameterized.TestCase):
   )
   def test_bad_grid_is_rejected(self, kwargs, message):
     with self.assertRaisesRegex(ValueError, message):
-      results_lib.make_grid(**kwargs)
+      grid_spec.make_grid(**kwargs)
 
   def test_expand_grid_replaces_rule_ways_shots(self):
     root = '/grid'
-    spec = results_lib.make_grid('paper')
-    cells = results_lib.expand_grid(spec, tiny_base_config(), root)
+    spec = grid_spec.make_grid('paper')
+    cells = grid_spec.expand_grid(spec, tiny_base_config(), root)
     self.assertLen(cells, 12)
     for cell in cells:
       self.assertEqual(cell.config.meta_learner.update_rule, cell.rule)
@@ -166,17 +170,17 @@ class GridTest(tf.test.TestCase, parameterized.TestCase):
                       ('meta_sgd', '5w1s'), ('meta_lstm', '5w5s')])
 
   def test_inner_steps_by_shots(self):
-    spec = results_lib.make_grid('paper', rules=['meta_lstm'],
+    spec = grid_spec.make_grid('paper', rules=['meta_lstm'],
                                  inner_steps_by_shots=[(1, 12)])
-    cells = results_lib.expand_grid(spec, tiny_base_config(), '/g')
+    cells = grid_spec.expand_grid(spec, tiny_base_config(), '/g')
     self.assertEqual({c.setting.name: c.config.inner_loop.inner_steps
                       for c in cells},
                      {'5w1s': 12, '5w5s': 5, '20w1s': 12, '20w5s': 5})
 
   def test_cell_flags_text_overrides_the_grid_flags(self):
-    spec = results_lib.make_grid('mini', rules=['sgd'])
-    cell = results_lib.expand_grid(spec, tiny_base_config(), '/g')[1]
-    text = results_lib.cell_flags_text('--num_ways=5\n--num_shots=1\n', cell)
+    spec = grid_spec.make_grid('mini', rules=['sgd'])
+    cell = grid_spec.expand_grid(spec, tiny_base_config(), '/g')[1]
+    text = grid_spec.cell_flags_text('--num_ways=5\n--num_shots=1\n', cell)
     lines = text.splitlines()
     self.assertEqual(lines[:2], ['--num_ways=5', '--num_shots=1'])
     self.assertIn('--num_shots=5', lines[2:])
@@ -190,7 +194,7 @@ class CurveTest(tf.test.TestCase):
     workdir = self.get_temp_dir()
     write_valid_logs(workdir, [(10, 5.0, 0.3), (20, 9.5, 0.45),
                                (30, None, 0.5)])
-    curve = results_lib.read_valid_curve(workdir)
+    curve = grid_curves.read_valid_curve(workdir)
     self.assertEqual([p.step for p in curve], [10, 20])
     self.assertAllClose([p.train_seconds for p in curve], [5.0, 9.5])
     self.assertAllClose([p.accuracy for p in curve], [0.3, 0.45])
@@ -199,12 +203,12 @@ class CurveTest(tf.test.TestCase):
     workdir = tempfile.mkdtemp(dir=self.get_temp_dir())
     write_valid_logs(workdir, [(10, 5.0, 0.3), (20, 9.5, 0.45)])
     write_valid_logs(workdir, [(20, 10.0, 0.46), (30, 14.0, 0.5)])
-    curve = results_lib.read_valid_curve(workdir)
+    curve = grid_curves.read_valid_curve(workdir)
     self.assertEqual([p.step for p in curve], [10, 20, 30])
     self.assertAllClose(curve[1][1:], (10.0, 0.46))
 
   def test_no_logs_is_empty(self):
-    self.assertEqual(results_lib.read_valid_curve(self.get_temp_dir()), [])
+    self.assertEqual(grid_curves.read_valid_curve(self.get_temp_dir()), [])
 
 
 def sample_rows():
@@ -227,7 +231,7 @@ def sample_rows():
 class TableTest(tf.test.TestCase):
 
   def test_accuracy_table_in_percent_with_ci(self):
-    table = results_lib.accuracy_table(
+    table = grid_report.accuracy_table(
         sample_rows(), ['meta_lstm', 'sgd', 'meta_sgd', 'finetune',
                         'nearest_neighbour'],
         [Setting(5, 1), Setting(5, 5)])
@@ -240,7 +244,7 @@ class TableTest(tf.test.TestCase):
     self.assertIn('60.00 ± 0.62', lines[6])
 
   def test_cost_table(self):
-    table = results_lib.cost_table(sample_rows())
+    table = grid_report.cost_table(sample_rows())
     self.assertIn('| `meta_lstm` | 5-way 1-shot | 600 | 4,000 | 3 min 01 s '
                   '| 12.0 s | 85.31 |', table)
     self.assertIn('4,000 (pretraining, shared)', table)
@@ -250,7 +254,7 @@ class TableTest(tf.test.TestCase):
     rng = np.random.default_rng(0)
     reference = rng.integers(0, 16, size=600) / 15
     better = np.clip(reference + rng.integers(0, 3, size=600) / 15, 0, 1)
-    mean, ci95 = results_lib.paired_difference(better, reference)
+    mean, ci95 = grid_report.paired_difference(better, reference)
     diff = better - reference
     self.assertAlmostEqual(mean, diff.mean())
     self.assertAlmostEqual(ci95, 1.96 * diff.std() / np.sqrt(600))
@@ -259,7 +263,7 @@ class TableTest(tf.test.TestCase):
     unpaired = 1.96 * np.sqrt((better.var() + reference.var()) / 600)
     self.assertLess(ci95, unpaired / 2)
     with self.assertRaisesRegex(ValueError, 'same episodes'):
-      results_lib.paired_difference(better[:10], reference)
+      grid_report.paired_difference(better[:10], reference)
 
   def test_paired_table(self):
     rows = sample_rows()
@@ -268,7 +272,7 @@ class TableTest(tf.test.TestCase):
                    'finetune': [1.0, 1.0, 0.8, 1.0]}
     for row in rows:
       row['test_accuracies'] = per_episode.get(row['method'])
-    table = results_lib.paired_table(
+    table = grid_report.paired_table(
         rows, ['meta_lstm', 'sgd', 'finetune', 'nearest_neighbour'],
         [Setting(5, 1)], 'meta_lstm')
     lines = table.splitlines()
@@ -280,9 +284,9 @@ class TableTest(tf.test.TestCase):
     self.assertIn('(`nearest_neighbour`) | – |', lines[4])
 
   def test_format_seconds(self):
-    self.assertEqual(results_lib.format_seconds(9.04), '9.0 s')
-    self.assertEqual(results_lib.format_seconds(454.4), '7 min 34 s')
-    self.assertEqual(results_lib.format_seconds(None), '–')
+    self.assertEqual(grid_report.format_seconds(9.04), '9.0 s')
+    self.assertEqual(grid_report.format_seconds(454.4), '7 min 34 s')
+    self.assertEqual(grid_report.format_seconds(None), '–')
 
 
 class ReadmeTest(tf.test.TestCase):
@@ -290,10 +294,10 @@ class ReadmeTest(tf.test.TestCase):
   def test_replaces_only_between_markers(self):
     text = ('intro\n<!-- results:begin -->\nold table\n'
             '<!-- results:end -->\noutro\n')
-    new = results_lib.replace_between_markers(text, '| new |\n')
+    new = grid_report.replace_between_markers(text, '| new |\n')
     self.assertEqual(new, 'intro\n<!-- results:begin -->\n| new |\n'
                      '<!-- results:end -->\noutro\n')
-    self.assertEqual(results_lib.replace_between_markers(new, '| new |'),
+    self.assertEqual(grid_report.replace_between_markers(new, '| new |'),
                      new)
 
   def test_missing_or_misordered_markers_raise(self):
@@ -302,15 +306,15 @@ class ReadmeTest(tf.test.TestCase):
                  '<!-- results:begin --><!-- results:begin -->'
                  '<!-- results:end -->'):
       with self.assertRaisesRegex(ValueError, 'README.md'):
-        results_lib.replace_between_markers(text, 'x', 'README.md')
+        grid_report.replace_between_markers(text, 'x', 'README.md')
 
 
 class PlotTest(tf.test.TestCase):
 
   def test_writes_a_png(self):
     path = os.path.join(self.get_temp_dir(), 'sub', 'curves.png')
-    point = results_lib.CurvePoint
-    results_lib.write_valid_curves_plot(
+    point = grid_curves.CurvePoint
+    grid_curves.write_valid_curves_plot(
         {'5w1s': {'meta_lstm': [point(10, 5.0, 0.3), point(20, 9.0, 0.5)],
                   'sgd': []}},
         {'5w1s': {'finetune': 0.4}, '5w5s': {}},
@@ -326,8 +330,8 @@ class PlotTest(tf.test.TestCase):
 class RunGridTest(tf.test.TestCase):
 
   def run_grid(self, root, base, training, baselines, **kwargs):
-    return results_lib.run_grid(
-        results_lib.make_grid('mini'), base, root,
+    return grid_runner.run_grid(
+        grid_spec.make_grid('mini'), base, root,
         baseline_config=baselines_lib.BaselineConfig(pretrain_steps=7),
         command='python -m meta_lstm_tf.results --grid=mini',
         flags_text='--grid=mini\n', train_fn=training,
@@ -401,7 +405,7 @@ class RunGridTest(tf.test.TestCase):
     with open(readme, 'w') as f:
       f.write('# X\n\n<!-- results:begin -->\nstale\n<!-- results:end -->\n'
               'tail\n')
-    results_lib.update_readme(readme, report, image='runs/g/valid_curves.png')
+    grid_report.update_readme(readme, report, image='runs/g/valid_curves.png')
     with open(readme) as f:
       text = f.read()
     self.assertNotIn('stale', text)
@@ -414,21 +418,21 @@ class RunGridTest(tf.test.TestCase):
   def test_rules_only_needs_no_baselines(self):
     root = os.path.join(self.get_temp_dir(), 'grid3')
     training = FakeTraining()
-    report = results_lib.run_grid(
-        results_lib.make_grid('mini', rules=['meta_lstm'], baselines=[],
+    report = grid_runner.run_grid(
+        grid_spec.make_grid('mini', rules=['meta_lstm'], baselines=[],
                               settings=['5w5s']),
         tiny_base_config(), root, train_fn=training)
     self.assertLen(training.calls, 1)
     self.assertEqual([r['method'] for r in report['rows']], ['meta_lstm'])
 
   def test_mini_imagenet_grid_needs_mini_imagenet(self):
-    spec = results_lib.make_grid('mini_imagenet')
+    spec = grid_spec.make_grid('mini_imagenet')
     self.assertEqual(spec.settings, (Setting(5, 1), Setting(5, 5)))
     self.assertEqual(spec.rules + spec.baselines,
-                     results_lib.RULES + results_lib.BASELINES)
+                     grid_spec.RULES + grid_spec.BASELINES)
     root = os.path.join(self.get_temp_dir(), 'grid4')
     with self.assertRaisesRegex(ValueError, '--dataset=mini_imagenet'):
-      results_lib.run_grid(spec, tiny_base_config(), root,
+      grid_runner.run_grid(spec, tiny_base_config(), root,
                            train_fn=FakeTraining())
     self.assertFalse(os.path.exists(root))
 

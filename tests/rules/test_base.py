@@ -5,15 +5,14 @@ import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import update_rule
-from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf import rules
 
 _LEARNER = config_lib.LearnerConfig(num_ways=2, num_filters=2, num_blocks=1,
                                     image_size=4)
 
 
 def _rule(name, **meta):
-  return workdir_lib.UPDATE_RULES[name].from_experiment(
+  return rules.RULES[name].from_experiment(
       _LEARNER, config_lib.MetaLearnerConfig(update_rule=name, hidden_size=3,
                                              **meta), seed=1)
 
@@ -21,7 +20,7 @@ def _rule(name, **meta):
 class InterfaceTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_base_class_leaves_the_maths_to_subclasses(self):
-    rule = update_rule.UpdateRule(_LEARNER.__dict__.copy())
+    rule = rules.UpdateRule(_LEARNER.__dict__.copy())
     weights = object()
     self.assertIs(rule.prepare(weights), weights)
     for call in (rule.meta_weights,

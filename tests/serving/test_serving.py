@@ -1,8 +1,9 @@
-"""Tests for export_lib, export_main and the clients in export/.
+"""Tests for serving/ (validation, modules, export, support folders),
+export_main, the serving benchmark and the clients in export/.
 
 A tiny learner (4 filters, 2 blocks, 12 x 12 inputs, T = 2) keeps them fast;
 both SavedModels are exported once per test class. References are computed
-in-process with `train_steps.adapt_and_classify` (what evaluation runs) on
+in-process with `inner_loop.adapt_and_classify` (what evaluation runs) on
 images preprocessed as the training pipeline does (uint8 PNG pixels through
 `image_ops.preprocess_images`), so a match also shows that the served graph
 feeds the learner what training fed it.
@@ -30,13 +31,18 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import export_lib
+from meta_lstm_tf import inner_loop
 from meta_lstm_tf import learner as learner_lib
-from meta_lstm_tf import train_steps
+from meta_lstm_tf import rules
 from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf.benchmarks import serving as serving_benchmark
 from meta_lstm_tf.data import image_ops
+from meta_lstm_tf.serving import export as serving_export
+from meta_lstm_tf.serving import modules as serving_modules
+from meta_lstm_tf.serving import support as serving_support
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 _SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable),
                                 'saved_model_cli')
 _NUM_WAYS = 5
@@ -113,7 +119,7 @@ def _reference_logits(layer, config, support_u8, labels, query_u8
                       ) -> np.ndarray:
   """What evaluation computes, on images preprocessed as the pipeline does."""
   size = config.learner.image_size
-  logits, _ = train_steps.adapt_and_classify(
+  logits, _ = inner_loop.adapt_and_classify(
       layer, image_ops.preprocess_images(support_u8, size),
       tf.constant(labels, tf.int32),
       image_ops.preprocess_images(query_u8, size), config.inner_loop,
@@ -149,7 +155,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     super().setUpClass()
     cls.tmp = tempfile.mkdtemp(prefix='test_export_lib_')
     cls.config = _tiny_config()
-    cls.layer = workdir_lib.make_layer(cls.config)
+    cls.layer = rules.make_rule(cls.config)
     # Move theta_0 away from its initial value: the exports must hold the
     # layer's current weights, not a fresh initialisation.
     rng = np.random.default_rng(0)
@@ -166,9 +172,9 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     cls.query = cls.query_u8.astype(np.float32) / 255.0
     cls.reference = _reference_logits(cls.layer, cls.config, cls.support_u8,
                                       cls.labels, cls.query_u8)
-    cls.model_path = export_lib.export_adapt_and_classify(
+    cls.model_path = serving_export.export_adapt_and_classify(
         cls.layer, cls.config, os.path.join(cls.tmp, 'meta_lstm'))
-    cls.learner_path = export_lib.export_adapted_learner(
+    cls.learner_path = serving_export.export_adapted_learner(
         cls.layer, cls.config, cls.support, cls.labels, _CLASS_NAMES,
         os.path.join(cls.tmp, 'meta_lstm_adapted'))
     cls.model = tf.saved_model.load(cls.model_path)
@@ -182,7 +188,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
   def _classify(self, signature='serving_default', **overrides):
     inputs = dict(support_images=self.support, support_labels=self.labels,
                   query_images=self.query)
-    if signature == export_lib.ENCODED_SIGNATURE:
+    if signature == serving_modules.ENCODED_SIGNATURE:
       inputs.update(support_images=_pngs(self.support_u8),
                     query_images=_pngs(self.query_u8))
     inputs.update(overrides)
@@ -202,10 +208,10 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(
         set(self.learner.signatures['serving_default'].structured_outputs),
         {'probabilities', 'classes', 'class_names'})
-    metadata = export_lib.read_metadata(self.model_path)
+    metadata = serving_export.read_metadata(self.model_path)
     self.assertEqual(metadata['num_ways'], _NUM_WAYS)
     self.assertEqual(metadata['inner_steps'], 2)
-    self.assertEqual(export_lib.read_metadata(self.learner_path)['class_names'],
+    self.assertEqual(serving_export.read_metadata(self.learner_path)['class_names'],
                      list(_CLASS_NAMES))
 
   def test_float_signature_matches_evaluation(self):
@@ -225,7 +231,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
   @parameterized.parameters(1, 3)
   def test_encoded_signature_matches_float(self, channels):
     outputs = self._classify(
-        signature=export_lib.ENCODED_SIGNATURE,
+        signature=serving_modules.ENCODED_SIGNATURE,
         support_images=_pngs(np.repeat(self.support_u8, channels, -1)),
         query_images=_pngs(np.repeat(self.query_u8, channels, -1)))
     self.assertAllClose(outputs['logits'], self._classify()['logits'],
@@ -233,7 +239,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_transductive_config_is_honoured(self):
     config = _tiny_config(transductive=True)
-    module = export_lib.AdaptAndClassifyModule(self.layer, config)
+    module = serving_modules.AdaptAndClassifyModule(self.layer, config)
     logits = module.classify(tf.constant(self.support),
                              tf.constant(self.labels),
                              tf.constant(self.query))['logits']
@@ -328,10 +334,10 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     images = _pngs(self.support_u8 if key == 'support_images'
                    else self.query_u8)
     with self.assertRaisesRegex(tf.errors.InvalidArgumentError, f'{name}: '):
-      self._classify(signature=export_lib.ENCODED_SIGNATURE,
+      self._classify(signature=serving_modules.ENCODED_SIGNATURE,
                      **{key: change(images)})
     self.assertAllEqual(
-        self._classify(signature=export_lib.ENCODED_SIGNATURE)['classes'],
+        self._classify(signature=serving_modules.ENCODED_SIGNATURE)['classes'],
         self.reference.argmax(-1))
 
   @parameterized.named_parameters(
@@ -349,10 +355,10 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_make_adapted_learner_checks_arguments(self):
     with self.assertRaisesRegex(ValueError, 'class_names'):
-      export_lib.make_adapted_learner(self.layer, self.config, self.support,
+      serving_modules.make_adapted_learner(self.layer, self.config, self.support,
                                       self.labels, _CLASS_NAMES[:4])
     with self.assertRaisesRegex(ValueError, 'support_labels'):
-      export_lib.make_adapted_learner(self.layer, self.config, self.support,
+      serving_modules.make_adapted_learner(self.layer, self.config, self.support,
                                       self.labels + 1, _CLASS_NAMES)
 
   # ------------------------------------------------------------ versioning
@@ -361,16 +367,16 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     base = os.path.join(self.tmp, 'versions')
     os.makedirs(os.path.join(base, '7'))
     os.makedirs(os.path.join(base, 'not_a_version'))
-    self.assertEqual(export_lib.next_version(base), 8)
-    first = export_lib.export_adapt_and_classify(self.layer, self.config,
+    self.assertEqual(serving_export.next_version(base), 8)
+    first = serving_export.export_adapt_and_classify(self.layer, self.config,
                                                  base)
-    second = export_lib.export_adapt_and_classify(self.layer, self.config,
+    second = serving_export.export_adapt_and_classify(self.layer, self.config,
                                                   base)
     self.assertEqual([os.path.basename(first), os.path.basename(second)],
                      ['8', '9'])
     self.assertCountEqual(os.listdir(base), ['7', '8', '9', 'not_a_version'])
     self.assertTrue(tf.saved_model.contains_saved_model(second))
-    self.assertEqual(export_lib.next_version(os.path.join(base, 'none')), 1)
+    self.assertEqual(serving_export.next_version(os.path.join(base, 'none')), 1)
 
   def test_only_standard_ops(self):
     proto = saved_model_pb2.SavedModel()
@@ -401,7 +407,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     omniglot_dir = os.environ.get('OMNIGLOT_DIR')
     if not omniglot_dir:
       self.skipTest('OMNIGLOT_DIR is not set')
-    episode = export_lib.sample_raw_episode(
+    episode = serving_benchmark.sample_raw_episode(
         omniglot_dir, config_lib.EpisodeConfig(_NUM_WAYS, 1, 3), seed=1)
     files = {}
     for key, value in (('support_images', episode.support_images),
@@ -499,7 +505,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
           f.write(_png(_natural_images(rng, 1, channels=3)[0]))
     with open(os.path.join(root, 'b_class', 'notes.txt'), 'w') as f:
       f.write('not an image')
-    images, labels, class_names = export_lib.load_support_folder(root)
+    images, labels, class_names = serving_support.load_support_folder(root)
     self.assertEqual(class_names, ['a_class', 'b_class'])
     self.assertAllEqual(labels, [0, 1, 1])
     self.assertEqual(images.shape, (3, 20, 20, 1))
@@ -508,16 +514,16 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
 
     with open(os.path.join(root, 'a_class', 'big.png'), 'wb') as f:
       f.write(_png(_natural_images(rng, 1, size=30)[0]))
-    images, _, _ = export_lib.load_support_folder(root)
+    images, _, _ = serving_support.load_support_folder(root)
     self.assertIsInstance(images, list)
-    self.assertEqual(export_lib.preprocess_support(images, 12).shape,
+    self.assertEqual(serving_modules.preprocess_support(images, 12).shape,
                      [4, 12, 12, 1])
 
     os.makedirs(os.path.join(root, 'c_empty'))
     with self.assertRaisesRegex(ValueError, 'c_empty'):
-      export_lib.load_support_folder(root)
+      serving_support.load_support_folder(root)
     with self.assertRaisesRegex(ValueError, 'no class subfolder'):
-      export_lib.load_support_folder(os.path.join(root, 'c_empty'))
+      serving_support.load_support_folder(os.path.join(root, 'c_empty'))
 
   def _write_support_folder(self, root: str) -> str:
     """The support set as root/<folder name>/<i>.png; returns root."""
@@ -547,7 +553,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_export_from_workdir(self):
     workdir = self._make_workdir()
-    path = export_lib.export_from_workdir(workdir)
+    path = serving_export.export_from_workdir(workdir)
     self.assertEqual(path, os.path.join(workdir, 'export', '1'))
     outputs = tf.saved_model.load(path).signatures['serving_default'](
         support_images=tf.constant(self.support),
@@ -555,8 +561,8 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
         query_images=tf.constant(self.query))
     self.assertAllClose(outputs['logits'], self.reference, atol=1e-4)
 
-    path = export_lib.export_from_workdir(
-        workdir, export_lib.ADAPTED_LEARNER,
+    path = serving_export.export_from_workdir(
+        workdir, serving_modules.ADAPTED_LEARNER,
         support_dir=os.path.join(workdir, 'support'))
     self.assertEqual(path, os.path.join(workdir, 'export_adapted_learner', '1'))
     learner = tf.saved_model.load(path)
@@ -586,8 +592,8 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
   )
   def test_export_from_workdir_names_bad_argument(self, argument, kwargs):
     workdir = self._make_workdir()
-    with self.assertRaises(export_lib.ExportArgumentError) as caught:
-      export_lib.export_from_workdir(**kwargs(workdir))
+    with self.assertRaises(serving_export.ExportArgumentError) as caught:
+      serving_export.export_from_workdir(**kwargs(workdir))
     self.assertEqual(caught.exception.argument, argument)
     self.assertStartsWith(str(caught.exception), f'{argument}=')
 
@@ -620,7 +626,7 @@ class UpdateRuleExportTest(tf.test.TestCase, parameterized.TestCase):
     config = dataclasses.replace(
         base, meta_learner=dataclasses.replace(
             base.meta_learner, update_rule=rule, inner_lr=0.3)).validate()
-    layer = workdir_lib.make_layer(config)
+    layer = rules.make_rule(config)
     self.assertEqual(type(layer).__name__,
                      {'sgd': 'SGDRule', 'meta_sgd': 'MetaSGDRule'}[rule])
     # Move every variable off its initial value: the exports must hold the
@@ -634,12 +640,12 @@ class UpdateRuleExportTest(tf.test.TestCase, parameterized.TestCase):
     support_u8 = _natural_images(rng, len(labels))
     query_u8 = _natural_images(rng, 6)
     reference = _reference_logits(layer, config, support_u8, labels, query_u8)
-    model_path = export_lib.export_adapt_and_classify(
+    model_path = serving_export.export_adapt_and_classify(
         layer, config, os.path.join(tmp, rule))
-    learner_path = export_lib.export_adapted_learner(
+    learner_path = serving_export.export_adapted_learner(
         layer, config, support_u8.astype(np.float32) / 255.0, labels,
         _CLASS_NAMES, os.path.join(tmp, rule + '_adapted'))
-    self.assertEqual(export_lib.read_metadata(model_path)['config'][
+    self.assertEqual(serving_export.read_metadata(model_path)['config'][
         'meta_learner']['update_rule'], rule)
     inputs = os.path.join(tmp, 'inputs.npz')
     outputs = os.path.join(tmp, 'outputs.npz')
@@ -667,7 +673,7 @@ class UpdateRuleExportTest(tf.test.TestCase, parameterized.TestCase):
 class ServingLatencyBenchmarkTest(tf.test.TestCase):
 
   def test_synthetic_episode_shapes(self):
-    episode = export_lib.sample_raw_episode(
+    episode = serving_benchmark.sample_raw_episode(
         None, config_lib.EpisodeConfig(5, 1, 15), seed=0, image_side=30)
     self.assertEqual(episode.support_images.shape, (5, 30, 30, 1))
     self.assertEqual(episode.query_images.shape, (75, 30, 30, 1))
@@ -675,15 +681,15 @@ class ServingLatencyBenchmarkTest(tf.test.TestCase):
 
   def test_benchmark_times_the_calls_it_makes(self):
     calls = []
-    timed = export_lib._time_calls
+    timed = serving_benchmark._time_calls
 
     def counting(fn, episodes, num_calls, warmup):
       latencies = timed(fn, episodes, num_calls, warmup)
       calls.append(latencies)
       return latencies
 
-    with mock.patch.object(export_lib, '_time_calls', counting):
-      result = export_lib.serving_latency_benchmark(
+    with mock.patch.object(serving_benchmark, '_time_calls', counting):
+      result = serving_benchmark.serving_latency_benchmark(
           None, num_calls=3, warmup=1, num_episodes=1, inner_steps=2)
     # One timing per setting (5-way, 20-way), num_calls latencies each.
     self.assertLen(calls, 2)
@@ -711,11 +717,11 @@ class ServingLatencyBenchmarkTest(tf.test.TestCase):
           archive.writestr(
               f'images_evaluation/Alpha/{character}/0001_{drawing:02d}.png',
               _png(_natural_images(rng, 1, size=16)[0]))
-    episode = export_lib.sample_raw_episode(
+    episode = serving_benchmark.sample_raw_episode(
         root, config_lib.EpisodeConfig(2, 1, 2), seed=0)
     self.assertEqual(episode.support_images.shape, (2, 16, 16, 1))
     self.assertEqual(episode.query_images.shape, (4, 16, 16, 1))
-    encoded = export_lib.sample_raw_episode(
+    encoded = serving_benchmark.sample_raw_episode(
         root, config_lib.EpisodeConfig(2, 1, 2), seed=0, encoded=True)
     self.assertTrue(encoded.support_images[0].startswith(b'\x89PNG'))
 
@@ -723,7 +729,7 @@ class ServingLatencyBenchmarkTest(tf.test.TestCase):
     omniglot_dir = os.environ.get('OMNIGLOT_DIR')
     if not omniglot_dir:
       self.skipTest('OMNIGLOT_DIR is not set')
-    episode = export_lib.sample_raw_episode(
+    episode = serving_benchmark.sample_raw_episode(
         omniglot_dir, config_lib.EpisodeConfig(5, 1, 2), seed=0)
     self.assertEqual(episode.query_images.shape, (10, 105, 105, 1))
     # White background, dark strokes.

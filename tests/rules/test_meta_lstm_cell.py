@@ -5,8 +5,8 @@ import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import meta_lstm_cell
-from meta_lstm_tf import meta_lstm_layer
+from meta_lstm_tf.rules import meta_lstm as meta_lstm_layer
+from meta_lstm_tf.rules import meta_lstm_cell
 from tests import test_preprocessing
 
 

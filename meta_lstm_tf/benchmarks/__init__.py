@@ -1,0 +1,3 @@
+"""Benchmarks behind `python -m meta_lstm_tf.benchmark`: the meta-train step
+(`training`), the episode pipeline (`pipeline`) and serving latency
+(`serving`)."""

@@ -1,0 +1,270 @@
+"""Running a grid: every cell (resumed or skipped when finished), the
+baselines, then the report.
+
+Layout of a grid root (ROOT):
+
+    ROOT/<rule>_<N>w<K>s/        one `train_lib.train_and_evaluate` workdir per
+                                 update rule and setting (see `workdir.py`)
+    ROOT/pretrain/               the baselines' one pretraining on all
+                                 meta-train classes (`baselines_lib.pretrain`)
+    ROOT/baselines_<N>w<K>s.json the baselines' results for one setting
+    ROOT/results.md              the report: tables, command, budget, machine
+    ROOT/results.json            every raw number of the report
+    ROOT/valid_curves.png        validation accuracy against training time
+
+Every cell of one setting is tested on the same fixed meta-test episodes
+(`evaluation.TEST_SEED`), so the rows of a column are directly comparable.
+Rerunning the same command skips finished cells and resumes unfinished ones.
+"""
+
+import dataclasses
+import datetime
+import json
+import os
+import time
+from typing import Callable, Dict, List, Optional
+
+from absl import logging
+
+from meta_lstm_tf import baselines_lib
+from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import train_lib
+from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf.data import splits
+from meta_lstm_tf.grid import curves as curves_lib
+from meta_lstm_tf.grid import report as report_lib
+from meta_lstm_tf.grid import spec as grid_lib
+
+# Train settings that change neither the numbers nor the budget of a run: a
+# finished cell that differs from the requested config only in these counts
+# as done.
+_IRRELEVANT_TRAIN_FIELDS = ('quiet', 'export', 'checkpoint_every',
+                            'keep_checkpoints', 'log_every', 'jit_compile')
+
+
+def relevant_config(config_dict: dict) -> dict:
+  """The parts of a config that change a run's numbers or budget."""
+  relevant = json.loads(json.dumps(config_dict))  # Deep copy, tuples->lists.
+  relevant['data'].pop('omniglot_dir', None)
+  relevant['data'].pop('data_dir', None)
+  relevant['data'].pop('data_root', None)
+  for field in _IRRELEVANT_TRAIN_FIELDS:
+    relevant['train'].pop(field, None)
+  return relevant
+
+
+def _baseline_relevant(config: config_lib.ExperimentConfig) -> dict:
+  """The parts of a config the baselines' results depend on."""
+  relevant = relevant_config(config.to_dict())
+  relevant.pop('meta_learner')
+  relevant['train'] = {'test_episodes': config.train.test_episodes}
+  return relevant
+
+
+def finished_results(workdir: str, config: config_lib.ExperimentConfig
+                     ) -> Optional[dict]:
+  """The results of a finished run of `config` in workdir, else None.
+
+  A run counts as finished when WORKDIR/results.json exists and the run's
+  config equals `config` up to paths and bookkeeping settings; a different
+  budget makes `train_and_evaluate` resume it instead.
+  """
+  results_path = os.path.join(workdir, workdir_lib.RESULTS_FILE)
+  config_path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
+  if not (os.path.exists(results_path) and os.path.exists(config_path)):
+    return None
+  with open(config_path) as f:
+    previous = json.load(f)
+  if relevant_config(previous) != relevant_config(config.to_dict()):
+    logging.info('%s: finished with another config; resuming it.', workdir)
+    return None
+  with open(results_path) as f:
+    return json.load(f)
+
+
+def run_rule_cell(cell: grid_lib.Cell, flags_text: Optional[str] = None,
+                  train_fn: Optional[Callable] = None) -> dict:
+  """The cell's results: read when finished, else trained (or resumed).
+
+  Args:
+    cell: from `grid_lib.expand_grid`.
+    flags_text: the grid's flags (`cli.flags_as_text`), saved per cell with
+      the cell's overrides.
+    train_fn: `train_lib.train_and_evaluate` (tests pass a fake).
+  """
+  results = finished_results(cell.workdir, cell.config)
+  if results is not None:
+    logging.info('%s: finished, skipped.', cell.workdir)
+    return results
+  train_fn = train_fn or train_lib.train_and_evaluate
+  logging.info('%s: training (%s, %s).', cell.workdir, cell.rule,
+               cell.setting.title)
+  return train_fn(cell.config, cell.workdir,
+                  grid_lib.cell_flags_text(flags_text, cell))
+
+
+def baseline_config_dict(baseline_config) -> dict:
+  return json.loads(json.dumps(dataclasses.asdict(baseline_config)))
+
+
+def run_baselines(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
+                  baseline_config, root: str, pools=None,
+                  pretrain_fn: Optional[Callable] = None,
+                  evaluate_fn: Optional[Callable] = None
+                  ) -> Dict[str, Dict[str, dict]]:
+  """Pretrains once, then evaluates the baselines on every setting.
+
+  Results per setting are cached in ROOT/baselines_<N>w<K>s.json (reused
+  while the experiment and baseline configs are unchanged); the pretraining
+  is cached in ROOT/pretrain by `baselines_lib.pretrain`.
+
+  Args:
+    spec: the grid; nothing runs when `spec.baselines` is empty.
+    base: the grid's base config (data, learner, episode queries, budgets).
+    baseline_config: `baselines_lib.BaselineConfig`.
+    root: the grid root.
+    pools: `splits.ClassPools` (None: built from `base.data` when needed).
+    pretrain_fn, evaluate_fn: `baselines_lib.pretrain` and
+      `baselines_lib.evaluate_baselines` (tests pass fakes).
+
+  Returns:
+    {setting name: {baseline: its results dict}}.
+  """
+  if not spec.baselines:
+    return {}
+  pretrain_fn = pretrain_fn or baselines_lib.pretrain
+  evaluate_fn = evaluate_fn or baselines_lib.evaluate_baselines
+  pretrained = None
+  by_setting = {}
+  for setting in spec.settings:
+    config = grid_lib.cell_config(base, base.meta_learner.update_rule, setting)
+    key = {'config': _baseline_relevant(config),
+           'baseline_config': baseline_config_dict(baseline_config)}
+    path = os.path.join(root, f'baselines_{setting.name}.json')
+    cached = None
+    if os.path.exists(path):
+      with open(path) as f:
+        cached = json.load(f)
+    if (cached and cached.get('key') == key and
+        all(b in cached['results'] for b in spec.baselines)):
+      logging.info('%s: finished, skipped.', path)
+      results = cached['results']
+    else:
+      if pools is None:
+        pools = splits.make_episode_pools(base.data, base.episode)
+      if pretrained is None:
+        logging.info('Baselines: pretraining in %s.',
+                     os.path.join(root, grid_lib.PRETRAIN_DIR))
+        pretrained = pretrain_fn(base, baseline_config,
+                                 os.path.join(root, grid_lib.PRETRAIN_DIR),
+                                 pools=pools)
+      logging.info('Baselines: evaluating %s.', setting.title)
+      results = evaluate_fn(config, baseline_config, pretrained, pools=pools)
+      results = json.loads(json.dumps(results))
+      workdir_lib.write_json(path, {'key': key, 'results': results})
+    by_setting[setting.name] = {b: results[b] for b in spec.baselines}
+  return by_setting
+
+
+def run_grid(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
+             root: str,
+             baseline_config=None, command: str = '',
+             flags_text: Optional[str] = None,
+             train_fn: Optional[Callable] = None,
+             pretrain_fn: Optional[Callable] = None,
+             evaluate_baselines_fn: Optional[Callable] = None,
+             pools=None) -> dict:
+  """Runs (or resumes) every cell of the grid and writes the report.
+
+  Baselines run first (one pretraining serves every setting), then the
+  update rules setting by setting. The report (results.md, results.json,
+  valid_curves.png) is rewritten after every cell, so it shows progress;
+  cells not yet run read '–'.
+
+  Args:
+    spec: the grid.
+    base: the base experiment config; each cell replaces the update rule,
+      N and K (and T per `spec.inner_steps_by_shots`).
+    root: the grid root (see the module docstring).
+    baseline_config: `baselines_lib.BaselineConfig` (needed when
+      `spec.baselines` is not empty).
+    command: the command line, quoted in the report.
+    flags_text: the command's flags as a flagfile, saved per cell.
+    train_fn, pretrain_fn, evaluate_baselines_fn, pools: see
+      `run_rule_cell` and `run_baselines` (tests pass fakes).
+
+  Returns:
+    The report, as written to ROOT/results.json.
+  """
+  spec.validate()
+  base.validate()
+  dataset = grid_lib.GRID_DATASETS.get(spec.name)
+  if dataset and base.data.dataset != dataset:
+    raise ValueError(f'grid={spec.name}: needs --dataset={dataset} (got '
+                     f'{base.data.dataset})')
+  if spec.baselines and baseline_config is None:
+    raise ValueError('baselines requested but no baseline_config given')
+  start = time.perf_counter()
+  os.makedirs(root, exist_ok=True)
+  cells = grid_lib.expand_grid(spec, base, root)
+  report = {
+      'grid': spec.name,
+      'settings': [list(s) for s in spec.settings],
+      'rules': list(spec.rules),
+      'baselines': list(spec.baselines),
+      'inner_steps_by_shots': [list(p) for p in spec.inner_steps_by_shots],
+      'command': command,
+      'budget': report_lib.describe_budget(spec, base, baseline_config),
+      'config': base.to_dict(),
+      'baseline_config': (baseline_config_dict(baseline_config)
+                          if baseline_config is not None else None),
+      'machine': report_lib.machine_info(),
+      'rows': [],
+      'curves': {},
+      'wall_seconds': 0.0,
+      'generated': '',
+  }
+
+  def write_report():
+    report['rows'] = _sorted_rows(report['rows'], spec)
+    report['wall_seconds'] = time.perf_counter() - start
+    report['generated'] = datetime.datetime.now(
+        datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
+    curves = {s.name: {} for s in spec.settings}
+    levels = {s.name: {} for s in spec.settings}
+    for row in report['rows']:
+      if row['kind'] == 'rule':
+        curves[row['setting']][row['method']] = [
+            curves_lib.CurvePoint(*p) for p in report['curves'][row['workdir']]]
+      else:
+        levels[row['setting']][row['method']] = row['valid_accuracy']
+    curves_lib.write_valid_curves_plot(curves, levels, spec.settings,
+                            os.path.join(root, grid_lib.PLOT_FILE))
+    workdir_lib.write_json(os.path.join(root, grid_lib.RESULTS_JSON), report)
+    workdir_lib.write_atomic(os.path.join(root, grid_lib.RESULTS_MD),
+                             report_lib.render_report(report))
+
+  baselines = run_baselines(spec, base, baseline_config, root, pools=pools,
+                            pretrain_fn=pretrain_fn,
+                            evaluate_fn=evaluate_baselines_fn)
+  for setting in spec.settings:
+    for baseline, results in baselines.get(setting.name, {}).items():
+      report['rows'].append(report_lib.baseline_row(baseline, setting, results))
+  for cell in cells:
+    results = run_rule_cell(cell, flags_text, train_fn)
+    row = report_lib.rule_row(cell.rule, cell.setting, results,
+                              cell.workdir, root)
+    report['rows'].append(row)
+    report['curves'][row['workdir']] = [
+        list(p) for p in curves_lib.read_valid_curve(cell.workdir)]
+    write_report()
+  if not cells:
+    write_report()
+  return report
+
+
+def _sorted_rows(rows: List[dict], spec: grid_lib.GridSpec) -> List[dict]:
+  methods = list(spec.rules) + list(spec.baselines)
+  settings = [s.name for s in spec.settings]
+  return sorted(rows, key=lambda r: (settings.index(r['setting']),
+                                     methods.index(r['method'])))

@@ -1,0 +1,212 @@
+"""Versioned export of the servable modules, from a rule or a workdir.
+
+Each SavedModel goes to `EXPORT_BASE/<version>/` (integer versions, as TF
+Serving expects; a version directory appears only once complete), with its
+metadata in `assets.extra/`.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Optional, Sequence
+
+import tensorflow as tf
+
+from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import rules
+from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf.serving import modules
+from meta_lstm_tf.serving import support
+from meta_lstm_tf.serving.modules import ADAPTED_LEARNER
+from meta_lstm_tf.serving.modules import ADAPT_AND_CLASSIFY
+from meta_lstm_tf.serving.modules import ENCODED_SIGNATURE
+from meta_lstm_tf.serving.modules import SERVING_DEFAULT
+
+MODELS = (ADAPT_AND_CLASSIFY, ADAPTED_LEARNER)
+# Default export bases under a training workdir. They differ because TF
+# Serving treats every integer subdirectory of a base as a version of ONE
+# model.
+ADAPTED_LEARNER_EXPORT_DIR = 'export_adapted_learner'
+# Written next to the SavedModel (TF Serving ignores `assets.extra/` except
+# for warm-up requests).
+METADATA_FILE = os.path.join('assets.extra', 'meta_lstm_export.json')
+
+
+def next_version(export_base: str) -> int:
+  """1 + the largest integer version under `export_base` (1 if none)."""
+  if not os.path.isdir(export_base):
+    return 1
+  versions = [int(name) for name in os.listdir(export_base)
+              if name.isdigit()]
+  return max(versions, default=0) + 1
+
+
+def _save_versioned(module: tf.Module, signatures, export_base: str,
+                    metadata: dict) -> str:
+  """Saves into a hidden temporary directory, then renames it to the next
+  version, so TF Serving never sees a half-written version."""
+  os.makedirs(export_base, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix='.tmp-export-', dir=export_base)
+  try:
+    # mkdtemp makes it private; the server may run as another user.
+    os.chmod(tmp, 0o755)
+    tf.saved_model.save(module, tmp, signatures=signatures)
+    workdir_lib.write_json(os.path.join(tmp, METADATA_FILE), metadata)
+    while True:
+      target = os.path.join(export_base, str(next_version(export_base)))
+      try:
+        os.rename(tmp, target)
+        return target
+      except OSError:
+        # A concurrent export took this version; take the next one.
+        if not os.path.exists(target):
+          raise
+  finally:
+    if os.path.exists(tmp):
+      shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _metadata(model: str, config: config_lib.ExperimentConfig,
+              **extra) -> dict:
+  return dict(model=model, num_ways=config.learner.num_ways,
+              image_size=config.learner.image_size,
+              channels=config.learner.channels, dataset=config.data.dataset,
+              inner_steps=config.inner_loop.inner_steps,
+              signatures=[SERVING_DEFAULT, ENCODED_SIGNATURE],
+              config=config.to_dict(), **extra)
+
+
+def export_adapt_and_classify(rule: rules.UpdateRule,
+                              config: config_lib.ExperimentConfig,
+                              export_base: str) -> str:
+  """Writes the adapt-and-classify SavedModel as the next version.
+
+  Args:
+    rule: the trained meta-learner.
+    config: its experiment config.
+    export_base: the model's base directory (e.g. WORKDIR/export).
+
+  Returns:
+    The path of the new version, `export_base/<version>`.
+  """
+  module = modules.AdaptAndClassifyModule(rule, config)
+  return _save_versioned(module, module.signatures(), export_base,
+                         _metadata(ADAPT_AND_CLASSIFY, config))
+
+
+def export_adapted_learner(rule: rules.UpdateRule,
+                           config: config_lib.ExperimentConfig,
+                           support_images: modules.Images, support_labels,
+                           class_names: Sequence[str],
+                           export_base: str) -> str:
+  """Adapts once to a support set and writes the adapted learner.
+
+  Args: as `modules.make_adapted_learner`, plus `export_base`, the model's base
+    directory.
+
+  Returns:
+    The path of the new version, `export_base/<version>`.
+  """
+  module = modules.make_adapted_learner(rule, config, support_images,
+                                        support_labels, class_names)
+  return _save_versioned(
+      module, module.signatures(), export_base,
+      _metadata(ADAPTED_LEARNER, config, class_names=list(
+          module.class_names.numpy().astype(str))))
+
+
+class ExportArgumentError(ValueError):
+  """A bad argument of `export_from_workdir`; `argument` names it."""
+
+  def __init__(self, argument: str, value, message: str):
+    super().__init__(f'{argument}={value!r}: {message}')
+    self.argument = argument
+
+
+def default_export_dir(workdir: str, model: str) -> str:
+  """WORKDIR/export for adapt-and-classify, WORKDIR/export_adapted_learner
+  for the adapted learner (one TF Serving model base each)."""
+  name = (workdir_lib.EXPORT_DIR if model == ADAPT_AND_CLASSIFY
+          else ADAPTED_LEARNER_EXPORT_DIR)
+  return os.path.join(workdir, name)
+
+
+def export_from_workdir(workdir: str, model: str = ADAPT_AND_CLASSIFY, *,
+                        checkpoint: Optional[str] = None,
+                        export_dir: Optional[str] = None,
+                        support_dir: Optional[str] = None) -> str:
+  """Restores a training run and exports one of the two SavedModels.
+
+  Args:
+    workdir: the training workdir (its config and checkpoints).
+    model: `ADAPT_AND_CLASSIFY` or `ADAPTED_LEARNER`.
+    checkpoint: a checkpoint prefix; default the best, else the latest one.
+    export_dir: the model base; default `default_export_dir(workdir, model)`.
+    support_dir: for `ADAPTED_LEARNER`, one subfolder of images per class
+      (`support.load_support_folder`).
+
+  Returns:
+    The path of the new version.
+
+  Raises:
+    ExportArgumentError: a bad argument, named in `.argument`.
+  """
+  if model not in MODELS:
+    raise ExportArgumentError('model', model, f'must be one of {MODELS}')
+  if not workdir or not os.path.isdir(workdir):
+    raise ExportArgumentError('workdir', workdir,
+                              'is not a directory (a training workdir)')
+  if not os.path.isfile(os.path.join(workdir, workdir_lib.CONFIG_FILE)):
+    raise ExportArgumentError(
+        'workdir', workdir, f'has no {workdir_lib.CONFIG_FILE}: not a '
+        'training workdir')
+  if model == ADAPTED_LEARNER and not support_dir:
+    raise ExportArgumentError('support_dir', support_dir,
+                              f'is required for model={ADAPTED_LEARNER}')
+  if model == ADAPT_AND_CLASSIFY and support_dir:
+    raise ExportArgumentError('support_dir', support_dir,
+                              f'only applies to model={ADAPTED_LEARNER}')
+  if checkpoint is not None:
+    _check_checkpoint(checkpoint)
+  try:
+    rule, config, restored = workdir_lib.restore_rule(workdir, checkpoint)
+  except FileNotFoundError as e:
+    raise ExportArgumentError('workdir', workdir, str(e)) from e
+  if checkpoint is None:
+    _check_checkpoint(restored)
+  export_dir = export_dir or default_export_dir(workdir, model)
+  if model == ADAPT_AND_CLASSIFY:
+    return export_adapt_and_classify(rule, config, export_dir)
+  try:
+    images, labels, class_names = support.load_support_folder(
+        support_dir, channels=config.learner.channels)
+  except ValueError as e:
+    raise ExportArgumentError('support_dir', support_dir, str(e)) from e
+  if len(class_names) != config.learner.num_ways:
+    raise ExportArgumentError(
+        'support_dir', support_dir,
+        f'has {len(class_names)} class folders; the model is '
+        f'{config.learner.num_ways}-way')
+  return export_adapted_learner(rule, config, images, labels, class_names,
+                                export_dir)
+
+
+def _check_checkpoint(prefix: str) -> None:
+  """Raises unless `prefix` is a checkpoint holding the meta-learner."""
+  try:
+    keys = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+  except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError,
+          ValueError) as e:
+    raise ExportArgumentError('checkpoint', prefix,
+                              'is not a readable checkpoint prefix') from e
+  # `restore_rule` restores partially; make sure there was a rule to read.
+  if not any(key.startswith('layer/') for key in keys):
+    raise ExportArgumentError('checkpoint', prefix,
+                              'holds no meta-learner (no layer/ variables)')
+
+
+def read_metadata(saved_model_dir: str) -> dict:
+  """The export metadata written next to a SavedModel."""
+  with open(os.path.join(saved_model_dir, METADATA_FILE)) as f:
+    return json.load(f)
