@@ -22,37 +22,25 @@ Shape glossary:
 import tensorflow as tf
 
 
-def _to_grayscale(images: tf.Tensor) -> tf.Tensor:
-  """float [..., H, W, C] with C in {1, 3} -> float [..., H, W, 1]."""
-  channels = images.shape[-1]
-  if channels == 1:
+def _to_channels(images: tf.Tensor, channels: int) -> tf.Tensor:
+  """float [..., H, W, C] with C in {1, 3} -> float [..., H, W, channels]."""
+  convert = (tf.image.rgb_to_grayscale if channels == 1 else
+             tf.image.grayscale_to_rgb)
+  have = images.shape[-1]
+  if have == channels:
     return images
-  if channels == 3:
-    return tf.image.rgb_to_grayscale(images)
-  if channels is not None:
-    raise ValueError(f'images have {channels} channels, expected 1 or 3')
+  if have in (1, 3):
+    return convert(images)
+  if have is not None:
+    raise ValueError(f'images have {have} channels, expected 1 or 3')
   num_channels = tf.shape(images)[-1]
   tf.debugging.assert_equal(
       tf.logical_or(tf.equal(num_channels, 1), tf.equal(num_channels, 3)),
       True, message='images must have 1 or 3 channels')
-  return tf.cond(tf.equal(num_channels, 3),
-                 lambda: tf.image.rgb_to_grayscale(images),
-                 lambda: images[..., :1])
-
-
-def _to_rgb(images: tf.Tensor) -> tf.Tensor:
-  """float [..., H, W, C] with C in {1, 3} -> float [..., H, W, 3]."""
-  channels = images.shape[-1]
-  if channels == 3:
-    return images
   if channels == 1:
-    return tf.image.grayscale_to_rgb(images)
-  if channels is not None:
-    raise ValueError(f'images have {channels} channels, expected 1 or 3')
-  num_channels = tf.shape(images)[-1]
-  tf.debugging.assert_equal(
-      tf.logical_or(tf.equal(num_channels, 1), tf.equal(num_channels, 3)),
-      True, message='images must have 1 or 3 channels')
+    return tf.cond(tf.equal(num_channels, 3),
+                   lambda: tf.image.rgb_to_grayscale(images),
+                   lambda: images[..., :1])
   # Broadcasting the first channel: RGB stays RGB, gray becomes 3 equal ones.
   return tf.cond(tf.equal(num_channels, 3), lambda: images,
                  lambda: tf.repeat(images[..., :1], 3, axis=-1))
@@ -85,7 +73,7 @@ def preprocess_images(images, image_size: int, channels: int = 1,
                      'or float')
   # uint8 is scaled by 1/255; floats are only cast.
   images = tf.image.convert_image_dtype(images, tf.float32)
-  converted = _to_grayscale(images) if channels == 1 else _to_rgb(images)
+  converted = _to_channels(images, channels)
   shape = tf.shape(converted)
   leading, spatial = shape[:-3], shape[-3:]
   flat = tf.reshape(converted, tf.concat([[-1], spatial], axis=0))
