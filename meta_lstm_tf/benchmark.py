@@ -41,6 +41,7 @@ import tensorflow as tf
 from meta_lstm_tf import cli
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf.benchmarks import training
+from meta_lstm_tf.data import omniglot_sources
 
 _NUM_WAYS = flags.DEFINE_integer('num_ways', 5, 'N ways.')
 _NUM_SHOTS = flags.DEFINE_integer('num_shots', 1, 'K shots.')
@@ -174,10 +175,14 @@ def main(argv):
         episode, _INNER_STEPS.value, _IMAGE_SIZE.value, False, _STEPS.value,
         _REPEATS.value, _JIT.value, update_rule=rule)
     result[f'meta_train_episodes_per_sec_{rule}'] = timing['episodes_per_sec']
+  # The flag, else $OMNIGLOT_DIR; None: the pipeline benchmark reports an
+  # error and the serving one times synthetic images.
+  omniglot_dir = omniglot_sources.resolve_omniglot_dir(_OMNIGLOT_DIR.value)
+  result['serving_images'] = 'omniglot' if omniglot_dir else 'synthetic'
   for name, enabled, fn in _EXTRA_BENCHMARKS:
     if enabled():
       try:
-        result.update(fn(_OMNIGLOT_DIR.value))
+        result.update(fn(omniglot_dir))
       except Exception as e:  # pylint: disable=broad-except
         result[f'{name}_error'] = f'{type(e).__name__}: {e}'
   json.dump(result, sys.stdout, sort_keys=True)

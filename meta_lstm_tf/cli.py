@@ -11,7 +11,7 @@ from absl import flags
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import runtime
-from meta_lstm_tf.data import omniglot
+from meta_lstm_tf.data import omniglot_sources
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -114,7 +114,14 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
          enum_values=['batch', 'support'])
   # Training.
   t = d.train
-  define('float', 'learning_rate', t.learning_rate, 'Adam learning rate.')
+  define('float', 'learning_rate', t.learning_rate,
+         'Adam learning rate (the initial one under --lr_schedule=cosine).')
+  define('enum', 'lr_schedule', t.lr_schedule,
+         'constant, or cosine: from --learning_rate to --final_learning_rate '
+         'over the run (by the larger of its step and time fractions).',
+         enum_values=list(config_lib.LR_SCHEDULES))
+  define('float', 'final_learning_rate', t.final_learning_rate,
+         'Where --lr_schedule=cosine ends.')
   define('float', 'clip_norm', t.clip_norm,
          'Global-norm clipping of meta-gradients (0: off).')
   define('integer', 'meta_batch_size', t.meta_batch_size,
@@ -191,7 +198,7 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS
   if f.dataset not in config_lib.DATASETS:
     raise ValueError(f'dataset={f.dataset!r}: must be one of '
                      f'{config_lib.DATASETS}')
-  omniglot_dir = (omniglot.resolve_omniglot_dir(f.omniglot_dir)
+  omniglot_dir = (omniglot_sources.resolve_omniglot_dir(f.omniglot_dir)
                   if f.dataset == 'omniglot' else f.omniglot_dir)
   data_root = (os.path.abspath(os.path.expanduser(f.data_root))
                if f.data_root else None)
@@ -223,7 +230,8 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS
           bn_momentum=f.bn_momentum if f.bn_momentum else None,
           train_query_stats=f.train_query_stats),
       train=config_lib.TrainConfig(
-          learning_rate=f.learning_rate, clip_norm=f.clip_norm,
+          learning_rate=f.learning_rate, lr_schedule=f.lr_schedule,
+          final_learning_rate=f.final_learning_rate, clip_norm=f.clip_norm,
           meta_batch_size=f.meta_batch_size, max_steps=f.max_steps,
           eval_every=f.eval_every, eval_episodes=f.eval_episodes,
           test_episodes=f.test_episodes,

@@ -15,6 +15,7 @@ GATE_INITS = ('inner_lr', 'paper')
 GATE_BIASES = ('shared', 'per_tensor', 'per_coordinate')
 INIT_FROM = ('scratch', 'pretrained')
 STRATEGIES = ('default', 'mirrored', 'multi_worker', 'tpu')
+LR_SCHEDULES = ('constant', 'cosine')
 DATASETS = ('omniglot', 'mini_imagenet', 'image_folder')
 # Per data set: (image_size, channels) when the flags leave them unset.
 # Omniglot: the 28 x 28 grayscale of Vinyals et al. and the paper;
@@ -89,7 +90,8 @@ class DataConfig:
              f'is required when dataset={self.dataset} (no download)')
       _check(not self.rotations, 'rotations', self.rotations,
              'only applies to dataset=omniglot')
-    _check(self.split in SPLITS, 'split', self.split, f'must be one of {SPLITS}')
+    _check(self.split in SPLITS, 'split', self.split,
+           f'must be one of {SPLITS}')
     _check(self.minimal_subset in MINIMAL_SUBSETS, 'minimal_subset',
            self.minimal_subset, f'must be one of {MINIMAL_SUBSETS}')
     if self.split == 'vinyals':
@@ -271,12 +273,19 @@ class TrainConfig:
 
   `init_from`: where theta_0 starts. `scratch`: `learner.init_params`;
   `pretrained`: the learner is first trained as an ordinary classifier over
-  all meta-train classes (`pretrain_lib`, for `init_pretrain_seconds` /
+  all meta-train classes (`baselines.pretrain`, for `init_pretrain_seconds` /
   `init_pretrain_steps`, whichever ends first), and theta_0 starts from its
   conv/BN parameters and a zero head. The pretraining time counts towards
   `max_train_seconds`.
+
+  `lr_schedule`: `constant` (Adam at `learning_rate` throughout) or `cosine`
+  (from `learning_rate` down to `final_learning_rate` over the run, the run's
+  progress being the larger of step / `max_steps` and meta-training seconds /
+  `max_train_seconds`; `schedules.py`).
   """
   learning_rate: float = 1e-3
+  lr_schedule: str = 'constant'
+  final_learning_rate: float = 0.0
   clip_norm: float = 0.25
   meta_batch_size: int = 1
   max_steps: int = 1000
@@ -302,6 +311,11 @@ class TrainConfig:
   def validate(self) -> 'TrainConfig':
     _check(self.learning_rate > 0, 'learning_rate', self.learning_rate,
            'must be > 0')
+    _check(self.lr_schedule in LR_SCHEDULES, 'lr_schedule', self.lr_schedule,
+           f'must be one of {LR_SCHEDULES}')
+    _check(0 <= self.final_learning_rate <= self.learning_rate,
+           'final_learning_rate', self.final_learning_rate,
+           f'must be in [0, learning_rate={self.learning_rate}]')
     _check(self.clip_norm >= 0, 'clip_norm', self.clip_norm,
            'must be >= 0 (0 disables clipping)')
     for name in ('meta_batch_size', 'max_steps', 'eval_every', 'eval_episodes',

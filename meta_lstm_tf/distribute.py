@@ -134,6 +134,30 @@ def check_meta_batch_size(strategy: Optional[tf.distribute.Strategy],
   return meta_batch_size // replicas
 
 
+def make_mean(strategy: Optional[tf.distribute.Strategy]
+              ) -> Callable[[Sequence[float]], Tuple[float, ...]]:
+  """Builds mean(values) -> each value averaged over the strategy's replicas.
+
+  What every worker must agree on (a stop, the learning rate of the next
+  step) goes through it. Without replication it is the identity and runs no
+  TF op.
+  """
+  if not is_distributed(strategy):
+    return lambda values: tuple(float(value) for value in values)
+
+  @tf.function
+  def replica_mean(values):
+    per_replica = strategy.run(tf.identity, args=(values,))
+    return strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica,
+                           axis=None)
+
+  def mean(values):
+    return tuple(float(v) for v in replica_mean(
+        tf.constant([float(value) for value in values], tf.float32)).numpy())
+
+  return mean
+
+
 def make_vote(strategy: Optional[tf.distribute.Strategy]
               ) -> Callable[[Sequence[bool]], Tuple[bool, ...]]:
   """Builds vote(flags) -> flags OR-ed over every worker of the strategy.
@@ -143,20 +167,9 @@ def make_vote(strategy: Optional[tf.distribute.Strategy]
   collectives. Without replication the vote is the identity and runs no TF
   op.
   """
-  if not is_distributed(strategy):
-    return lambda flags: tuple(bool(flag) for flag in flags)
-
-  @tf.function
-  def votes_sum(votes):
-    per_replica = strategy.run(tf.identity, args=(votes,))
-    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
-                           axis=None)
-
-  def vote(flags):
-    votes = tf.constant([float(bool(flag)) for flag in flags], tf.float32)
-    return tuple(bool(total > 0) for total in votes_sum(votes).numpy())
-
-  return vote
+  mean = make_mean(strategy)
+  return lambda flags: tuple(
+      total > 0 for total in mean([float(bool(flag)) for flag in flags]))
 
 
 def make_train_dataset(strategy, pool, config: config_lib.ExperimentConfig,

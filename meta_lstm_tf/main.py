@@ -13,6 +13,7 @@ from absl import flags
 from absl import logging
 
 from meta_lstm_tf import cli
+from meta_lstm_tf import stopping
 from meta_lstm_tf import train_lib
 
 cli.define_flags(flags.FLAGS)
@@ -30,10 +31,10 @@ def main(argv):
   try:
     results = train_lib.train_and_evaluate(
         config, flags.FLAGS.workdir, cli.flags_as_text(flags.FLAGS))
-  except train_lib.TrainingInterrupted as e:
+  except stopping.TrainingInterrupted as e:
     logging.warning('%s', e)
     sys.exit(128 + e.signum)
-  except (ValueError, FileNotFoundError, train_lib.TrainingDivergedError) as e:
+  except (ValueError, FileNotFoundError, stopping.TrainingDivergedError) as e:
     logging.error('%s', e)
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)

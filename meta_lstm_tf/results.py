@@ -20,9 +20,9 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from meta_lstm_tf import baselines_lib
+from meta_lstm_tf import baselines
 from meta_lstm_tf import cli
-from meta_lstm_tf import train_lib
+from meta_lstm_tf import stopping
 from meta_lstm_tf.grid import report as grid_report
 from meta_lstm_tf.grid import runner as grid_runner
 from meta_lstm_tf.grid import spec as grid_spec
@@ -31,7 +31,7 @@ from meta_lstm_tf.grid import spec as grid_spec
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   """The main job's flags plus the grid's, on `flag_values`."""
   cli.define_flags(flag_values)
-  b = baselines_lib.BaselineConfig()
+  b = baselines.BaselineConfig()
 
   def define(kind, name, default, help_text, **kwargs):
     getattr(flags, f'DEFINE_{kind}')(name=name, default=default,
@@ -97,15 +97,14 @@ def grid_from_flags(flag_values: flags.FlagValues = flags.FLAGS
 
 
 def baseline_config_from_flags(flag_values: flags.FlagValues = flags.FLAGS):
-  """`baselines_lib.BaselineConfig` from the flags, validated."""
+  """`baselines.BaselineConfig` from the flags, validated."""
   f = flag_values
-  return baselines_lib.BaselineConfig(
+  return baselines.BaselineConfig(
       pretrain_steps=f.pretrain_steps, pretrain_seconds=f.pretrain_seconds,
       finetune_learning_rates=_numbers('finetune_learning_rates',
                                        f.finetune_learning_rates, float),
       finetune_steps=_numbers('finetune_steps', f.finetune_steps, int),
-      selection_episodes=f.selection_episodes,
-      seed=f.seed).validate()
+      selection_episodes=f.selection_episodes, seed=f.seed).validate()
 
 
 def command_line(argv) -> str:
@@ -148,10 +147,10 @@ def main(argv):
             os.path.dirname(os.path.abspath(readme))))
       else:
         grid_report.update_readme(readme, report, plot_path=plot)
-  except train_lib.TrainingInterrupted as e:
+  except stopping.TrainingInterrupted as e:
     logging.warning('%s', e)
     sys.exit(128 + e.signum)
-  except (ValueError, FileNotFoundError, train_lib.TrainingDivergedError) as e:
+  except (ValueError, FileNotFoundError, stopping.TrainingDivergedError) as e:
     logging.error('%s', e)
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)

@@ -26,78 +26,44 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from meta_lstm_tf import baselines
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import distribute
 from meta_lstm_tf import evaluation
-from meta_lstm_tf import pretrain_lib
 from meta_lstm_tf import progress as progress_lib
 from meta_lstm_tf import rules
+from meta_lstm_tf import schedules
+from meta_lstm_tf import stopping
 from meta_lstm_tf import summaries
 from meta_lstm_tf import train_steps
 from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf.data import class_pools
 from meta_lstm_tf.data import episodes as episodes_lib
 from meta_lstm_tf.data import splits
 from meta_lstm_tf.serving import export as serving_export
 
 
-class TrainingDivergedError(RuntimeError):
-  """The meta-loss became NaN or Inf."""
-
-
-class TrainingInterrupted(Exception):
-  """SIGINT or SIGTERM arrived; a checkpoint was written."""
-
-  def __init__(self, signum: int, checkpoint: str):
-    super().__init__(f'stopped by signal {signum}; checkpoint {checkpoint} '
-                     'written; rerun the same command to resume')
-    self.signum = signum
-
-
-class _SignalFlag:
-  """Turns SIGINT/SIGTERM into a flag checked between steps."""
-
-  def __init__(self):
-    self.signum = None
-    self._previous = {}
-
-  def __enter__(self):
-    for signum in (signal.SIGINT, signal.SIGTERM):
-      try:
-        self._previous[signum] = signal.signal(signum, self._handle)
-      except ValueError:  # Not the main thread: leave signals alone.
-        pass
-    return self
-
-  def _handle(self, signum, frame):
-    del frame
-    self.signum = signum
-
-  def __exit__(self, *exc):
-    for signum, handler in self._previous.items():
-      signal.signal(signum, handler)
-
-
 def _init_from_pretrained(rule, state, config, pools, pretrain_dir) -> None:
   """theta_0 <- the pretrained learner's conv/BN and a zero head.
 
-  The pretraining (`pretrain_lib.pretrain`, resumable and cached in
+  The pretraining (`baselines.pretrain`, resumable and cached in
   `pretrain_dir`) is charged to the meta-training time budget: the run's
   `train_seconds` starts at the pretraining's seconds.
   """
   train_cfg = config.train
-  pretrained = pretrain_lib.pretrain(
-      config, pretrain_lib.BaselineConfig(
-          pretrain_steps=train_cfg.init_pretrain_steps,
-          pretrain_seconds=train_cfg.init_pretrain_seconds,
-          batch_size=train_cfg.init_pretrain_batch_size,
-          seed=train_cfg.seed), pretrain_dir, pools)
-  rule.initial_params.assign(
-      pretrain_lib.initial_params_of(pretrained, config.learner))
+  pretrained = baselines.pretrain(
+      config,
+      baselines.BaselineConfig(pretrain_steps=train_cfg.init_pretrain_steps,
+                               pretrain_seconds=train_cfg.init_pretrain_seconds,
+                               batch_size=train_cfg.init_pretrain_batch_size,
+                               seed=train_cfg.seed), pretrain_dir, pools)
+  rule.set_initial_params(
+      baselines.initial_params_of(pretrained, config.learner))
   state.train_seconds.assign(float(pretrained['seconds']))
-  logging.info('theta_0 from the pretrained learner (%d steps, %.0f s, '
-               'accuracy %.3f on a fixed meta-train sample).',
-               pretrained['steps'],
-               pretrained['seconds'], pretrained['final_accuracy'])
+  logging.info(
+      'theta_0 from the pretrained learner (%d steps, %.0f s, '
+      'accuracy %.3f on a fixed meta-train sample).', pretrained['steps'],
+      pretrained['seconds'], pretrained['final_accuracy'])
 
 
 def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
@@ -119,7 +85,8 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
     The results dict also written to WORKDIR/results.json.
 
   Raises:
-    TrainingDivergedError: NaN/Inf meta-loss (the last good checkpoint stays).
+    TrainingDivergedError: NaN/Inf meta-loss (the last good checkpoint
+      stays; `stopping.py`).
     TrainingInterrupted: SIGINT/SIGTERM (after writing a checkpoint).
     ValueError: bad config or data (before any training).
   """
@@ -148,7 +115,7 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
     distribute.remove_write_dir(workdir, out_dir)
 
 
-def load_pools(config: config_lib.ExperimentConfig) -> splits.ClassPools:
+def load_pools(config: config_lib.ExperimentConfig) -> class_pools.ClassPools:
   """The data set's pools, checked against the episodes the config asks for
   (every meta-split).
 
@@ -209,8 +176,10 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
   dataset = distribute.make_train_dataset(
       strategy, pools.meta_train, config,
       start_index=start_step * train_cfg.meta_batch_size)
-  # Stop decisions (time budget, signals) agreed by every worker.
+  # Stop decisions (time budget, signals) and the learning rate agreed by
+  # every worker.
   vote = distribute.make_vote(strategy)
+  agree = distribute.make_mean(strategy)
   window: List[dict] = []
   window_start = time.perf_counter()
   session_start = time.perf_counter()
@@ -244,7 +213,16 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
     return bool(train_cfg.max_train_seconds and
                 elapsed() >= train_cfg.max_train_seconds)
 
-  with _SignalFlag() as interrupt:
+  def learning_rate(step: int) -> float:
+    """Sets (and returns) Adam's rate for the step after `step`."""
+    if train_cfg.lr_schedule == 'constant':
+      return train_cfg.learning_rate
+    fraction, = agree([schedules.progress(train_cfg, step, elapsed())])
+    rate = schedules.learning_rate(train_cfg, fraction)
+    optimizer.learning_rate = rate
+    return rate
+
+  with stopping.SignalFlag() as interrupt:
     iterator = iter(dataset)
     step = start_step
     time_up, = vote([time_is_up()])
@@ -253,10 +231,11 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
         logging.info('Time budget of %.0f s reached at step %d.',
                      train_cfg.max_train_seconds, step)
         break
+      rate = learning_rate(step)
       metrics = train_step(next(iterator))
       loss = float(metrics['loss'])
       if not math.isfinite(loss):
-        raise TrainingDivergedError(
+        raise stopping.TrainingDivergedError(
             f'meta-loss is {loss} at step {step + 1}; stopping. The last '
             f'good checkpoint ({manager.latest_checkpoint}) is kept; try a '
             'lower --learning_rate or --clip_norm.')
@@ -268,7 +247,7 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
         now = time.perf_counter()
         mean = {k: np.mean([w[k] for w in window], axis=0)
                 for k in window[0]}
-        writer.train_scalars(step, mean, train_cfg.learning_rate,
+        writer.train_scalars(step, mean, rate,
                              len(window) * train_cfg.meta_batch_size /
                              max(now - window_start, 1e-9))
         writer.gate_histograms(step, diagnostics_step(first_valid))
@@ -294,8 +273,8 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
       if interrupted:
         writer.flush()
         # A worker that got no signal itself stops with its peers.
-        raise TrainingInterrupted(interrupt.signum or signal.SIGTERM,
-                                  save_checkpoint())
+        raise stopping.TrainingInterrupted(interrupt.signum or signal.SIGTERM,
+                                           save_checkpoint())
 
     if int(state.best_step) < 0 or step % train_cfg.eval_every:
       # Stopped early (time budget) or never validated: validate now.
@@ -409,7 +388,16 @@ def _results_record(config, test: dict, state, step: int, strategy) -> dict:
       'inner_steps': config.inner_loop.inner_steps,
       'second_order': config.inner_loop.second_order,
       'init_from': train_cfg.init_from,
+      'learning_rate': train_cfg.learning_rate,
+      'lr_schedule': train_cfg.lr_schedule,
+      'final_learning_rate': train_cfg.final_learning_rate,
+      'meta_batch_size': train_cfg.meta_batch_size,
       'gate_init': config.meta_learner.gate_init,
+      'inner_lr': config.meta_learner.inner_lr,
+      'forget_gate_init': config.meta_learner.forget_gate_init,
+      'gate_bias': config.meta_learner.gate_bias,
+      'gate_bias_scale': config.meta_learner.gate_bias_scale,
+      'hidden_size': config.meta_learner.hidden_size,
       'split': config.data.split,
       'dataset': config.data.dataset,
       'episode_classes': config.episode.episode_classes,

@@ -8,7 +8,7 @@
                               (rule only)
     WORKDIR/logs/             TensorBoard
     WORKDIR/pretrain/         the pretraining of --init_from=pretrained
-                              (`pretrain_lib.pretrain`)
+                              (`baselines.pretrain`)
     WORKDIR/results.json      final test metrics
     WORKDIR/export/<version>/ adapt-and-classify SavedModel for TF Serving
     WORKDIR/export_adapted_learner/<version>/

@@ -30,9 +30,11 @@ def _two_cpu_devices():
       cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 
-def _flat_params(layer):
-  return np.concatenate([np.reshape(tf.convert_to_tensor(v).numpy(), [-1])
-                         for v in layer.trainable_variables])
+def _flat_params(rule):
+  return np.concatenate([
+      np.reshape(tf.convert_to_tensor(v).numpy(), [-1])
+      for v in rule.trainable_variables
+  ])
 
 
 def _step_params(strategy, optimizer_fn, clip_norm, episodes, steps=2):
@@ -116,16 +118,28 @@ def equality(out_path):
         meta_batch_size=2, strategy=name, export=name == 'mirrored')
     results = train_lib.train_and_evaluate(config, workdir, '--x=1\n',
                                            strategy=strategy)
-    layer, _, _ = workdir_lib.restore_rule(
-        workdir, tf.train.latest_checkpoint(os.path.join(workdir,
-                                                         'checkpoints')))
-    runs[name] = {'results': results, 'params': _flat_params(layer),
-                  'files': sorted(os.listdir(workdir))}
+    restored, _, _ = workdir_lib.restore_rule(
+        workdir,
+        tf.train.latest_checkpoint(os.path.join(workdir, 'checkpoints')))
+    runs[name] = {
+        'results': results,
+        'params': _flat_params(restored),
+        'files': sorted(os.listdir(workdir))
+    }
   report['train'] = {
-      'max_param_diff': float(np.max(np.abs(
-          runs['default']['params'] - runs['mirrored']['params']))),
-      'results': {name: run['results'] for name, run in runs.items()},
-      'files': {name: run['files'] for name, run in runs.items()}}
+      'max_param_diff':
+      float(
+          np.max(np.abs(runs['default']['params'] -
+                        runs['mirrored']['params']))),
+      'results': {
+          name: run['results']
+          for name, run in runs.items()
+      },
+      'files': {
+          name: run['files']
+          for name, run in runs.items()
+      }
+  }
   with open(out_path, 'w') as f:
     json.dump(report, f)
 

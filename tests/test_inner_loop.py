@@ -300,12 +300,12 @@ class InnerLoopTest(tf.test.TestCase, parameterized.TestCase):
 
   @parameterized.parameters(*RULES)
   def test_rule_state_has_gates_and_params(self, rule):
-    layer = make_rule(rule)
-    weights = layer.meta_weights()
-    params = tf.convert_to_tensor(layer.initial_params)
-    state = layer.initial_state(weights, params)
+    update_rule = make_rule(rule)
+    weights = update_rule.meta_weights()
+    params = tf.convert_to_tensor(update_rule.initial_params)
+    state = update_rule.initial_state(weights, params)
     grad = tf.ones_like(params)
-    new = layer.update(weights, state, grad, tf.constant(1.0))
+    new = update_rule.update(weights, state, grad, tf.constant(1.0))
     self.assertEqual(type(new), type(state))
     for field in ('params', 'forget_gate', 'input_gate'):
       self.assertEqual(getattr(new, field).shape, params.shape)

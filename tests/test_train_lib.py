@@ -1,8 +1,10 @@
 """train_and_evaluate on small synthetic pools: results, resume, failures."""
 
 import json
-import tempfile
 import os
+import signal
+import tempfile
+from unittest import mock
 
 from absl.testing import parameterized
 import numpy as np
@@ -11,8 +13,10 @@ import tensorflow as tf
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import evaluation
 from meta_lstm_tf import rules
+from meta_lstm_tf import stopping
 from meta_lstm_tf import train_lib
 from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf.data import class_pools
 from meta_lstm_tf.data import splits
 
 
@@ -27,10 +31,10 @@ def synthetic_pools(num_classes=12, drawings=6, size=8, seed=0, nan=False):
     if nan:
       images[:] = np.nan
     names = tuple(f'synthetic/character{offset + i:02d}' for i in range(count))
-    return splits.ClassPool(tf.constant(images), names)
+    return class_pools.ClassPool(tf.constant(images), names)
 
-  return splits.ClassPools(pool(0, num_classes), pool(100, num_classes),
-                           pool(200, num_classes))
+  return class_pools.ClassPools(pool(0, num_classes), pool(100, num_classes),
+                                pool(200, num_classes))
 
 
 def tiny_config(update_rule='meta_lstm', **train_overrides):
@@ -49,6 +53,25 @@ def tiny_config(update_rule='meta_lstm', **train_overrides):
                                                 inner_lr=0.3),
       inner_loop=config_lib.InnerLoopConfig(inner_steps=2),
       train=config_lib.TrainConfig(**train)).validate()
+
+
+class _SignalAfter:
+  """Stands in for `stopping.SignalFlag`: SIGINT once `steps` steps ran
+  (the loop reads `signum` once after each step)."""
+
+  def __init__(self, steps: int):
+    self._reads_left = steps
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    return False
+
+  @property
+  def signum(self):
+    self._reads_left -= 1
+    return signal.SIGINT if self._reads_left <= 0 else None
 
 
 class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
@@ -99,6 +122,28 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
                 'steps'):
       self.assertEqual(resumed[key], full[key], msg=key)
 
+  def test_cosine_schedule_changes_training_and_resumes_the_same(self):
+    cosine = dict(lr_schedule='cosine', learning_rate=0.01,
+                  final_learning_rate=0.0)
+    full = train_lib.train_and_evaluate(
+        tiny_config(**cosine), tempfile.mkdtemp(dir=self.get_temp_dir()))
+    self.assertEqual((full['lr_schedule'], full['learning_rate']),
+                     ('cosine', 0.01))
+    # The same run stopped by a signal after 4 of its 6 steps (the rate of a
+    # step depends on max_steps, so the run must not change), then resumed.
+    part_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
+    with mock.patch.object(stopping, 'SignalFlag',
+                           lambda: _SignalAfter(steps=4)):
+      with self.assertRaises(stopping.TrainingInterrupted):
+        train_lib.train_and_evaluate(tiny_config(**cosine), part_dir)
+    resumed = train_lib.train_and_evaluate(tiny_config(**cosine), part_dir)
+    self.assertEqual(resumed['steps'], 6)
+    self.assertEqual(resumed['test_loss'], full['test_loss'])
+    constant = train_lib.train_and_evaluate(
+        tiny_config(learning_rate=0.01),
+        tempfile.mkdtemp(dir=self.get_temp_dir()))
+    self.assertNotEqual(constant['test_loss'], full['test_loss'])
+
   @parameterized.parameters('sgd', 'meta_sgd')
   def test_rule_meta_trains_checkpoints_and_resumes(self, rule):
     full_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
@@ -110,13 +155,13 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
     for key in ('test_accuracy', 'test_loss', 'valid_accuracy', 'best_step'):
       self.assertEqual(resumed[key], full[key], msg=key)
     # Every meta-parameter of the rule was trained and checkpointed.
-    layer, _, _ = workdir_lib.restore_rule(
-        full_dir, tf.train.latest_checkpoint(
-            os.path.join(full_dir, 'checkpoints')))
+    restored, _, _ = workdir_lib.restore_rule(
+        full_dir,
+        tf.train.latest_checkpoint(os.path.join(full_dir, 'checkpoints')))
     fresh = rules.make_rule(tiny_config(rule))
-    self.assertEqual(type(layer), type(fresh))
-    self.assertLen(layer.trainable_variables, 1 if rule == 'sgd' else 2)
-    for trained, initial in zip(layer.trainable_variables,
+    self.assertEqual(type(restored), type(fresh))
+    self.assertLen(restored.trainable_variables, 1 if rule == 'sgd' else 2)
+    for trained, initial in zip(restored.trainable_variables,
                                 fresh.trainable_variables):
       self.assertNotAllClose(trained, initial, msg=trained.name)
 
@@ -124,7 +169,7 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
     workdir = tempfile.mkdtemp(dir=self.get_temp_dir())
     train_lib.train_and_evaluate(tiny_config(max_steps=2), workdir)
     self.pools = synthetic_pools(nan=True)
-    with self.assertRaisesRegex(train_lib.TrainingDivergedError,
+    with self.assertRaisesRegex(stopping.TrainingDivergedError,
                                 r'meta-loss is nan at step 3.*ckpt-2'):
       train_lib.train_and_evaluate(tiny_config(), workdir)
     self.assertEqual(tf.train.latest_checkpoint(
@@ -163,8 +208,8 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
     self.assertGreaterEqual(results['train_seconds'], pretrained['seconds'])
     with np.load(os.path.join(workdir, 'pretrain', 'pretrained.npz')) as f:
       features = f['feature_params']
-    layer, _, _ = workdir_lib.restore_rule(workdir)
-    theta0 = layer.initial_params.numpy()
+    restored, _, _ = workdir_lib.restore_rule(workdir)
+    theta0 = restored.initial_params.numpy()
     # theta_0 = [pretrained conv/BN, zero head] (moved only by two Adam
     # steps of size ~1e-9).
     self.assertAllClose(theta0[:features.size], features, atol=1e-6)

@@ -83,11 +83,11 @@ class RuleRegistryTest(tf.test.TestCase):
     self.assertEqual(set(rules.RULES),
                      set(config_lib.UPDATE_RULES))
     for rule, cls in classes.items():
-      layer = rules.make_rule(_config(rule))
-      self.assertIsInstance(layer, cls)
-      self.assertEqual(layer.name, rule)
-      self.assertEqual(layer.seed, 5)
-      self.assertEqual(layer.learner_config, _config(rule).learner)
+      made = rules.make_rule(_config(rule))
+      self.assertIsInstance(made, cls)
+      self.assertEqual(made.name, rule)
+      self.assertEqual(made.seed, 5)
+      self.assertEqual(made.learner_config, _config(rule).learner)
     self.assertEqual(rules.make_rule(_config()).hidden_size, 3)
 
   def test_same_seed_same_initialisation(self):
@@ -113,11 +113,11 @@ class RestoreTest(tf.test.TestCase):
     tf.train.CheckpointManager(
         tf.train.Checkpoint(layer=trained),
         os.path.join(directory, workdir_lib.BEST_DIR), 1).save(7)
-    layer, loaded, path = workdir_lib.restore_rule(directory)
+    restored, loaded, path = workdir_lib.restore_rule(directory)
     self.assertEqual(loaded, config)
     self.assertIn(workdir_lib.BEST_DIR, path)
-    self.assertAllClose(layer.initial_params,
-                        np.full(layer.num_coordinates, 0.25))
+    self.assertAllClose(restored.initial_params,
+                        np.full(restored.num_coordinates, 0.25))
 
   def test_no_checkpoint_is_an_error(self):
     directory = tempfile.mkdtemp(dir=self.get_temp_dir())

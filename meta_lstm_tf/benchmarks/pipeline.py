@@ -10,8 +10,9 @@ import time
 from typing import Dict, Optional
 
 from meta_lstm_tf import config as config_lib
+from meta_lstm_tf.data import class_pools
 from meta_lstm_tf.data import episodes
-from meta_lstm_tf.data import omniglot
+from meta_lstm_tf.data import errors
 from meta_lstm_tf.data import splits
 
 # (key, N, K, Q) of the reported settings.
@@ -21,7 +22,7 @@ BENCHMARK_SETTINGS = (
 )
 
 
-def pipeline_episodes_per_sec(pool: splits.ClassPool,
+def pipeline_episodes_per_sec(pool: class_pools.ClassPool,
                               episode_config: config_lib.EpisodeConfig,
                               num_episodes: int = 3000,
                               meta_batch_size: int = 1,
@@ -57,7 +58,7 @@ def pipeline_episodes_per_sec(pool: splits.ClassPool,
   return num_batches * meta_batch_size / elapsed
 
 
-def pipeline_benchmarks(pool: splits.ClassPool,
+def pipeline_benchmarks(pool: class_pools.ClassPool,
                         num_episodes: int = 3000) -> Dict[str, float]:
   """Pipeline throughput for 5-way 1-shot and 20-way 5-shot, 15 queries.
 
@@ -79,13 +80,13 @@ def pipeline_benchmarks(pool: splits.ClassPool,
   return results
 
 
-def pipeline_benchmark(omniglot_dir: Optional[str] = None,
-                       data_dir: Optional[str] = None,
+def pipeline_benchmark(omniglot_dir: str, data_dir: Optional[str] = None,
                        num_episodes: int = 3000) -> Dict[str, float]:
   """`pipeline_benchmarks` on the lake meta_train pool of a local Omniglot.
 
   Args:
-    omniglot_dir: local Omniglot copy; None falls back to `OMNIGLOT_DIR`.
+    omniglot_dir: local Omniglot copy (the binary resolves `--omniglot_dir`
+      or `OMNIGLOT_DIR`).
     data_dir: TFDS data directory for the prepared copy (None: default).
     num_episodes: episodes timed per setting.
 
@@ -93,14 +94,12 @@ def pipeline_benchmark(omniglot_dir: Optional[str] = None,
     The dict of `pipeline_benchmarks`.
 
   Raises:
-    DataError: neither `omniglot_dir` nor `OMNIGLOT_DIR` is set, or the copy
-      is unusable.
+    DataError: no `omniglot_dir`, or the copy is unusable.
   """
-  resolved = omniglot.resolve_omniglot_dir(omniglot_dir)
-  if resolved is None:
-    raise omniglot.DataError(
-        'omniglot_dir=None and OMNIGLOT_DIR is unset: the pipeline benchmark '
-        'needs a local Omniglot copy')
+  if not omniglot_dir:
+    raise errors.DataError(
+        f'omniglot_dir={omniglot_dir!r}: the pipeline benchmark needs a local '
+        'Omniglot copy (--omniglot_dir or OMNIGLOT_DIR)')
   pools = splits.make_class_pools(
-      config_lib.DataConfig(omniglot_dir=resolved, data_dir=data_dir))
+      config_lib.DataConfig(omniglot_dir=omniglot_dir, data_dir=data_dir))
   return pipeline_benchmarks(pools.meta_train, num_episodes=num_episodes)

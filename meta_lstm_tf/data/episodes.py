@@ -36,8 +36,8 @@ import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import types
+from meta_lstm_tf.data import class_pools
 from meta_lstm_tf.data import image_ops
-from meta_lstm_tf.data import splits
 
 # Streams keep training and evaluation episodes apart for the same seed.
 _TRAIN_STREAM = 0
@@ -47,7 +47,7 @@ _RNG_ALG = 'philox'  # Fixed so results do not depend on the device.
 Seed = Union[int, Sequence[int], tf.Tensor]
 
 
-def validate_episode_config(pool: splits.ClassPool,
+def validate_episode_config(pool: class_pools.ClassPool,
                             episode_config: config_lib.EpisodeConfig,
                             name: str = 'meta_train') -> None:
   """Checks that `pool` can supply the episodes `episode_config` asks for.
@@ -92,9 +92,8 @@ class _Protocol(NamedTuple):
   drawing_of_drawer: Optional[np.ndarray]  # int32 [C, D]
 
 
-def _protocol(pool: splits.ClassPool,
-              episode_config: config_lib.EpisodeConfig,
-              name: str) -> _Protocol:
+def _protocol(pool: class_pools.ClassPool,
+              episode_config: config_lib.EpisodeConfig, name: str) -> _Protocol:
   """What `episode_config`'s protocol needs from `pool`; ValueError if the
   pool lacks it."""
   groups = eligible = by_drawer = None
@@ -233,8 +232,8 @@ def episode_seed(seed: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
   return tf.random.experimental.stateless_fold_in(seed, index, alg=_RNG_ALG)
 
 
-def _sampler(pool: splits.ClassPool, episode_config: config_lib.EpisodeConfig,
-             seed: Seed, stream: int):
+def _sampler(pool: class_pools.ClassPool,
+             episode_config: config_lib.EpisodeConfig, seed: Seed, stream: int):
   """index -> the episode `index` of the stream (seed, stream)."""
   images = tf.convert_to_tensor(pool.images)
   base_seed = _base_seed(seed, stream)
@@ -247,13 +246,11 @@ def _sampler(pool: splits.ClassPool, episode_config: config_lib.EpisodeConfig,
   return sample
 
 
-def make_episode_dataset(pool: splits.ClassPool,
-                         episode_config: config_lib.EpisodeConfig,
-                         meta_batch_size: int,
-                         seed: Seed,
-                         start_index: int = 0,
-                         num_replicas: int = 1,
-                         replica_ids: Sequence[int] = (0,)) -> tf.data.Dataset:
+def make_episode_dataset(
+    pool: class_pools.ClassPool, episode_config: config_lib.EpisodeConfig,
+    meta_batch_size: int, seed: Seed, start_index: int = 0,
+    num_replicas: int = 1,
+    replica_ids: Sequence[int] = (0,)) -> tf.data.Dataset:
   """Infinite meta-batches of training episodes.
 
   Episode i (counting from 0 over the whole stream) depends only on
@@ -327,10 +324,9 @@ def make_episode_dataset(pool: splits.ClassPool,
           .prefetch(tf.data.AUTOTUNE))
 
 
-def make_eval_dataset(pool: splits.ClassPool,
+def make_eval_dataset(pool: class_pools.ClassPool,
                       episode_config: config_lib.EpisodeConfig,
-                      num_episodes: int,
-                      seed: Seed,
+                      num_episodes: int, seed: Seed,
                       name: str = 'meta_test') -> tf.data.Dataset:
   """A fixed, finite sequence of single evaluation episodes.
 

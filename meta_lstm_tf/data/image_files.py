@@ -24,11 +24,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from meta_lstm_tf.data import class_pools
+from meta_lstm_tf.data import errors
 from meta_lstm_tf.data import image_ops
-from meta_lstm_tf.data import omniglot
-from meta_lstm_tf.data import splits
 
-DataError = omniglot.DataError
 
 # What `tf.io.decode_image` reads and `tfds.ImageFolder` lists.
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
@@ -83,7 +82,7 @@ def decode_dataset(encoded: tf.data.Dataset, names: Sequence[str],
   if bad:
     more = f' (and {len(bad) - 1} more: {", ".join(bad[1:4])}...)' if len(
         bad) > 1 else ''
-    raise DataError(f'{bad[0]}: not a readable PNG or JPEG image{more}')
+    raise errors.DataError(f'{bad[0]}: not a readable PNG or JPEG image{more}')
   if not batches:
     return tf.zeros([0, image_size, image_size, channels], tf.uint8)
   return tf.concat(batches, axis=0)
@@ -115,12 +114,12 @@ def list_class_folders(split_dir: str) -> Dict[str, List[str]]:
       continue
     files = sorted(f for f in os.listdir(class_dir) if is_image_name(f))
     if not files:
-      raise DataError(f'class folder {class_dir!r} holds no image '
-                      f'({", ".join(IMAGE_EXTENSIONS)})')
+      raise errors.DataError(f'class folder {class_dir!r} holds no image '
+                             f'({", ".join(IMAGE_EXTENSIONS)})')
     classes[name] = [os.path.join(class_dir, f) for f in files]
   if not classes:
-    raise DataError(f'{split_dir!r} holds no class folder (expected '
-                    'CLASS/*.jpg or CLASS/*.png)')
+    raise errors.DataError(f'{split_dir!r} holds no class folder (expected '
+                           'CLASS/*.jpg or CLASS/*.png)')
   return classes
 
 
@@ -140,7 +139,7 @@ def equal_sized(files_by_class: Dict[str, Sequence]
 
 
 def files_to_pool(files_by_class: Dict[str, Sequence[str]], image_size: int,
-                  channels: int) -> splits.ClassPool:
+                  channels: int) -> class_pools.ClassPool:
   """Decodes `{class: image paths}` into a uint8 `ClassPool` (classes in
   the dict's order, each cut to the smallest class's size)."""
   files_by_class, sizes = equal_sized(files_by_class)
@@ -148,7 +147,7 @@ def files_to_pool(files_by_class: Dict[str, Sequence[str]], image_size: int,
   per_class = len(files_by_class[names[0]])
   images = decode_files([p for n in names for p in files_by_class[n]],
                         image_size, channels)
-  return splits.ClassPool(
-      images=tf.reshape(images, [len(names), per_class, image_size,
-                                 image_size, channels]),
+  return class_pools.ClassPool(
+      images=tf.reshape(
+          images, [len(names), per_class, image_size, image_size, channels]),
       class_names=tuple(names), class_sizes=sizes)

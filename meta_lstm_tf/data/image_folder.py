@@ -28,10 +28,10 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from meta_lstm_tf import config as config_lib
+from meta_lstm_tf.data import class_pools
+from meta_lstm_tf.data import errors
 from meta_lstm_tf.data import image_files
-from meta_lstm_tf.data import splits
 
-DataError = image_files.DataError
 
 SPLIT_FOLDERS = (('meta_train', 'train'), ('meta_valid', 'val'),
                  ('meta_test', 'test'))
@@ -47,30 +47,30 @@ def check_layout(data_root: str) -> Dict[str, Dict[str, List[str]]]:
       two splits.
   """
   if not data_root or not os.path.isdir(data_root):
-    raise DataError(f'data_root={data_root!r} is not a directory; '
-                    f'{LAYOUT_HELP}')
+    raise errors.DataError(f'data_root={data_root!r} is not a directory; '
+                           f'{LAYOUT_HELP}')
   listing, owner = {}, {}
   for pool_name, folder in SPLIT_FOLDERS:
     split_dir = os.path.join(data_root, folder)
     if not os.path.isdir(split_dir):
-      raise DataError(f'data_root={data_root!r}: {folder}/ is missing; '
-                      f'{LAYOUT_HELP}')
+      raise errors.DataError(f'data_root={data_root!r}: {folder}/ is missing; '
+                             f'{LAYOUT_HELP}')
     listing[pool_name] = image_files.list_class_folders(split_dir)
     for name in listing[pool_name]:
       if name in owner:
-        raise DataError(f'data_root={data_root!r}: class {name!r} is in '
-                        f'both {owner[name]}/ and {folder}/; the splits must '
-                        'be disjoint')
+        raise errors.DataError(
+            f'data_root={data_root!r}: class {name!r} is in '
+            f'both {owner[name]}/ and {folder}/; the splits must '
+            'be disjoint')
       owner[name] = folder
   return listing
 
 
 def _load_split(builder: tfds.core.DatasetBuilder, folder: str,
-                data_config: config_lib.DataConfig) -> splits.ClassPool:
+                data_config: config_lib.DataConfig) -> class_pools.ClassPool:
   """Decodes one split through TFDS and groups it by class."""
-  dataset = builder.as_dataset(
-      split=folder, shuffle_files=False,
-      decoders={'image': tfds.decode.SkipDecoding()})
+  dataset = builder.as_dataset(split=folder, shuffle_files=False,
+                               decoders={'image': tfds.decode.SkipDecoding()})
   label_names = builder.info.features['label'].names
   size, channels = data_config.image_size, data_config.channels
   # TFDS gives the examples in a shuffled order; the file name and label
@@ -93,9 +93,9 @@ def _load_split(builder: tfds.core.DatasetBuilder, folder: str,
     every = {f.decode() for f in dataset.map(
         lambda ex: ex['image/filename']).as_numpy_iterator()}
     bad = sorted(every - set(names))
-    raise DataError(f'{bad[0] if bad else folder}: not a readable PNG or '
-                    f'JPEG image' + (f' (and {len(bad) - 1} more)'
-                                     if len(bad) > 1 else ''))
+    raise errors.DataError(
+        f'{bad[0] if bad else folder}: not a readable PNG or '
+        f'JPEG image' + (f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''))
   by_class: Dict[str, List[int]] = {}
   for index in sorted(range(len(names)), key=lambda i: (labels[i], names[i])):
     by_class.setdefault(label_names[labels[index]], []).append(index)
@@ -104,23 +104,26 @@ def _load_split(builder: tfds.core.DatasetBuilder, folder: str,
   images = tf.gather(tf.concat(batches, axis=0), order)
   del batches
   per_class = len(order) // len(by_class)
-  return splits.ClassPool(
-      images=tf.reshape(images, [len(by_class), per_class, size, size,
-                                 channels]),
+  return class_pools.ClassPool(
+      images=tf.reshape(images,
+                        [len(by_class), per_class, size, size, channels]),
       class_names=tuple(by_class), class_sizes=sizes)
 
 
-def make_class_pools(data_config: config_lib.DataConfig) -> splits.ClassPools:
+def make_class_pools(
+    data_config: config_lib.DataConfig) -> class_pools.ClassPools:
   """Checks the layout of `data_config.data_root`, then decodes it.
 
   Returns:
-    uint8 `ClassPools` (see `splits.ClassPool`).
+    uint8 `ClassPools` (see `class_pools.ClassPool`).
 
   Raises:
     DataError: a bad layout or an unreadable image, naming it.
   """
   check_layout(data_config.data_root)
   builder = tfds.ImageFolder(data_config.data_root)
-  return splits.ClassPools(**{
-      pool_name: _load_split(builder, folder, data_config)
-      for pool_name, folder in SPLIT_FOLDERS})
+  return class_pools.ClassPools(
+      **{
+          pool_name: _load_split(builder, folder, data_config)
+          for pool_name, folder in SPLIT_FOLDERS
+      })

@@ -28,10 +28,10 @@ from typing import Dict, List
 from absl import logging
 
 from meta_lstm_tf import config as config_lib
+from meta_lstm_tf.data import class_pools
+from meta_lstm_tf.data import errors
 from meta_lstm_tf.data import image_files
-from meta_lstm_tf.data import splits
 
-DataError = image_files.DataError
 
 SPLIT_FILES = (('meta_train', 'train'), ('meta_valid', 'val'),
                ('meta_test', 'test'))
@@ -52,53 +52,58 @@ def read_split_csv(path: str, image_names: set) -> Dict[str, List[str]]:
       naming no file in `image_names`, naming the CSV line.
   """
   if not os.path.isfile(path):
-    raise DataError(f'{path} is missing; {LAYOUT_HELP}')
+    raise errors.DataError(f'{path} is missing; {LAYOUT_HELP}')
   by_label: Dict[str, List[str]] = {}
   seen = set()
   with open(path, newline='') as f:
     rows = csv.reader(f)
     header = next(rows, None)
     if [h.strip() for h in header or []] != ['filename', 'label']:
-      raise DataError(f'{path}:1: header {header!r}, expected filename,label')
+      raise errors.DataError(
+          f'{path}:1: header {header!r}, expected filename,label')
     for number, row in enumerate(rows, start=2):
       if not row or not ''.join(row).strip():
         continue
       if len(row) != 2 or not row[0].strip() or not row[1].strip():
-        raise DataError(f'{path}:{number}: {row!r} is not filename,label')
+        raise errors.DataError(
+            f'{path}:{number}: {row!r} is not filename,label')
       filename, label = row[0].strip(), row[1].strip()
       if filename in seen:
-        raise DataError(f'{path}:{number}: {filename!r} is listed twice')
+        raise errors.DataError(f'{path}:{number}: {filename!r} is listed twice')
       if filename not in image_names:
-        raise DataError(f'{path}:{number}: {filename!r} (label {label!r}) '
-                        'names no image in images/')
+        raise errors.DataError(
+            f'{path}:{number}: {filename!r} (label {label!r}) '
+            'names no image in images/')
       seen.add(filename)
       by_label.setdefault(label, []).append(filename)
   if not by_label:
-    raise DataError(f'{path} lists no image')
+    raise errors.DataError(f'{path} lists no image')
   return {label: sorted(by_label[label]) for label in sorted(by_label)}
 
 
 def find_layout(data_root: str) -> str:
-  """'csv' or 'folders'. Raises DataError naming what is missing."""
+  """'csv' or 'folders'. Raises errors.DataError naming what is missing."""
   if not data_root or not os.path.isdir(data_root):
-    raise DataError(f'data_root={data_root!r} is not a directory; '
-                    f'{LAYOUT_HELP}')
+    raise errors.DataError(f'data_root={data_root!r} is not a directory; '
+                           f'{LAYOUT_HELP}')
   has = lambda name: os.path.exists(os.path.join(data_root, name))
   if has('images') or any(has(f'{s}.csv') for _, s in SPLIT_FILES):
     missing = [name for name in ('images/', 'train.csv', 'val.csv',
                                  'test.csv') if not has(name.rstrip('/'))]
     if missing:
-      raise DataError(f'data_root={data_root!r}: {", ".join(missing)} '
-                      f'missing; {LAYOUT_HELP}')
+      raise errors.DataError(f'data_root={data_root!r}: {", ".join(missing)} '
+                             f'missing; {LAYOUT_HELP}')
     return 'csv'
-  missing = [f'{s}/' for _, s in SPLIT_FILES
-             if not os.path.isdir(os.path.join(data_root, s))]
+  missing = [
+      f'{s}/' for _, s in SPLIT_FILES
+      if not os.path.isdir(os.path.join(data_root, s))
+  ]
   if len(missing) == len(SPLIT_FILES):
-    raise DataError(f'data_root={data_root!r} holds neither layout; '
-                    f'{LAYOUT_HELP}')
+    raise errors.DataError(f'data_root={data_root!r} holds neither layout; '
+                           f'{LAYOUT_HELP}')
   if missing:
-    raise DataError(f'data_root={data_root!r}: {", ".join(missing)} '
-                    f'missing; {LAYOUT_HELP}')
+    raise errors.DataError(f'data_root={data_root!r}: {", ".join(missing)} '
+                           f'missing; {LAYOUT_HELP}')
   return 'folders'
 
 
@@ -127,18 +132,20 @@ def list_files(data_root: str) -> Dict[str, Dict[str, List[str]]]:
   for pool_name, classes in listing.items():
     for label in classes:
       if label in owner:
-        raise DataError(f'data_root={data_root!r}: class {label!r} is in '
-                        f'both {owner[label]} and {pool_name}; the splits '
-                        'must be disjoint')
+        raise errors.DataError(
+            f'data_root={data_root!r}: class {label!r} is in '
+            f'both {owner[label]} and {pool_name}; the splits '
+            'must be disjoint')
       owner[label] = pool_name
   return listing
 
 
-def make_class_pools(data_config: config_lib.DataConfig) -> splits.ClassPools:
+def make_class_pools(
+    data_config: config_lib.DataConfig) -> class_pools.ClassPools:
   """Checks the copy in `data_config.data_root`, then decodes it.
 
   Returns:
-    uint8 `ClassPools` (see `splits.ClassPool`).
+    uint8 `ClassPools` (see `class_pools.ClassPool`).
 
   Raises:
     DataError: a missing, incomplete or unreadable copy, naming the file.
@@ -153,7 +160,10 @@ def make_class_pools(data_config: config_lib.DataConfig) -> splits.ClassPools:
           'Larochelle\'s split has %d classes of %d.', pool_name,
           len(classes), '/'.join(map(str, sizes)),
           EXPECTED_CLASSES[pool_name], EXPECTED_IMAGES_PER_CLASS)
-  return splits.ClassPools(**{
-      pool_name: image_files.files_to_pool(
-          classes, data_config.image_size, data_config.channels)
-      for pool_name, classes in listing.items()})
+  return class_pools.ClassPools(
+      **{
+          pool_name:
+          image_files.files_to_pool(classes, data_config.image_size,
+                                    data_config.channels)
+          for pool_name, classes in listing.items()
+      })

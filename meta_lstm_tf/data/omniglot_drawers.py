@@ -17,23 +17,23 @@ import os
 import zipfile
 from typing import Dict, List, Tuple
 
-from meta_lstm_tf.data import omniglot
-
-DataError = omniglot.DataError
+from meta_lstm_tf.data import errors
+from meta_lstm_tf.data import omniglot_sources
 
 
 def _drawer_of(filename: str, where: str) -> Tuple[int, int]:
   """(label, drawer) of 'XXXX_YY.png', both 0-based."""
-  match = omniglot._IMAGE_RE.match(filename)  # pylint: disable=protected-access
+  match = omniglot_sources._IMAGE_RE.match(filename)  # pylint: disable=protected-access
   if not match:
-    raise DataError(f'{where}: file name {filename!r} is not XXXX_YY.png')
+    raise errors.DataError(
+        f'{where}: file name {filename!r} is not XXXX_YY.png')
   return int(match.group(1)) - 1, int(match.group(2)) - 1
 
 
-def _files(source: omniglot.Source):
+def _files(source: omniglot_sources.Source):
   """Yields (file name, bytes, where) of one source's PNGs."""
   if source.kind == 'directory':
-    for relpath, path in omniglot._walk_directory(source.path):  # pylint: disable=protected-access
+    for relpath, path in omniglot_sources.walk_directory(source.path):  # pylint: disable=protected-access
       if relpath.endswith('.png'):
         with open(path, 'rb') as f:
           yield os.path.basename(relpath), f.read(), path
@@ -57,12 +57,12 @@ def drawer_table(omniglot_dir: str) -> Dict[Tuple[int, bytes], List[int]]:
     DataError: no local copy, or a misnamed file.
   """
   if not omniglot_dir:
-    raise DataError(
+    raise errors.DataError(
         'distinct_drawers needs a local Omniglot copy (--omniglot_dir or '
         'OMNIGLOT_DIR): TFDS\'s download keeps no file names, and the file '
         'name XXXX_YY.png is what says the drawer YY')
   table = collections.defaultdict(list)
-  for source in omniglot.find_sources(omniglot_dir).values():
+  for source in omniglot_sources.find_sources(omniglot_dir).values():
     for filename, data, where in _files(source):
       label, drawer = _drawer_of(filename, where)
       table[(label, hashlib.sha256(data).digest())].append(drawer)
@@ -81,7 +81,7 @@ class DrawerLookup:
     key = (int(label), hashlib.sha256(data).digest())
     drawers = self._table.get(key)
     if not drawers:
-      raise DataError(
+      raise errors.DataError(
           f'a drawing of Omniglot label {label} matches no file of the local '
           'copy (or more copies of it than files): was the TFDS data set '
           'prepared from another copy?')

@@ -1,7 +1,7 @@
 """Class splits: which classes are meta-train, -valid and -test.
 
 Every split decodes its images once (through `image_ops.preprocess_images`)
-into in-memory `ClassPool`s; episodes are then sampled from tensors.
+into in-memory `class_pools.ClassPool`s; episodes are then sampled from tensors.
 `make_class_pools` serves every `DataConfig.dataset`: Omniglot here, the
 photograph sources in `mini_imagenet` and `image_folder`.
 
@@ -56,11 +56,15 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from meta_lstm_tf import config as config_lib
+from meta_lstm_tf.data import class_pools
+from meta_lstm_tf.data import errors
+from meta_lstm_tf.data import image_folder
 from meta_lstm_tf.data import image_ops
+from meta_lstm_tf.data import mini_imagenet
 from meta_lstm_tf.data import omniglot
+from meta_lstm_tf.data import omniglot_catalog
 from meta_lstm_tf.data import omniglot_drawers
 
-DataError = omniglot.DataError
 
 LAKE_VALID_ALPHABETS = ('Armenian', 'Bengali', 'Hebrew',
                         'Mkhedruli_(Georgian)')
@@ -71,38 +75,8 @@ ROTATIONS = (0, 90, 180, 270)
 _DECODE_BATCH = 512
 
 
-class ClassPool(NamedTuple):
-  """The classes of one meta-split, decoded.
-
-  Attributes:
-    images: float32 [C, D, H, W, 1] in [0, 1], strokes 1 (Omniglot), or
-      uint8 [C, D, H, W, ch] (photographs; `image_ops.to_model_inputs`
-      scales what an episode gathers).
-    class_names: C names, 'ALPHABET/characterNN', with '/rotDDD' appended
-      when rotations are classes (Omniglot); the class folder or CSV label
-      (photographs).
-    alphabets: C alphabet names (Omniglot), None where classes have none.
-    drawers: int32 [C, D], the drawer (0..D-1) of each drawing, each row a
-      permutation; None when unknown.
-    class_sizes: C images per class before every class was cut to the
-      smallest's D (photograph folders), None when all had D; for messages.
-  """
-  images: tf.Tensor
-  class_names: Tuple[str, ...]
-  alphabets: Optional[Tuple[str, ...]] = None
-  drawers: Optional[np.ndarray] = None
-  class_sizes: Optional[Tuple[int, ...]] = None
-
-
-class ClassPools(NamedTuple):
-  """Disjoint class pools of the three meta-splits."""
-  meta_train: ClassPool
-  meta_valid: ClassPool
-  meta_test: ClassPool
-
-
 class _Classes(NamedTuple):
-  """Decoded classes in NumPy, before they become a `ClassPool`."""
+  """Decoded classes in NumPy, before they become a `class_pools.ClassPool`."""
   images: np.ndarray  # float32 [C, D, H, W, 1]
   names: Tuple[str, ...]  # 'ALPHABET/characterNN'
   alphabets: Tuple[str, ...]
@@ -144,15 +118,15 @@ def _load_classes(split_name: str, data_config: config_lib.DataConfig,
              .prefetch(tf.data.AUTOTUNE))
   parts = [tuple(t.numpy() for t in batch) for batch in dataset]
   if not parts:
-    raise DataError(f'Omniglot split {split_name!r} is empty')
-  images, labels, alphabets, char_ids, pngs = (
-      np.concatenate([p[i] for p in parts]) for i in range(5))
+    raise errors.DataError(f'Omniglot split {split_name!r} is empty')
+  images, labels, alphabets, char_ids, pngs = (np.concatenate(
+      [p[i] for p in parts]) for i in range(5))
 
   order = np.argsort(labels, kind='stable')
   unique, starts, counts = np.unique(labels[order], return_index=True,
                                      return_counts=True)
   if counts.min() != counts.max():
-    raise DataError(
+    raise errors.DataError(
         f'Omniglot split {split_name!r}: characters have between '
         f'{counts.min()} (label {unique[np.argmin(counts)]}) and '
         f'{counts.max()} drawings; a class pool needs the same number for '
@@ -160,10 +134,10 @@ def _load_classes(split_name: str, data_config: config_lib.DataConfig,
   names, alphabet_names = [], []
   for label, start in zip(unique, starts):
     index = order[start]
-    alphabet = omniglot.ALPHABET_NAMES[alphabets[index]]
+    alphabet = omniglot_catalog.ALPHABET_NAMES[alphabets[index]]
     char_id = int(char_ids[index])
-    if omniglot.FIRST_LABEL[alphabet] + char_id != label:
-      raise DataError(
+    if omniglot_catalog.FIRST_LABEL[alphabet] + char_id != label:
+      raise errors.DataError(
           f'Omniglot split {split_name!r}: label {label} does not match '
           f'alphabet {alphabet!r}, alphabet_char_id {char_id}')
     names.append(class_name(alphabet, char_id))
@@ -177,7 +151,7 @@ def _load_classes(split_name: str, data_config: config_lib.DataConfig,
     bad = [i for i, row in enumerate(drawer_ids)
            if sorted(row) != list(range(counts[0]))]
     if bad:
-      raise DataError(
+      raise errors.DataError(
           f'Omniglot split {split_name!r}: character {names[bad[0]]!r} has '
           f'drawers {sorted(drawer_ids[bad[0]] + 1)}, not one drawing by each '
           f'of 1..{counts[0]}')
@@ -223,10 +197,10 @@ def alphabet_of(class_name_: str) -> str:
 
 
 def _to_pool(classes: _Classes, pool_name: str,
-             description: str) -> ClassPool:
+             description: str) -> class_pools.ClassPool:
   if not len(classes.names):
-    raise DataError(f'{pool_name} has no class ({description})')
-  return ClassPool(
+    raise errors.DataError(f'{pool_name} has no class ({description})')
+  return class_pools.ClassPool(
       images=tf.constant(np.ascontiguousarray(classes.images,
                                               dtype=np.float32)),
       class_names=tuple(classes.names), alphabets=tuple(classes.alphabets),
@@ -246,7 +220,7 @@ def read_vinyals_split_file(path: str) -> List[Tuple[str, int]]:
     DataError: missing file, malformed or duplicate line, naming the line.
   """
   if not os.path.isfile(path):
-    raise DataError(f'vinyals split file {path!r} does not exist')
+    raise errors.DataError(f'vinyals split file {path!r} does not exist')
   entries, seen = [], set()
   with open(path) as f:
     for number, line in enumerate(f, start=1):
@@ -257,24 +231,25 @@ def read_vinyals_split_file(path: str) -> List[Tuple[str, int]]:
       rotation = parts[2][3:] if len(parts) == 3 else ''
       if (len(parts) != 3 or not parts[2].startswith('rot') or
           not rotation.isdigit() or int(rotation) not in ROTATIONS):
-        raise DataError(
+        raise errors.DataError(
             f'{path}:{number}: {line!r} is not ALPHABET/characterNN/rotDDD '
             f'with DDD in {ROTATIONS}')
       if line in seen:
-        raise DataError(f'{path}:{number}: duplicate class {line!r}')
+        raise errors.DataError(f'{path}:{number}: duplicate class {line!r}')
       seen.add(line)
       entries.append((f'{parts[0]}/{parts[1]}', int(rotation)))
   if not entries:
-    raise DataError(f'vinyals split file {path!r} is empty')
+    raise errors.DataError(f'vinyals split file {path!r} is empty')
   return entries
 
 
-def _vinyals_pools(data_config, load) -> ClassPools:
+def _vinyals_pools(data_config, load) -> class_pools.ClassPools:
   """Pools from the split files, rotation classes included."""
   split_dir = os.path.abspath(os.path.expanduser(data_config.split_dir))
   if not os.path.isdir(split_dir):
-    raise DataError(f'split_dir={split_dir!r} does not exist (it should hold '
-                    'train.txt, val.txt, test.txt)')
+    raise errors.DataError(
+        f'split_dir={split_dir!r} does not exist (it should hold '
+        'train.txt, val.txt, test.txt)')
   background, evaluation = load('train'), load('test')
   images = np.concatenate([background.images, evaluation.images])
   index = {name: i for i, name in
@@ -289,12 +264,13 @@ def _vinyals_pools(data_config, load) -> ClassPools:
     names, rows = [], []
     for i, (name, rotation) in enumerate(entries):
       if name not in index:
-        raise DataError(f'{path}: class {name!r} is not in the Omniglot data '
-                        '(background or evaluation set)')
+        raise errors.DataError(
+            f'{path}: class {name!r} is not in the Omniglot data '
+            '(background or evaluation set)')
       full_name = f'{name}/rot{rotation:03d}'
       if full_name in owner:
-        raise DataError(f'{path}: class {full_name!r} is also in '
-                        f'{owner[full_name]}; splits must be disjoint')
+        raise errors.DataError(f'{path}: class {full_name!r} is also in '
+                               f'{owner[full_name]}; splits must be disjoint')
       owner[full_name] = filename
       pool_images[i] = _rotate(images[index[name]], rotation)
       names.append(full_name)
@@ -302,34 +278,33 @@ def _vinyals_pools(data_config, load) -> ClassPools:
     pools[pool_name] = _to_pool(_Classes(
         pool_images, tuple(names), tuple(alphabet_of(n) for n in names),
         None if all_drawers is None else all_drawers[rows]), pool_name, path)
-  return ClassPools(**pools)
+  return class_pools.ClassPools(**pools)
 
 
 def make_class_pools(data_config: config_lib.DataConfig,
-                     drawers: bool = False) -> ClassPools:
+                     drawers: bool = False) -> class_pools.ClassPools:
   """Decodes the data set once and splits its classes into meta-split pools.
 
   Args:
     data_config: `config.DataConfig`. Omniglot: `omniglot_dir=None` loads
       TFDS `omniglot` (downloading it if needed), otherwise the local copy;
       `mini_imagenet` and `image_folder` read `data_root`.
-    drawers: also find each Omniglot drawing's drawer (`ClassPool.drawers`,
-      for `EpisodeConfig.distinct_drawers`); needs a local copy.
+    drawers: also find each Omniglot drawing's drawer
+      (`class_pools.ClassPool.drawers`, for
+      `EpisodeConfig.distinct_drawers`); needs a local copy.
 
   Returns:
-    `ClassPools` with disjoint classes (see the module docstring).
+    `class_pools.ClassPools` with disjoint classes (see the module docstring).
 
   Raises:
     ValueError: invalid `data_config` (from its `validate()`).
     DataError: missing, corrupt or incomplete data or split files.
   """
   data_config = data_config.validate()
-  # Imported here: those modules build on this one's ClassPool.
+  # Imported here: those modules build on this one's class_pools.ClassPool.
   if data_config.dataset == 'mini_imagenet':
-    from meta_lstm_tf.data import mini_imagenet  # pylint: disable=g-import-not-at-top
     return mini_imagenet.make_class_pools(data_config)
   if data_config.dataset == 'image_folder':
-    from meta_lstm_tf.data import image_folder  # pylint: disable=g-import-not-at-top
     return image_folder.make_class_pools(data_config)
   lookup = (omniglot_drawers.DrawerLookup(omniglot_drawers.drawer_table(
       data_config.omniglot_dir)) if drawers else None)
@@ -355,17 +330,18 @@ def make_class_pools(data_config: config_lib.DataConfig,
 
   if data_config.rotations:
     meta_train = _with_rotations(meta_train)
-  return ClassPools(
+  return class_pools.ClassPools(
       meta_train=_to_pool(meta_train, 'meta_train', train_description),
-      meta_valid=_to_pool(meta_valid, 'meta_valid',
-                          f'LAKE_VALID_ALPHABETS {LAKE_VALID_ALPHABETS} of '
-                          'the background set'),
-      meta_test=_to_pool(meta_test, 'meta_test', 'evaluation set'))
+      meta_valid=_to_pool(
+          meta_valid, 'meta_valid',
+          f'LAKE_VALID_ALPHABETS {LAKE_VALID_ALPHABETS} of '
+          'the background set'), meta_test=_to_pool(meta_test, 'meta_test',
+                                                    'evaluation set'))
 
 
-def make_episode_pools(data_config: config_lib.DataConfig,
-                       episode_config: config_lib.EpisodeConfig
-                       ) -> ClassPools:
+def make_episode_pools(
+    data_config: config_lib.DataConfig,
+    episode_config: config_lib.EpisodeConfig) -> class_pools.ClassPools:
   """`make_class_pools` with what `episode_config`'s protocol needs: the
   drawers only for `distinct_drawers` (they cost a pass over the files)."""
   if episode_config.distinct_drawers:

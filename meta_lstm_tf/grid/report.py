@@ -184,9 +184,12 @@ def describe_budget(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
       f'T={spec.inner_steps(k, base.inner_loop.inner_steps)} for {k}-shot'
       for k in shots) if spec.inner_steps_by_shots else (
           f'T={base.inner_loop.inner_steps}')
+  adam = (f'Adam {t.learning_rate:g}' if t.lr_schedule == 'constant' else
+          f'Adam {t.learning_rate:g} with {t.lr_schedule} decay to '
+          f'{t.final_learning_rate:g}')
   text = (f'Update rules, per cell: {limit}; inner steps {inner}, '
           f'{"second" if base.inner_loop.second_order else "first"} order, '
-          f'meta-batch {t.meta_batch_size}, Adam {t.learning_rate:g}; '
+          f'meta-batch {t.meta_batch_size}, {adam}; '
           f'validation every {t.eval_every:,} steps on {t.eval_episodes:,} '
           'fixed meta-valid episodes; the best validated checkpoint is '
           f'tested. Episodes: {base.episode.num_queries} queries per class; '

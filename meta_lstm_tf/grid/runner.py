@@ -6,7 +6,7 @@ Layout of a grid root (ROOT):
     ROOT/<rule>_<N>w<K>s/        one `train_lib.train_and_evaluate` workdir per
                                  update rule and setting (see `workdir.py`)
     ROOT/pretrain/               the baselines' one pretraining on all
-                                 meta-train classes (`baselines_lib.pretrain`)
+                                 meta-train classes (`baselines.pretrain`)
     ROOT/baselines_<N>w<K>s.json the baselines' results for one setting
     ROOT/results.md              the report: tables, command, budget, machine
     ROOT/results.json            every raw number of the report
@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional
 
 from absl import logging
 
-from meta_lstm_tf import baselines_lib
+from meta_lstm_tf import baselines
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import train_lib
 from meta_lstm_tf import workdir as workdir_lib
@@ -116,24 +116,24 @@ def run_baselines(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
 
   Results per setting are cached in ROOT/baselines_<N>w<K>s.json (reused
   while the experiment and baseline configs are unchanged); the pretraining
-  is cached in ROOT/pretrain by `baselines_lib.pretrain`.
+  is cached in ROOT/pretrain by `baselines.pretrain`.
 
   Args:
     spec: the grid; nothing runs when `spec.baselines` is empty.
     base: the grid's base config (data, learner, episode queries, budgets).
-    baseline_config: `baselines_lib.BaselineConfig`.
+    baseline_config: `baselines.BaselineConfig`.
     root: the grid root.
-    pools: `splits.ClassPools` (None: built from `base.data` when needed).
-    pretrain_fn, evaluate_fn: `baselines_lib.pretrain` and
-      `baselines_lib.evaluate_baselines` (tests pass fakes).
+    pools: `class_pools.ClassPools` (None: built from `base.data` when needed).
+    pretrain_fn, evaluate_fn: `baselines.pretrain` and
+      `baselines.evaluate_baselines` (tests pass fakes).
 
   Returns:
     {setting name: {baseline: its results dict}}.
   """
   if not spec.baselines:
     return {}
-  pretrain_fn = pretrain_fn or baselines_lib.pretrain
-  evaluate_fn = evaluate_fn or baselines_lib.evaluate_baselines
+  pretrain_fn = pretrain_fn or baselines.pretrain
+  evaluate_fn = evaluate_fn or baselines.evaluate_baselines
   pretrained = None
   by_setting = {}
   for setting in spec.settings:
@@ -186,7 +186,7 @@ def run_grid(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
     base: the base experiment config; each cell replaces the update rule,
       N and K (and T per `spec.inner_steps_by_shots`).
     root: the grid root (see the module docstring).
-    baseline_config: `baselines_lib.BaselineConfig` (needed when
+    baseline_config: `baselines.BaselineConfig` (needed when
       `spec.baselines` is not empty).
     command: the command line, quoted in the report.
     flags_text: the command's flags as a flagfile, saved per cell.

@@ -62,6 +62,20 @@ class UpdateRule(keras.layers.Layer):
         name='initial_params', shape=(self.num_coordinates,),
         initializer=keras.initializers.Constant(init))
 
+  def set_initial_params(self, values) -> None:
+    """theta_0 <- `values` [P], e.g. a pretrained learner's parameters.
+
+    Raises:
+      ValueError: `values` of another shape, or holding NaN or Inf.
+    """
+    values = tf.convert_to_tensor(values, self.initial_params.dtype)
+    if tuple(values.shape) != (self.num_coordinates,):
+      raise ValueError(f'initial params of shape {tuple(values.shape)}; this '
+                       f'learner has {self.num_coordinates} coordinates')
+    if not bool(tf.reduce_all(tf.math.is_finite(values))):
+      raise ValueError('initial params hold NaN or Inf')
+    self.initial_params.assign(values)
+
   @classmethod
   def from_experiment(cls, learner_config: config_lib.LearnerConfig,
                       meta_config: config_lib.MetaLearnerConfig,

@@ -15,8 +15,8 @@ import tensorflow as tf
 from meta_lstm_tf import config
 from meta_lstm_tf import types
 from meta_lstm_tf.benchmarks import pipeline
+from meta_lstm_tf.data import class_pools
 from meta_lstm_tf.data import episodes
-from meta_lstm_tf.data import splits
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -27,8 +27,9 @@ def _id_pool(num_classes=12, num_drawings=8, side=3):
   ids = np.arange(num_classes * num_drawings, dtype=np.float32).reshape(
       num_classes, num_drawings, 1, 1, 1)
   images = np.broadcast_to(ids, (num_classes, num_drawings, side, side, 1))
-  return splits.ClassPool(tf.constant(images),
-                          tuple(f'a/character{c:02d}' for c in range(num_classes)))
+  return class_pools.ClassPool(
+      tf.constant(images),
+      tuple(f'a/character{c:02d}' for c in range(num_classes)))
 
 
 def _ids(images, num_drawings):
@@ -177,9 +178,9 @@ class EpisodeDatasetTest(tf.test.TestCase, parameterized.TestCase):
         import hashlib
         import numpy as np
         from meta_lstm_tf import config
-        from meta_lstm_tf.data import episodes, splits
+        from meta_lstm_tf.data import class_pools, episodes
         ids = np.arange(96, dtype=np.float32).reshape(12, 8, 1, 1, 1)
-        pool = splits.ClassPool(np.broadcast_to(ids, (12, 8, 3, 3, 1)), ())
+        pool = class_pools.ClassPool(np.broadcast_to(ids, (12, 8, 3, 3, 1)), ())
         for x in episodes.make_eval_dataset(
             pool, config.EpisodeConfig(5, 2, 3), 3, 42):
           d = hashlib.sha256()
@@ -231,16 +232,19 @@ class EpisodeDatasetTest(tf.test.TestCase, parameterized.TestCase):
 class BenchmarkLibTest(tf.test.TestCase):
 
   def test_reports_both_keys(self):
-    pool = splits.ClassPool(tf.zeros([25, 20, 28, 28, 1]), ('x',) * 25)
+    pool = class_pools.ClassPool(tf.zeros([25, 20, 28, 28, 1]), ('x',) * 25)
     results = pipeline.pipeline_benchmarks(pool, num_episodes=50)
-    self.assertCountEqual(results, ['pipeline_episodes_per_sec_5w1s',
-                                    'pipeline_episodes_per_sec_20w5s'])
+    self.assertCountEqual(
+        results,
+        ['pipeline_episodes_per_sec_5w1s', 'pipeline_episodes_per_sec_20w5s'])
     for value in results.values():
       self.assertGreater(value, 0)
 
   def test_needs_a_local_copy(self):
-    with mock.patch.dict(os.environ, {'OMNIGLOT_DIR': ''}):
-      with self.assertRaisesRegex(ValueError, 'OMNIGLOT_DIR is unset'):
+    # The library never reads OMNIGLOT_DIR: the binary resolves it.
+    with mock.patch.dict(os.environ, {'OMNIGLOT_DIR': '/somewhere'}):
+      with self.assertRaisesRegex(ValueError,
+                                  'omniglot_dir=None: the pipeline benchmark'):
         pipeline.pipeline_benchmark(None)
 
 

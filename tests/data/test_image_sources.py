@@ -15,12 +15,11 @@ import tensorflow as tf
 from meta_lstm_tf import config
 from meta_lstm_tf import train_lib
 from meta_lstm_tf.data import episodes
-from meta_lstm_tf.data import image_files
+from meta_lstm_tf.data import errors
 from meta_lstm_tf.data import splits
 from tests.data import image_trees
 
 SIZE = 12
-DataError = image_files.DataError
 
 
 def data_config(dataset, root, channels=3):
@@ -90,24 +89,25 @@ class ImageSourcesTest(tf.test.TestCase):
   def test_missing_csv_or_folder_is_named_with_the_layout(self):
     root = self.copy(self.csv_root)
     os.remove(os.path.join(root, 'val.csv'))
-    with self.assertRaisesRegex(DataError, r'val\.csv missing.*expected'):
+    with self.assertRaisesRegex(errors.DataError,
+                                r'val\.csv missing.*expected'):
       splits.make_class_pools(data_config('mini_imagenet', root))
     root = self.copy(self.folder_root)
     shutil.rmtree(os.path.join(root, 'test'))
-    with self.assertRaisesRegex(DataError, 'test/ missing.*expected'):
+    with self.assertRaisesRegex(errors.DataError, 'test/ missing.*expected'):
       splits.make_class_pools(data_config('mini_imagenet', root))
-    with self.assertRaisesRegex(DataError, 'test/ is missing.*ImageFolder'):
+    with self.assertRaisesRegex(errors.DataError,
+                                'test/ is missing.*ImageFolder'):
       splits.make_class_pools(data_config('image_folder', root))
-    with self.assertRaisesRegex(DataError, 'neither layout'):
-      splits.make_class_pools(data_config('mini_imagenet',
-                                          self.get_temp_dir()))
+    with self.assertRaisesRegex(errors.DataError, 'neither layout'):
+      splits.make_class_pools(data_config('mini_imagenet', self.get_temp_dir()))
 
   def test_csv_row_naming_no_image_is_named(self):
     root = self.copy(self.csv_root)
     with open(os.path.join(root, 'test.csv'), 'a', newline='') as f:
       csv.writer(f).writerow(('n20100000099.jpg', 'n201'))
     with self.assertRaisesRegex(
-        DataError, r"test\.csv:14: 'n20100000099\.jpg' \(label 'n201'\) "
+        errors.DataError, r"test\.csv:14: 'n20100000099\.jpg' \(label 'n201'\) "
         'names no image'):
       splits.make_class_pools(data_config('mini_imagenet', root))
 
@@ -118,19 +118,20 @@ class ImageSourcesTest(tf.test.TestCase):
       root = self.copy(source)
       with open(os.path.join(root, relpath), 'wb') as f:
         f.write(b'not an image at all')
-      with self.assertRaisesRegex(DataError, relpath.replace('.', r'\.') +
-                                  ': not a readable PNG or JPEG'):
+      with self.assertRaisesRegex(
+          errors.DataError,
+          relpath.replace('.', r'\.') + ': not a readable PNG or JPEG'):
         splits.make_class_pools(data_config(dataset, root))
 
   def test_empty_class_and_shared_class_are_named(self):
     root = self.copy(self.folder_root)
     os.makedirs(os.path.join(root, 'train', 'empty'))
-    with self.assertRaisesRegex(DataError, 'empty.*holds no image'):
+    with self.assertRaisesRegex(errors.DataError, 'empty.*holds no image'):
       splits.make_class_pools(data_config('image_folder', root))
     os.rmdir(os.path.join(root, 'train', 'empty'))
     shutil.copytree(os.path.join(root, 'val', 'n101'),
                     os.path.join(root, 'test', 'n101'))
-    with self.assertRaisesRegex(DataError, "'n101' is in both"):
+    with self.assertRaisesRegex(errors.DataError, "'n101' is in both"):
       splits.make_class_pools(data_config('image_folder', root))
 
   def test_class_too_small_is_named_and_nothing_is_written(self):

@@ -1,24 +1,16 @@
 """Lake et al.'s one-shot protocol: within-alphabet classes, distinct drawers.
 
-Synthetic pools whose pixel values encode (class, drawing), plus one test on
-the real Omniglot copy (skipped without OMNIGLOT_DIR).
+Synthetic pools whose pixel values encode (class, drawing); the real Omniglot
+copy is tested in `test_lake_protocol_integration.py`.
 """
-
-import os
 
 from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config
+from meta_lstm_tf.data import class_pools
 from meta_lstm_tf.data import episodes
-from meta_lstm_tf.data import splits
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-OMNIGLOT_DIR = os.environ.get('OMNIGLOT_DIR')
-if OMNIGLOT_DIR and not os.path.isabs(OMNIGLOT_DIR):
-  OMNIGLOT_DIR = os.path.join(REPO, OMNIGLOT_DIR)
 
 
 def _pool(alphabet_sizes=(3, 6, 8, 2), num_drawings=6, seed=0):
@@ -32,7 +24,7 @@ def _pool(alphabet_sizes=(3, 6, 8, 2), num_drawings=6, seed=0):
   rng = np.random.default_rng(seed)
   drawers = np.stack([rng.permutation(num_drawings)
                       for _ in range(num_classes)]).astype(np.int32)
-  return splits.ClassPool(
+  return class_pools.ClassPool(
       tf.constant(np.broadcast_to(ids, (num_classes, num_drawings, 2, 2, 1))),
       tuple(f'{a}/character{c:02d}' for c, a in enumerate(alphabets)),
       alphabets=alphabets, drawers=drawers)
@@ -84,7 +76,7 @@ class LakeProtocolTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_default_options_leave_the_episodes_unchanged(self):
     pool = _pool()
-    plain = splits.ClassPool(pool.images, pool.class_names)
+    plain = class_pools.ClassPool(pool.images, pool.class_names)
     episode_config = config.EpisodeConfig(4, 1, 2)
     a = list(episodes.make_eval_dataset(pool, episode_config, 3, seed=2))
     b = list(episodes.make_eval_dataset(plain, episode_config, 3, seed=2))
@@ -99,7 +91,7 @@ class LakeProtocolTest(tf.test.TestCase, parameterized.TestCase):
           pool, config.EpisodeConfig(9, 1, 2,
                                      episode_classes='within_alphabet'),
           'meta_test')
-    plain = splits.ClassPool(pool.images, pool.class_names)
+    plain = class_pools.ClassPool(pool.images, pool.class_names)
     with self.assertRaisesRegex(ValueError, 'meta_valid.*alphabets'):
       episodes.validate_episode_config(
           plain, config.EpisodeConfig(2, 1, 2,
@@ -119,27 +111,6 @@ class LakeProtocolTest(tf.test.TestCase, parameterized.TestCase):
       with self.assertRaisesRegex(ValueError, 'dataset=omniglot'):
         config.ExperimentConfig(data=data, episode=episode,
                                 learner=learner).validate()
-
-  def test_real_omniglot_drawers_and_alphabets(self):
-    if not OMNIGLOT_DIR or not os.path.isdir(OMNIGLOT_DIR):
-      self.skipTest('OMNIGLOT_DIR is not set to a local Omniglot copy')
-    pools = splits.make_class_pools(
-        config.DataConfig(omniglot_dir=OMNIGLOT_DIR), drawers=True)
-    test = pools.meta_test
-    self.assertEqual(test.drawers.shape, (659, 20))
-    # Every character: one drawing by each of the 20 drawers.
-    self.assertAllEqual(np.sort(test.drawers, axis=1),
-                        np.broadcast_to(np.arange(20), (659, 20)))
-    self.assertLen(set(test.alphabets), 20)
-    self.assertEqual(test.alphabets[0], test.class_names[0].split('/')[0])
-    episode_config = config.EpisodeConfig(
-        20, 1, 1, episode_classes='within_alphabet', distinct_drawers=True)
-    episodes.validate_episode_config(test, episode_config)
-    episodes.validate_episode_config(pools.meta_valid, episode_config,
-                                     'meta_valid')
-    episode = next(iter(episodes.make_eval_dataset(test, episode_config, 1,
-                                                   seed=0)))
-    self.assertEqual(episode.support_images.shape, [20, 28, 28, 1])
 
 
 if __name__ == '__main__':

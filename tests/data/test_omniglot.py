@@ -22,8 +22,11 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from meta_lstm_tf import config
+from meta_lstm_tf.data import errors
 from meta_lstm_tf.data import image_ops
 from meta_lstm_tf.data import omniglot
+from meta_lstm_tf.data import omniglot_catalog
+from meta_lstm_tf.data import omniglot_sources
 from meta_lstm_tf.data import splits
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -51,7 +54,7 @@ def _files(alphabets, drawings=_DRAWINGS):
   """Yields (ALPHABET/characterNN/XXXX_YY.png, bytes)."""
   for alphabet, num_characters in alphabets.items():
     for c in range(num_characters):
-      label = omniglot.FIRST_LABEL[alphabet] + c + 1
+      label = omniglot_catalog.FIRST_LABEL[alphabet] + c + 1
       for d in range(drawings):
         yield (f'{alphabet}/character{c + 1:02d}/{label:04d}_{d + 1:02d}.png',
                _png_bytes(label * 100 + d))
@@ -81,10 +84,13 @@ def _patched_archive(split, path):
   """Registers `path`'s real size and hash as `split`'s archive checksum."""
   with open(path, 'rb') as f:
     data = f.read()
-  info = omniglot.ARCHIVES[split]
-  return mock.patch.dict(omniglot.ARCHIVES, {split: omniglot._ArchiveInfo(
-      info.filename, info.folder, len(data),
-      hashlib.sha256(data).hexdigest())})
+  info = omniglot_catalog.ARCHIVES[split]
+  return mock.patch.dict(
+      omniglot_catalog.ARCHIVES, {
+          split:
+          omniglot_catalog.ArchiveInfo(info.filename, info.folder, len(data),
+                                       hashlib.sha256(data).hexdigest())
+      })
 
 
 def _tempdir(test_case) -> str:
@@ -101,36 +107,39 @@ class ResolveOmniglotDirTest(tf.test.TestCase):
 
   def test_value_wins_and_is_absolute(self):
     with mock.patch.dict(os.environ, {'OMNIGLOT_DIR': '/env'}):
-      self.assertEqual(omniglot.resolve_omniglot_dir('rel/dir'),
+      self.assertEqual(omniglot_sources.resolve_omniglot_dir('rel/dir'),
                        os.path.abspath('rel/dir'))
 
   def test_falls_back_to_environment(self):
     with mock.patch.dict(os.environ, {'OMNIGLOT_DIR': 'some/where'}):
-      self.assertEqual(omniglot.resolve_omniglot_dir(None),
+      self.assertEqual(omniglot_sources.resolve_omniglot_dir(None),
                        os.path.abspath('some/where'))
-      self.assertEqual(omniglot.resolve_omniglot_dir(''),
+      self.assertEqual(omniglot_sources.resolve_omniglot_dir(''),
                        os.path.abspath('some/where'))
 
   def test_none_without_environment(self):
     with mock.patch.dict(os.environ, {'OMNIGLOT_DIR': ''}):
-      self.assertIsNone(omniglot.resolve_omniglot_dir(None))
+      self.assertIsNone(omniglot_sources.resolve_omniglot_dir(None))
 
 
 class TablesTest(tf.test.TestCase):
 
   def test_tables(self):
-    self.assertLen(omniglot.LABEL_NAMES, omniglot.NUM_CLASSES)
-    self.assertLen(omniglot.ALPHABET_NAMES, omniglot.NUM_ALPHABETS)
-    self.assertEqual(sum(omniglot.NUM_CHARACTERS[a]
-                         for a in omniglot.BACKGROUND_ALPHABETS), 964)
-    self.assertEqual(sum(omniglot.NUM_CHARACTERS[a]
-                         for a in omniglot.EVALUATION_ALPHABETS), 659)
+    self.assertLen(omniglot_catalog.LABEL_NAMES, omniglot_catalog.NUM_CLASSES)
+    self.assertLen(omniglot_catalog.ALPHABET_NAMES,
+                   omniglot_catalog.NUM_ALPHABETS)
+    self.assertEqual(
+        sum(omniglot_catalog.NUM_CHARACTERS[a]
+            for a in omniglot_catalog.BACKGROUND_ALPHABETS), 964)
+    self.assertEqual(
+        sum(omniglot_catalog.NUM_CHARACTERS[a]
+            for a in omniglot_catalog.EVALUATION_ALPHABETS), 659)
 
   def test_checksums_are_the_tfds_registered_ones(self):
     url_infos = tfds.builder_cls('omniglot').url_infos
     registered = {os.path.basename(url): info
                   for url, info in url_infos.items()}
-    for archive in omniglot.ARCHIVES.values():
+    for archive in omniglot_catalog.ARCHIVES.values():
       self.assertEqual(registered[archive.filename].checksum, archive.sha256)
       self.assertEqual(registered[archive.filename].size, archive.size)
 
@@ -148,7 +157,7 @@ class TablesTest(tf.test.TestCase):
              'Japanese_(katakana)', 'Sanskrit', 'Tagalog'}
     self.assertEmpty(small & set(splits.LAKE_VALID_ALPHABETS))
     self.assertContainsSubset(splits.LAKE_VALID_ALPHABETS,
-                              omniglot.BACKGROUND_ALPHABETS)
+                              omniglot_catalog.BACKGROUND_ALPHABETS)
 
 
 class OfflineSourceTest(tf.test.TestCase, parameterized.TestCase):
@@ -174,11 +183,11 @@ class OfflineSourceTest(tf.test.TestCase, parameterized.TestCase):
     self.assertLen(test, 2 * _DRAWINGS)
     for example in train:
       self.assertEqual(example['image'].shape, (105, 105, 3))
-      alphabet = omniglot.ALPHABET_NAMES[example['alphabet']]
+      alphabet = omniglot_catalog.ALPHABET_NAMES[example['alphabet']]
       self.assertIn(alphabet, _BACKGROUND)
       self.assertEqual(
           example['label'],
-          omniglot.FIRST_LABEL[alphabet] + example['alphabet_char_id'])
+          omniglot_catalog.FIRST_LABEL[alphabet] + example['alphabet_char_id'])
     self.assertLen({e['label'] for e in train}, 5)
 
   def test_image_bytes_are_the_original_files(self):
@@ -202,19 +211,19 @@ class OfflineSourceTest(tf.test.TestCase, parameterized.TestCase):
   def test_other_content_gets_another_config(self):
     with tempfile.TemporaryDirectory() as root:
       _write_folder(root, 'images_evaluation', _EVALUATION)
-      sources = omniglot.find_sources(root)
+      sources = omniglot_sources.find_sources(root)
       self.assertNotEqual(
-          omniglot._fingerprint(sources),
-          omniglot._fingerprint(omniglot.find_sources(self.omniglot_dir)))
+          omniglot_sources.fingerprint(sources),
+          omniglot_sources.fingerprint(
+              omniglot_sources.find_sources(self.omniglot_dir)))
 
   def test_missing_split_names_source(self):
-    with self.assertRaisesRegex(omniglot.DataError,
+    with self.assertRaisesRegex(errors.DataError,
                                 "'small1'.*images_background_small1.zip"):
       omniglot.load_omniglot_split('small1', self.omniglot_dir, self.data_dir)
 
   def test_unknown_split(self):
-    with self.assertRaisesRegex(omniglot.DataError,
-                                "split_name='validation'"):
+    with self.assertRaisesRegex(errors.DataError, "split_name='validation'"):
       omniglot.load_omniglot_split('validation', self.omniglot_dir,
                                    self.data_dir)
 
@@ -231,10 +240,11 @@ class OfflineSourceTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(pools.meta_train.images.shape, [3, _DRAWINGS, 28, 28, 1])
     self.assertEqual(pools.meta_train.images.dtype, tf.float32)
     # The drawings of Greek/character02 are those files, preprocessed.
-    label = omniglot.FIRST_LABEL['Greek'] + 2
+    label = omniglot_catalog.FIRST_LABEL['Greek'] + 2
     decoded = np.stack([
         tf.io.decode_png(_png_bytes(label * 100 + d), channels=1)
-        for d in range(_DRAWINGS)])
+        for d in range(_DRAWINGS)
+    ])
     expected = image_ops.preprocess_images(decoded, 28).numpy()
     actual = pools.meta_train.images[1].numpy()
     self.assertAllClose(
@@ -301,25 +311,28 @@ class OfflineSourceTest(tf.test.TestCase, parameterized.TestCase):
           'val.txt': ['Hebrew/character01/rot000'],
           'test.txt': ['Angelic/character01/rot000'],
       })
-      with self.assertRaisesRegex(omniglot.DataError, message):
-        splits.make_class_pools(config.DataConfig(
-            omniglot_dir=self.omniglot_dir, data_dir=self.data_dir,
-            split='vinyals', split_dir=split_dir))
+      with self.assertRaisesRegex(errors.DataError, message):
+        splits.make_class_pools(
+            config.DataConfig(omniglot_dir=self.omniglot_dir,
+                              data_dir=self.data_dir, split='vinyals',
+                              split_dir=split_dir))
 
   def test_vinyals_missing_split_dir(self):
-    with self.assertRaisesRegex(omniglot.DataError, "split_dir='/nonexistent"):
-      splits.make_class_pools(config.DataConfig(
-          omniglot_dir=self.omniglot_dir, data_dir=self.data_dir,
-          split='vinyals', split_dir='/nonexistent/splits'))
+    with self.assertRaisesRegex(errors.DataError, "split_dir='/nonexistent"):
+      splits.make_class_pools(
+          config.DataConfig(omniglot_dir=self.omniglot_dir,
+                            data_dir=self.data_dir, split='vinyals',
+                            split_dir='/nonexistent/splits'))
 
   def test_vinyals_missing_file(self):
     with tempfile.TemporaryDirectory() as split_dir:
-      self._write_split_dir(split_dir, {'train.txt': ['Greek/character01/rot000']})
-      with self.assertRaisesRegex(omniglot.DataError,
-                                  r"val.txt' does not exist"):
-        splits.make_class_pools(config.DataConfig(
-            omniglot_dir=self.omniglot_dir, data_dir=self.data_dir,
-            split='vinyals', split_dir=split_dir))
+      self._write_split_dir(split_dir,
+                            {'train.txt': ['Greek/character01/rot000']})
+      with self.assertRaisesRegex(errors.DataError, r"val.txt' does not exist"):
+        splits.make_class_pools(
+            config.DataConfig(omniglot_dir=self.omniglot_dir,
+                              data_dir=self.data_dir, split='vinyals',
+                              split_dir=split_dir))
 
   def test_unknown_protocol_fails_validation(self):
     with self.assertRaisesRegex(ValueError, "split='vinyal'"):
@@ -351,20 +364,20 @@ class ArchiveSourceTest(tf.test.TestCase):
     with tempfile.TemporaryDirectory() as root:
       archive = os.path.join(root, 'images_background_small2.zip')
       _write_zip(archive, 'images_background_small2', {'Greek': 1})
-      with self.assertRaisesRegex(omniglot.DataError,
-                                  r'images_background_small2.zip: size .* '
-                                  r'1580917 bytes'):
+      with self.assertRaisesRegex(
+          errors.DataError, r'images_background_small2.zip: size .* '
+          r'1580917 bytes'):
         omniglot.load_omniglot_split('small2', root, root)
 
   def test_wrong_checksum(self):
     with tempfile.TemporaryDirectory() as root:
       archive = os.path.join(root, 'images_evaluation.zip')
       with open(archive, 'wb') as f:
-        f.write(b'\0' * omniglot.ARCHIVES['test'].size)
+        f.write(b'\0' * omniglot_catalog.ARCHIVES['test'].size)
       with self.assertRaisesRegex(
-          omniglot.DataError,
-          r'images_evaluation.zip: SHA-256 [0-9a-f]{64} does not match .*'
-          + omniglot.ARCHIVES['test'].sha256):
+          errors.DataError,
+          r'images_evaluation.zip: SHA-256 [0-9a-f]{64} does not match .*' +
+          omniglot_catalog.ARCHIVES['test'].sha256):
         omniglot.load_omniglot_split('test', root, root)
 
   def test_corrupt_zip(self):
@@ -373,7 +386,7 @@ class ArchiveSourceTest(tf.test.TestCase):
       with open(archive, 'wb') as f:
         f.write(b'not a zip file')
       with _patched_archive('small1', archive):
-        with self.assertRaisesRegex(omniglot.DataError, 'corrupt zip'):
+        with self.assertRaisesRegex(errors.DataError, 'corrupt zip'):
           omniglot.load_omniglot_split('small1', root,
                                        os.path.join(root, 'tfds'))
 
@@ -381,24 +394,23 @@ class ArchiveSourceTest(tf.test.TestCase):
 class BadInputTest(tf.test.TestCase):
 
   def test_missing_directory(self):
-    with self.assertRaisesRegex(omniglot.DataError,
+    with self.assertRaisesRegex(errors.DataError,
                                 "omniglot_dir='/no/such/dir': no such"):
       omniglot.load_omniglot_split('train', '/no/such/dir')
 
   def test_empty_directory(self):
     with tempfile.TemporaryDirectory() as root:
-      with self.assertRaisesRegex(omniglot.DataError,
-                                  'holds no Omniglot source.*'
-                                  'images_background.zip'):
+      with self.assertRaisesRegex(
+          errors.DataError, 'holds no Omniglot source.*'
+          'images_background.zip'):
         omniglot.load_omniglot_split('train', root)
 
   def test_empty_extracted_folder(self):
     with tempfile.TemporaryDirectory() as root:
       os.makedirs(os.path.join(root, 'images_background'))
-      with self.assertRaisesRegex(omniglot.DataError,
+      with self.assertRaisesRegex(errors.DataError,
                                   'images_background: holds no Omniglot'):
-        omniglot.load_omniglot_split('train', root,
-                                     os.path.join(root, 'tfds'))
+        omniglot.load_omniglot_split('train', root, os.path.join(root, 'tfds'))
 
   def _prepare_with(self, relpath, data):
     root = _tempdir(self)
@@ -411,26 +423,24 @@ class BadInputTest(tf.test.TestCase):
 
   def test_corrupt_png(self):
     with self.assertRaisesRegex(
-        omniglot.DataError,
+        errors.DataError,
         r'Angelic/character01/0965_02.png: corrupt or unreadable PNG'):
-      self._prepare_with('Angelic/character01/0965_02.png',
-                         _png_bytes(0)[:60])
+      self._prepare_with('Angelic/character01/0965_02.png', _png_bytes(0)[:60])
 
   def test_wrong_image_size(self):
     buffer = io.BytesIO()
     Image.new('1', (28, 28), 1).save(buffer, format='PNG')
-    with self.assertRaisesRegex(omniglot.DataError, 'image is 28x28'):
+    with self.assertRaisesRegex(errors.DataError, 'image is 28x28'):
       self._prepare_with('Angelic/character01/0965_09.png', buffer.getvalue())
 
   def test_wrong_character_id(self):
-    with self.assertRaisesRegex(omniglot.DataError,
-                                'character id 0001 does not belong to '
-                                'Angelic/character01, which is 0965'):
+    with self.assertRaisesRegex(
+        errors.DataError, 'character id 0001 does not belong to '
+        'Angelic/character01, which is 0965'):
       self._prepare_with('Angelic/character01/0001_01.png', _png_bytes(0))
 
   def test_unknown_alphabet(self):
-    with self.assertRaisesRegex(omniglot.DataError,
-                                "unknown alphabet 'Klingon'"):
+    with self.assertRaisesRegex(errors.DataError, "unknown alphabet 'Klingon'"):
       self._prepare_with('Klingon/character01/0965_01.png', _png_bytes(0))
 
   def test_unequal_drawings(self):
@@ -438,18 +448,20 @@ class BadInputTest(tf.test.TestCase):
     _write_folder(root, 'images_background', {'Greek': 1})
     _write_folder(root, 'images_background', {'Hebrew': 1}, drawings=3)
     _write_folder(root, 'images_evaluation', _EVALUATION)
-    with self.assertRaisesRegex(omniglot.DataError,
+    with self.assertRaisesRegex(errors.DataError,
                                 'between 3 .* and 4 drawings'):
-      splits.make_class_pools(config.DataConfig(
-          omniglot_dir=root, data_dir=os.path.join(root, 'tfds')))
+      splits.make_class_pools(
+          config.DataConfig(omniglot_dir=root,
+                            data_dir=os.path.join(root, 'tfds')))
 
   def test_empty_meta_valid(self):
     root = _tempdir(self)
     _write_folder(root, 'images_background', {'Greek': 2})
     _write_folder(root, 'images_evaluation', _EVALUATION)
-    with self.assertRaisesRegex(omniglot.DataError, 'meta_valid has no class'):
-      splits.make_class_pools(config.DataConfig(
-          omniglot_dir=root, data_dir=os.path.join(root, 'tfds')))
+    with self.assertRaisesRegex(errors.DataError, 'meta_valid has no class'):
+      splits.make_class_pools(
+          config.DataConfig(omniglot_dir=root,
+                            data_dir=os.path.join(root, 'tfds')))
 
 
 class ConcurrentPreparationTest(tf.test.TestCase):
@@ -500,10 +512,13 @@ class OnlineSourceTest(tf.test.TestCase):
         alphabet, character, filename = relpath.split('/')
         examples['image'].append(data)
         examples['label'].append(int(filename[:4]) - 1)
-        examples['alphabet'].append(omniglot.ALPHABET_NAMES.index(alphabet))
+        examples['alphabet'].append(
+            omniglot_catalog.ALPHABET_NAMES.index(alphabet))
         examples['alphabet_char_id'].append(int(character[9:]) - 1)
-      return tf.data.Dataset.from_tensor_slices(
-          {k: tf.constant(v) for k, v in examples.items()})
+      return tf.data.Dataset.from_tensor_slices({
+          k: tf.constant(v)
+          for k, v in examples.items()
+      })
 
     with tfds.testing.mock_data(as_dataset_fn=as_dataset):
       pools = splits.make_class_pools(config.DataConfig())
@@ -525,7 +540,7 @@ class DownloadFailureTest(tf.test.TestCase):
     error = requests.exceptions.ConnectionError(
         "HTTPSConnectionPool(host='raw.githubusercontent.com'): Max retries")
     with mock.patch.object(omniglot.tfds, 'load', side_effect=error):
-      with self.assertRaises(omniglot.DataError) as raised:
+      with self.assertRaises(errors.DataError) as raised:
         omniglot.load_omniglot_split('train', None)
     message = str(raised.exception)
     self.assertIn('could not download Omniglot (ConnectionError', message)

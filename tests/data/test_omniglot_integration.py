@@ -18,6 +18,8 @@ import tensorflow_datasets as tfds
 from meta_lstm_tf import config
 from meta_lstm_tf.data import episodes
 from meta_lstm_tf.data import omniglot
+from meta_lstm_tf.data import omniglot_catalog
+from meta_lstm_tf.data import omniglot_sources
 from meta_lstm_tf.data import splits
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -25,7 +27,7 @@ _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
 
 
 def _omniglot_dir():
-  value = os.environ.get(omniglot.OMNIGLOT_DIR_ENV)
+  value = os.environ.get(omniglot_sources.OMNIGLOT_DIR_ENV)
   if not value:
     return None
   return os.path.normpath(os.path.join(_REPO_ROOT, os.path.expanduser(value)))
@@ -64,7 +66,7 @@ class OfflineOmniglotTest(tf.test.TestCase):
                        num_examples)
 
   def test_sources(self):
-    sources = omniglot.find_sources(_OMNIGLOT_DIR)
+    sources = omniglot_sources.find_sources(_OMNIGLOT_DIR)
     self.assertEqual(sources['small1'].kind, 'archive')  # Checksum verified.
     self.assertEqual(sources['small2'].kind, 'archive')
     self.assertEqual(sources['train'].kind, 'directory')
@@ -88,10 +90,11 @@ class OfflineOmniglotTest(tf.test.TestCase):
 
   def test_examples_are_the_files(self):
     for example in self._load('test').take(5):
-      alphabet = omniglot.ALPHABET_NAMES[int(example['alphabet'])]
+      alphabet = omniglot_catalog.ALPHABET_NAMES[int(example['alphabet'])]
       character = int(example['alphabet_char_id']) + 1
       label = int(example['label'])
-      self.assertEqual(label, omniglot.FIRST_LABEL[alphabet] + character - 1)
+      self.assertEqual(label,
+                       omniglot_catalog.FIRST_LABEL[alphabet] + character - 1)
       folder = os.path.join(_OMNIGLOT_DIR, 'images_evaluation', alphabet,
                             f'character{character:02d}')
       contents = set()
@@ -125,7 +128,7 @@ class ClassPoolsTest(tf.test.TestCase):
     valid_alphabets = {n.split('/')[0] for n in pools.meta_valid.class_names}
     self.assertEqual(valid_alphabets, set(splits.LAKE_VALID_ALPHABETS))
     test_alphabets = {n.split('/')[0] for n in pools.meta_test.class_names}
-    self.assertEqual(test_alphabets, set(omniglot.EVALUATION_ALPHABETS))
+    self.assertEqual(test_alphabets, set(omniglot_catalog.EVALUATION_ALPHABETS))
     images = pools.meta_test.images.numpy()
     self.assertEqual(images.min(), 0.0)
     self.assertEqual(images.max(), 1.0)

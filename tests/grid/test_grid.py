@@ -1,25 +1,21 @@
 """The grid report: grid expansion, resumption, curves, tables, plot, README.
 
-Everything but the last test runs on fake runs (results.json, config.json and
-TensorBoard event files written here), without training. The last test runs
-the real command on tiny budgets when OMNIGLOT_DIR is set.
+Every test runs on fake runs (results.json, config.json and TensorBoard event
+files written here), without training; the real command on the real data is
+in `test_grid_integration.py`.
 """
 
 import glob
 import json
 import os
-import re
-import subprocess
-import sys
 import tempfile
 
 from absl import flags
 from absl.testing import parameterized
 import numpy as np
-import pytest
 import tensorflow as tf
 
-from meta_lstm_tf import baselines_lib
+from meta_lstm_tf import baselines
 from meta_lstm_tf import cli
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import results
@@ -31,9 +27,6 @@ from meta_lstm_tf.grid import spec as grid_spec
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-OMNIGLOT_DIR = os.environ.get('OMNIGLOT_DIR')
-if OMNIGLOT_DIR and not os.path.isabs(OMNIGLOT_DIR):
-  OMNIGLOT_DIR = os.path.join(REPO, OMNIGLOT_DIR)
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 Setting = grid_spec.Setting
 
@@ -81,7 +74,7 @@ class FakeTraining:
 
 
 class FakeBaselines:
-  """Stands in for `baselines_lib.pretrain` and `evaluate_baselines`."""
+  """Stands in for `baselines.pretrain` and `evaluate_baselines`."""
 
   def __init__(self):
     self.pretrain_calls = 0
@@ -186,6 +179,18 @@ class GridTest(tf.test.TestCase, parameterized.TestCase):
     self.assertIn('--num_shots=5', lines[2:])
     self.assertIn('--update_rule=sgd', lines[2:])
     self.assertIn('--workdir=/g/sgd_5w5s', lines[2:])
+
+
+class BudgetTest(tf.test.TestCase):
+
+  def test_names_the_meta_learning_rate_schedule(self):
+    spec = grid_spec.make_grid('mini')
+    constant = grid_report.describe_budget(spec, tiny_base_config(), None)
+    self.assertIn('Adam 0.001;', constant)
+    cosine = grid_report.describe_budget(
+        spec, tiny_base_config(learning_rate=0.003, lr_schedule='cosine'),
+        None)
+    self.assertIn('Adam 0.003 with cosine decay to 0;', cosine)
 
 
 class CurveTest(tf.test.TestCase):
@@ -329,14 +334,14 @@ class PlotTest(tf.test.TestCase):
 
 class RunGridTest(tf.test.TestCase):
 
-  def run_grid(self, root, base, training, baselines, **kwargs):
+  def run_grid(self, root, base, training, fake_baselines, **kwargs):
     return grid_runner.run_grid(
         grid_spec.make_grid('mini'), base, root,
-        baseline_config=baselines_lib.BaselineConfig(pretrain_steps=7),
+        baseline_config=baselines.BaselineConfig(pretrain_steps=7),
         command='python -m meta_lstm_tf.results --grid=mini',
         flags_text='--grid=mini\n', train_fn=training,
-        pretrain_fn=baselines.pretrain,
-        evaluate_baselines_fn=baselines.evaluate, pools=object(), **kwargs)
+        pretrain_fn=fake_baselines.pretrain,
+        evaluate_baselines_fn=fake_baselines.evaluate, pools=object(), **kwargs)
 
   def test_runs_every_cell_once_and_writes_the_report(self):
     root = os.path.join(self.get_temp_dir(), 'grid')
@@ -488,52 +493,3 @@ class FlagsTest(tf.test.TestCase):
       results.baseline_config_from_flags(self.parse(['--finetune_steps=x']))
     with self.assertRaisesRegex(ValueError, 'inner_steps_by_shots=1-12'):
       results.grid_from_flags(self.parse(['--inner_steps_by_shots=1-12']))
-
-
-@pytest.mark.slow  # About 70 s on 2 CPU cores.
-@pytest.mark.skipif(not OMNIGLOT_DIR or not os.path.isdir(OMNIGLOT_DIR),
-                    reason='OMNIGLOT_DIR is not set to a local Omniglot copy')
-def test_command_end_to_end_on_real_omniglot():
-  root = tempfile.mkdtemp()
-  readme = os.path.join(root, 'README.md')
-  with open(readme, 'w') as f:
-    f.write('<!-- results:begin -->\n<!-- results:end -->\n')
-  command = [
-      sys.executable, '-m', 'meta_lstm_tf.results',
-      '--flagfile=configs/results_mini.flags', f'--workdir={root}/grid',
-      f'--omniglot_dir={OMNIGLOT_DIR}', '--settings=5w1s',
-      '--max_steps=3', '--max_train_seconds=0', '--eval_every=2',
-      '--eval_episodes=4', '--test_episodes=8', '--inner_steps=2',
-      '--pretrain_steps=5', '--pretrain_seconds=0',
-      '--finetune_learning_rates=0.1', '--finetune_steps=2',
-      '--selection_episodes=4',
-      f'--update_readme={readme}']
-  result = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
-                          timeout=600, check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  with open(os.path.join(root, 'grid', 'results.md')) as f:
-    markdown = f.read()
-  methods = ('meta_lstm', 'sgd', 'meta_sgd', 'finetune', 'nearest_neighbour')
-  for method in methods:
-    row = [line for line in markdown.splitlines()
-           if line.startswith('| ') and f'(`{method}`)' in line]
-    # The accuracy table, then (every method but meta_lstm) the paired
-    # comparison with meta_lstm on the same episodes.
-    assert len(row) == (1 if method == 'meta_lstm' else 2), (method, markdown)
-    assert row[0].count('±') == 1, (method, markdown)
-    if method != 'meta_lstm':
-      assert re.search(r'\| [+-]\d+\.\d\d ± \d+\.\d\d \|', row[1]), row[1]
-  assert 'Not run yet' not in markdown
-  with open(os.path.join(root, 'grid', 'results.json')) as f:
-    report = json.load(f)
-  assert {(r['method'], r['setting']) for r in report['rows']} == {
-      (m, '5w1s') for m in methods}
-  for rule in ('meta_lstm', 'sgd', 'meta_sgd'):
-    with open(os.path.join(root, 'grid', f'{rule}_5w1s', 'results.json')) as f:
-      assert json.load(f)['update_rule'] == rule
-  assert all(r['test_episodes'] == 8 for r in report['rows'])
-  assert len(report['curves']['meta_lstm_5w1s']) == 2  # Steps 2 and 3.
-  with open(os.path.join(root, 'grid', 'valid_curves.png'), 'rb') as f:
-    assert f.read().startswith(PNG_MAGIC)
-  with open(readme) as f:
-    assert '(`meta_lstm`)' in f.read()

@@ -68,6 +68,19 @@ class InterfaceTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(new.forget_gate, np.full(theta0.shape, 0.999),
                         atol=1e-3)
 
+  @parameterized.parameters('meta_lstm', 'sgd', 'meta_sgd')
+  def test_set_initial_params_checks_then_assigns(self, name):
+    rule = _rule(name)
+    before = rule.initial_params.numpy()
+    values = np.arange(before.size, dtype=np.float32) / before.size
+    for bad, message in ((values[:-1], 'coordinates'),
+                         (np.full_like(values, np.nan), 'NaN')):
+      with self.assertRaisesRegex(ValueError, message):
+        rule.set_initial_params(bad)
+      self.assertAllEqual(rule.initial_params, before)
+    rule.set_initial_params(values)
+    self.assertAllEqual(rule.initial_params, values)
+
   def test_config_kwargs_reach_the_rule(self):
     self.assertEqual(_rule('sgd', inner_lr=0.3).learning_rate, 0.3)
     meta_lstm = _rule('meta_lstm', gate_bias='per_coordinate',

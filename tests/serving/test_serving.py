@@ -115,13 +115,12 @@ def _pngs(images: np.ndarray) -> np.ndarray:
   return np.array([_png(image) for image in images], dtype=object)
 
 
-def _reference_logits(layer, config, support_u8, labels, query_u8
-                      ) -> np.ndarray:
+def _reference_logits(rule, config, support_u8, labels, query_u8) -> np.ndarray:
   """What evaluation computes, on images preprocessed as the pipeline does."""
   size = config.learner.image_size
   logits, _ = inner_loop.adapt_and_classify(
-      layer, image_ops.preprocess_images(support_u8, size),
-      tf.constant(labels, tf.int32),
+      rule, image_ops.preprocess_images(support_u8,
+                                        size), tf.constant(labels, tf.int32),
       image_ops.preprocess_images(query_u8, size), config.inner_loop,
       training=False)
   return logits.numpy()
@@ -155,14 +154,13 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     super().setUpClass()
     cls.tmp = tempfile.mkdtemp(prefix='test_export_lib_')
     cls.config = _tiny_config()
-    cls.layer = rules.make_rule(cls.config)
+    cls.rule = rules.make_rule(cls.config)
     # Move theta_0 away from its initial value: the exports must hold the
     # layer's current weights, not a fresh initialisation.
     rng = np.random.default_rng(0)
-    cls.layer.initial_params.assign(
-        cls.layer.initial_params.numpy() +
-        0.05 * rng.standard_normal(cls.layer.num_coordinates).astype(
-            np.float32))
+    cls.rule.initial_params.assign(
+        cls.rule.initial_params.numpy() +
+        0.05 * rng.standard_normal(cls.rule.num_coordinates).astype(np.float32))
     # Two shots per class, shuffled; support and query differ in size.
     cls.labels = rng.permutation(np.repeat(np.arange(_NUM_WAYS), 2)).astype(
         np.int32)
@@ -170,12 +168,12 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     cls.query_u8 = _natural_images(rng, 7, size=24)
     cls.support = cls.support_u8.astype(np.float32) / 255.0
     cls.query = cls.query_u8.astype(np.float32) / 255.0
-    cls.reference = _reference_logits(cls.layer, cls.config, cls.support_u8,
+    cls.reference = _reference_logits(cls.rule, cls.config, cls.support_u8,
                                       cls.labels, cls.query_u8)
     cls.model_path = serving_export.export_adapt_and_classify(
-        cls.layer, cls.config, os.path.join(cls.tmp, 'meta_lstm'))
+        cls.rule, cls.config, os.path.join(cls.tmp, 'meta_lstm'))
     cls.learner_path = serving_export.export_adapted_learner(
-        cls.layer, cls.config, cls.support, cls.labels, _CLASS_NAMES,
+        cls.rule, cls.config, cls.support, cls.labels, _CLASS_NAMES,
         os.path.join(cls.tmp, 'meta_lstm_adapted'))
     cls.model = tf.saved_model.load(cls.model_path)
     cls.learner = tf.saved_model.load(cls.learner_path)
@@ -211,8 +209,9 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     metadata = serving_export.read_metadata(self.model_path)
     self.assertEqual(metadata['num_ways'], _NUM_WAYS)
     self.assertEqual(metadata['inner_steps'], 2)
-    self.assertEqual(serving_export.read_metadata(self.learner_path)['class_names'],
-                     list(_CLASS_NAMES))
+    self.assertEqual(
+        serving_export.read_metadata(self.learner_path)['class_names'],
+        list(_CLASS_NAMES))
 
   def test_float_signature_matches_evaluation(self):
     outputs = self._classify()
@@ -239,11 +238,11 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_transductive_config_is_honoured(self):
     config = _tiny_config(transductive=True)
-    module = serving_modules.AdaptAndClassifyModule(self.layer, config)
+    module = serving_modules.AdaptAndClassifyModule(self.rule, config)
     logits = module.classify(tf.constant(self.support),
                              tf.constant(self.labels),
                              tf.constant(self.query))['logits']
-    expected = _reference_logits(self.layer, config, self.support_u8,
+    expected = _reference_logits(self.rule, config, self.support_u8,
                                  self.labels, self.query_u8)
     self.assertAllClose(logits, expected, atol=1e-4)
     self.assertNotAllClose(expected, self.reference, atol=1e-3)
@@ -355,11 +354,11 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_make_adapted_learner_checks_arguments(self):
     with self.assertRaisesRegex(ValueError, 'class_names'):
-      serving_modules.make_adapted_learner(self.layer, self.config, self.support,
-                                      self.labels, _CLASS_NAMES[:4])
+      serving_modules.make_adapted_learner(self.rule, self.config, self.support,
+                                           self.labels, _CLASS_NAMES[:4])
     with self.assertRaisesRegex(ValueError, 'support_labels'):
-      serving_modules.make_adapted_learner(self.layer, self.config, self.support,
-                                      self.labels + 1, _CLASS_NAMES)
+      serving_modules.make_adapted_learner(self.rule, self.config, self.support,
+                                           self.labels + 1, _CLASS_NAMES)
 
   # ------------------------------------------------------------ versioning
 
@@ -368,12 +367,12 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     os.makedirs(os.path.join(base, '7'))
     os.makedirs(os.path.join(base, 'not_a_version'))
     self.assertEqual(serving_export.next_version(base), 8)
-    first = serving_export.export_adapt_and_classify(self.layer, self.config,
-                                                 base)
-    second = serving_export.export_adapt_and_classify(self.layer, self.config,
-                                                  base)
-    self.assertEqual([os.path.basename(first), os.path.basename(second)],
-                     ['8', '9'])
+    first = serving_export.export_adapt_and_classify(self.rule, self.config,
+                                                     base)
+    second = serving_export.export_adapt_and_classify(self.rule, self.config,
+                                                      base)
+    self.assertEqual([os.path.basename(first),
+                      os.path.basename(second)], ['8', '9'])
     self.assertCountEqual(os.listdir(base), ['7', '8', '9', 'not_a_version'])
     self.assertTrue(tf.saved_model.contains_saved_model(second))
     self.assertEqual(serving_export.next_version(os.path.join(base, 'none')), 1)
@@ -423,7 +422,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
          '--overwrite'],
         check=True, capture_output=True, env=_subprocess_env())
     reference = _reference_logits(
-        self.layer, self.config,
+        self.rule, self.config,
         (episode.support_images * 255).round().astype(np.uint8),
         episode.support_labels,
         (episode.query_images * 255).round().astype(np.uint8))
@@ -540,7 +539,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
       workdir_lib.write_json(os.path.join(workdir, workdir_lib.CONFIG_FILE),
                              self.config.to_dict())
       manager = tf.train.CheckpointManager(
-          tf.train.Checkpoint(layer=self.layer),
+          tf.train.Checkpoint(layer=self.rule),
           os.path.join(workdir, workdir_lib.BEST_DIR), max_to_keep=1)
       manager.save()
       self._write_support_folder(os.path.join(workdir, 'support'))
@@ -626,27 +625,34 @@ class UpdateRuleExportTest(tf.test.TestCase, parameterized.TestCase):
     config = dataclasses.replace(
         base, meta_learner=dataclasses.replace(
             base.meta_learner, update_rule=rule, inner_lr=0.3)).validate()
-    layer = rules.make_rule(config)
-    self.assertEqual(type(layer).__name__,
-                     {'sgd': 'SGDRule', 'meta_sgd': 'MetaSGDRule'}[rule])
+    update_rule = rules.make_rule(config)
+    self.assertEqual(
+        type(update_rule).__name__, {
+            'sgd': 'SGDRule',
+            'meta_sgd': 'MetaSGDRule'
+        }[rule])
     # Move every variable off its initial value: the exports must hold the
-    # layer's current weights (theta_0, and Meta-SGD's rates).
+    # update_rule's current weights (theta_0, and Meta-SGD's rates).
     rng = np.random.default_rng(1)
-    for variable in layer.variables:
-      variable.assign(variable.numpy() * (1 + 0.2 * rng.standard_normal(
-          variable.shape)).astype(np.float32))
+    for variable in update_rule.variables:
+      variable.assign(
+          variable.numpy() *
+          (1 + 0.2 * rng.standard_normal(variable.shape)).astype(np.float32))
     labels = rng.permutation(np.repeat(np.arange(_NUM_WAYS), 2)).astype(
         np.int32)
     support_u8 = _natural_images(rng, len(labels))
     query_u8 = _natural_images(rng, 6)
-    reference = _reference_logits(layer, config, support_u8, labels, query_u8)
+    reference = _reference_logits(update_rule, config, support_u8, labels,
+                                  query_u8)
     model_path = serving_export.export_adapt_and_classify(
-        layer, config, os.path.join(tmp, rule))
+        update_rule, config, os.path.join(tmp, rule))
     learner_path = serving_export.export_adapted_learner(
-        layer, config, support_u8.astype(np.float32) / 255.0, labels,
-        _CLASS_NAMES, os.path.join(tmp, rule + '_adapted'))
-    self.assertEqual(serving_export.read_metadata(model_path)['config'][
-        'meta_learner']['update_rule'], rule)
+        update_rule, config,
+        support_u8.astype(np.float32) / 255.0, labels, _CLASS_NAMES,
+        os.path.join(tmp, rule + '_adapted'))
+    self.assertEqual(
+        serving_export.read_metadata(model_path)['config']['meta_learner']
+        ['update_rule'], rule)
     inputs = os.path.join(tmp, 'inputs.npz')
     outputs = os.path.join(tmp, 'outputs.npz')
     np.savez(inputs, support=support_u8.astype(np.float32) / 255.0,
@@ -663,8 +669,8 @@ class UpdateRuleExportTest(tf.test.TestCase, parameterized.TestCase):
                           _softmax(reference), atol=1e-5)
     # The adaptation did something: theta_0 alone classifies differently.
     theta0_logits, _ = learner_lib.apply(
-        learner_lib.unflatten(tf.convert_to_tensor(layer.initial_params),
-                              layer.param_spec),
+        learner_lib.unflatten(tf.convert_to_tensor(update_rule.initial_params),
+                              update_rule.param_spec),
         image_ops.preprocess_images(query_u8, config.learner.image_size),
         config.learner)
     self.assertNotAllClose(theta0_logits, reference, atol=1e-3)

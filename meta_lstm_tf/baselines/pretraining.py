@@ -7,8 +7,8 @@ P_f the learner's feature coordinates (its conv and batch-norm parameters,
 The learner is trained with Adam over every meta-train class, on mini-batches
 of (image, class) pairs. Its conv and batch-norm parameters do not depend on
 N or K, so one pretraining serves every episode shape. Two users: the
-non-meta baselines (`baselines_lib`: nearest neighbour and fine-tuning) and
-the meta-learners' `--init_from=pretrained` (theta_0 starts from the
+non-meta baselines (`baselines.evaluate`: nearest neighbour and fine-tuning)
+and the meta-learners' `--init_from=pretrained` (theta_0 starts from the
 pretrained conv/BN parameters and a zero N-way head, `initial_params_of`).
 
 `pretrain(config, baseline_config, out_dir)` writes
@@ -27,7 +27,7 @@ import io
 import json
 import os
 import time
-from typing import Optional, Tuple
+from typing import Optional
 
 from absl import logging
 import keras
@@ -37,7 +37,9 @@ import tensorflow as tf
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import learner
 from meta_lstm_tf import workdir as workdir_lib
-from meta_lstm_tf.data import image_ops
+from meta_lstm_tf.baselines import config as baseline_config_lib
+from meta_lstm_tf.baselines import pretrain_data
+from meta_lstm_tf.data import class_pools
 from meta_lstm_tf.data import splits
 
 SETTINGS_FILE = 'settings.json'
@@ -46,108 +48,15 @@ PARAMS_FILE = 'pretrained.npz'
 RESULT_FILE = 'pretrain.json'
 
 _CHECKPOINT_EVERY = 500
-# Images of the fixed sample the pretraining loss is reported on.
-_LOSS_SAMPLE = 1024
-_RNG_ALG = 'philox'
-# Keeps the pretraining batches apart from any other stream of the same seed.
-_PRETRAIN_STREAM = 2
-_LOSS_SAMPLE_STREAM = 3
-
-
-def _fail(field: str, value, requirement: str) -> None:
-  raise ValueError(f'{field}={value!r}: {requirement}')
-
-
-def _is_int(value) -> bool:
-  return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-@dataclasses.dataclass(frozen=True)
-class BaselineConfig:
-  """Pretraining and fine-tuning settings of the baselines.
-
-  Attributes:
-    pretrain_steps: Adam steps of the C-way pretraining.
-    pretrain_seconds: also stop the pretraining after this many seconds of
-      training (0: no time limit).
-    batch_size: B, images per pretraining step.
-    learning_rate: Adam's learning rate for the pretraining.
-    finetune_learning_rates: the SGD learning rates fine-tuning chooses from.
-    finetune_steps: the step counts fine-tuning chooses from.
-    selection_episodes: meta-valid episodes the choice of learning rate and
-      steps is made on (also what `valid_accuracy` is measured on).
-    seed: seed of the initial parameters and of the pretraining batches.
-  """
-  pretrain_steps: int = 3000
-  pretrain_seconds: float = 0.0
-  batch_size: int = 64
-  learning_rate: float = 1e-3
-  finetune_learning_rates: tuple = (0.01, 0.05, 0.2, 0.5)
-  finetune_steps: tuple = (5, 20, 50)
-  selection_episodes: int = 100
-  seed: int = 0
-
-  def validate(self) -> 'BaselineConfig':
-    for name in ('pretrain_steps', 'batch_size', 'selection_episodes'):
-      value = getattr(self, name)
-      if not (_is_int(value) and value > 0):
-        _fail(name, value, 'must be a positive integer')
-    if not (isinstance(self.pretrain_seconds, (int, float)) and
-            self.pretrain_seconds >= 0):
-      _fail('pretrain_seconds', self.pretrain_seconds,
-            'must be >= 0 (0 means no limit)')
-    if not (isinstance(self.learning_rate, (int, float)) and
-            self.learning_rate > 0):
-      _fail('learning_rate', self.learning_rate, 'must be > 0')
-    rates = self.finetune_learning_rates
-    if (not isinstance(rates, (tuple, list)) or not rates or
-        not all(isinstance(r, (int, float)) and not isinstance(r, bool) and
-                r > 0 for r in rates)):
-      _fail('finetune_learning_rates', rates,
-            'must be a non-empty tuple of numbers > 0')
-    steps = self.finetune_steps
-    if (not isinstance(steps, (tuple, list)) or not steps or
-        not all(_is_int(s) and s > 0 for s in steps)):
-      _fail('finetune_steps', steps,
-            'must be a non-empty tuple of positive integers')
-    if not (_is_int(self.seed) and self.seed >= 0):
-      _fail('seed', self.seed, 'must be a non-negative integer')
-    return self
-
-
-# ------------------------------------------------------------------ checks
-
-
-def check_pool(pool, learner_config: config_lib.LearnerConfig,
-                name: str) -> Tuple[int, int]:
-  """(C, D) of a pool whose images fit the learner; else ValueError."""
-  images = getattr(pool, 'images', None)
-  if images is None:
-    raise ValueError(f'pools.{name} has no `images` (expected a '
-                     'splits.ClassPool)')
-  shape = tuple(images.shape)
-  expected = (learner_config.image_size, learner_config.image_size,
-              learner_config.channels)
-  if len(shape) != 5 or shape[2:] != expected:
-    raise ValueError(f'pools.{name}.images has shape {shape}; expected '
-                     f'[C, D, {expected[0]}, {expected[1]}, {expected[2]}] '
-                     'to match the learner config')
-  return int(shape[0]), int(shape[1])
-
-
-def check_pools(pools) -> None:
-  for name in ('meta_train', 'meta_valid', 'meta_test'):
-    if not hasattr(pools, name):
-      raise ValueError(f'pools has no {name!r} (expected splits.ClassPools, '
-                       f'got {type(pools).__name__})')
 
 
 def pretrain_learner_config(learner_config: config_lib.LearnerConfig,
                             num_classes: int) -> config_lib.LearnerConfig:
   """The experiment's learner with a C-way head."""
-  if not (_is_int(num_classes) and num_classes >= 2):
-    _fail('num_classes', num_classes,
-          'the pretraining needs at least 2 meta-train classes')
+  if (not isinstance(num_classes, (int, np.integer)) or
+      isinstance(num_classes, bool) or num_classes < 2):
+    raise ValueError(f'num_classes={num_classes!r}: the pretraining needs at '
+                     'least 2 meta-train classes')
   return dataclasses.replace(learner_config,
                              num_ways=int(num_classes)).validate()
 
@@ -178,70 +87,6 @@ def feature_params_of(pretrained: dict,
 
 def _spec_size(spec: dict) -> int:
   return int(sum(np.prod(shape) for shape in spec.values()))
-
-
-# ------------------------------------------------------------- pretraining
-
-
-def make_pretrain_dataset(pool_images, batch_size: int, seed: int,
-                          start_step: int = 0) -> tf.data.Dataset:
-  """Infinite mini-batches of (image, class) pairs from a class pool.
-
-  Batch i holds B pairs drawn uniformly (with replacement) from the C * D
-  images, with the stateless seed fold_in([seed, stream], i): it depends on
-  (seed, i) only, so a resumed pretraining sees the batches an uninterrupted
-  one would.
-
-  Args:
-    pool_images: float32 [C, D, H, W, ch], or uint8 (scaled to [0, 1]
-      after the gather).
-    batch_size: B.
-    seed: the stream's seed.
-    start_step: index of the first batch.
-
-  Returns:
-    `tf.data.Dataset` of (images [B, H, W, ch], labels int32 [B] in [0, C)).
-  """
-  images = _pool_tensor(pool_images)
-  num_classes, num_drawings = int(images.shape[0]), int(images.shape[1])
-  flat = tf.reshape(images, [num_classes * num_drawings] + images.shape[2:])
-  base_seed = tf.constant([seed, _PRETRAIN_STREAM], tf.int64)
-
-  def batch(step):
-    index = tf.random.stateless_uniform(
-        [batch_size],
-        seed=tf.random.experimental.stateless_fold_in(base_seed, step,
-                                                      alg=_RNG_ALG),
-        minval=0, maxval=num_classes * num_drawings, dtype=tf.int64,
-        alg=_RNG_ALG)
-    return (image_ops.to_model_inputs(tf.gather(flat, index)),
-            tf.cast(index // num_drawings, tf.int32))
-
-  return (tf.data.Dataset.counter(start=start_step, dtype=tf.int64)
-          .map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-          .prefetch(tf.data.AUTOTUNE))
-
-
-def _loss_sample(pool_images, seed: int):
-  """A fixed sample of (images, labels) the pretraining loss is reported on."""
-  images = _pool_tensor(pool_images)
-  num_classes, num_drawings = int(images.shape[0]), int(images.shape[1])
-  total = num_classes * num_drawings
-  size = min(_LOSS_SAMPLE, total)
-  scores = tf.random.stateless_uniform(
-      [total], seed=tf.constant([seed, _LOSS_SAMPLE_STREAM], tf.int64),
-      alg=_RNG_ALG)
-  index = tf.math.top_k(scores, k=size).indices
-  flat = tf.reshape(images, [total] + images.shape[2:])
-  return (image_ops.to_model_inputs(tf.gather(flat, index)),
-          tf.cast(index // num_drawings, tf.int32))
-
-
-def _pool_tensor(pool_images) -> tf.Tensor:
-  """The pool as a tensor: uint8 pools stay uint8 (a float copy of
-  mini-ImageNet would take 5 GB), anything else becomes float32."""
-  images = tf.convert_to_tensor(pool_images)
-  return images if images.dtype == tf.uint8 else tf.cast(images, tf.float32)
 
 
 def _classification_loss(flat_params, images, labels,
@@ -288,8 +133,8 @@ def _pool_fingerprint(pool) -> str:
 
 
 def _pretrain_settings(learner_config: config_lib.LearnerConfig,
-                       baseline_config: BaselineConfig, pool,
-                       num_drawings: int) -> dict:
+                       baseline_config: baseline_config_lib.BaselineConfig,
+                       pool, num_drawings: int) -> dict:
   """Everything the pretraining result depends on (JSON types only)."""
   return {
       'learner': dataclasses.asdict(learner_config),
@@ -333,8 +178,9 @@ def _load_result(out_dir: str) -> dict:
 
 
 def pretrain(config: config_lib.ExperimentConfig,
-             baseline_config: BaselineConfig, out_dir: str,
-             pools: Optional[splits.ClassPools] = None) -> dict:
+             baseline_config: baseline_config_lib.BaselineConfig,
+             out_dir: str,
+             pools: Optional[class_pools.ClassPools] = None) -> dict:
   """Trains the learner as a C-way classifier over all meta-train classes.
 
   Resumable and cached: a rerun on the same `out_dir` resumes from the last
@@ -363,12 +209,12 @@ def pretrain(config: config_lib.ExperimentConfig,
   config.validate()
   baseline_config.validate()
   if not out_dir or not isinstance(out_dir, str):
-    _fail('out_dir', out_dir, 'must be a non-empty path')
+    raise ValueError(f'out_dir={out_dir!r}: must be a non-empty path')
   if pools is None:
     pools = splits.make_class_pools(config.data)
-  check_pools(pools)
-  num_classes, num_drawings = check_pool(pools.meta_train, config.learner,
-                                          'meta_train')
+  pretrain_data.check_pools(pools)
+  num_classes, num_drawings = pretrain_data.check_pool(
+      pools.meta_train, config.learner, 'meta_train')
   learner_config = pretrain_learner_config(config.learner, num_classes)
   os.makedirs(out_dir, exist_ok=True)
   _check_settings(os.path.join(out_dir, SETTINGS_FILE),
@@ -399,9 +245,9 @@ def pretrain(config: config_lib.ExperimentConfig,
   step = int(state.step)
   limit = float(baseline_config.pretrain_seconds)
   train_step = make_pretrain_step(params, optimizer, learner_config)
-  batches = iter(make_pretrain_dataset(pools.meta_train.images,
-                                       baseline_config.batch_size,
-                                       baseline_config.seed, start_step=step))
+  batches = iter(pretrain_data.make_pretrain_dataset(
+      pools.meta_train.images, baseline_config.batch_size,
+      baseline_config.seed, start_step=step))
   seconds_before = float(state.seconds)
   start = time.perf_counter()
 
@@ -426,8 +272,8 @@ def pretrain(config: config_lib.ExperimentConfig,
   state.seconds.assign(seconds())
   manager.save(checkpoint_number=step)
 
-  sample_images, sample_labels = _loss_sample(pools.meta_train.images,
-                                              baseline_config.seed)
+  sample_images, sample_labels = pretrain_data.loss_sample(
+      pools.meta_train.images, baseline_config.seed)
   initial_loss, _ = _classification_loss(initial, sample_images,
                                          sample_labels, learner_config)
   final_loss, final_accuracy = _classification_loss(
