@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OMNIGLOT_DIR = os.environ.get('OMNIGLOT_DIR')
-if OMNIGLOT_DIR and not os.path.isabs(OMNIGLOT_DIR):
-  OMNIGLOT_DIR = os.path.join(REPO, OMNIGLOT_DIR)
+from tests import real_data
+
+REPO = real_data.REPO
+OMNIGLOT_DIR = real_data.OMNIGLOT_DIR
 
 pytestmark = pytest.mark.skipif(
     not OMNIGLOT_DIR or not os.path.isdir(OMNIGLOT_DIR),

@@ -11,12 +11,9 @@ import tensorflow as tf
 from meta_lstm_tf import config
 from meta_lstm_tf.data import episodes
 from meta_lstm_tf.data import splits
+from tests import real_data
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-OMNIGLOT_DIR = os.environ.get('OMNIGLOT_DIR')
-if OMNIGLOT_DIR and not os.path.isabs(OMNIGLOT_DIR):
-  OMNIGLOT_DIR = os.path.join(REPO, OMNIGLOT_DIR)
+OMNIGLOT_DIR = real_data.OMNIGLOT_DIR
 
 
 class RealOmniglotLakeProtocolTest(tf.test.TestCase):

@@ -12,11 +12,10 @@ import tempfile
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-OMNIGLOT_DIR = os.environ.get('OMNIGLOT_DIR')
-if OMNIGLOT_DIR and not os.path.isabs(OMNIGLOT_DIR):
-  OMNIGLOT_DIR = os.path.join(REPO, OMNIGLOT_DIR)
+from tests import real_data
+
+REPO = real_data.REPO
+OMNIGLOT_DIR = real_data.OMNIGLOT_DIR
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
 
