@@ -23,7 +23,8 @@ from meta_lstm_tf import types
 def support_loss_and_gradient(params: tf.Tensor, images: tf.Tensor,
                               labels: tf.Tensor,
                               learner_config: config_lib.LearnerConfig,
-                              second_order: bool):
+                              second_order: bool,
+                              patches: Optional[tf.Tensor] = None):
   """Support loss, its gradient w.r.t. the flat parameters, and BN stats.
 
   First order (the paper): the learner's loss and gradient enter the
@@ -37,6 +38,7 @@ def support_loss_and_gradient(params: tf.Tensor, images: tf.Tensor,
     images: [S, H, W, C]; labels: int32 [S].
     learner_config: learner shape.
     second_order: whether to keep the gradient differentiable.
+    patches: optional `learner.first_block_patches(images)`.
 
   Returns:
     (loss [], grad [P], batch `types.BatchNormStats`, with no gradient).
@@ -47,7 +49,7 @@ def support_loss_and_gradient(params: tf.Tensor, images: tf.Tensor,
     tape.watch(params)
     logits, batch_stats = learner.apply(
         learner.unflatten(params, learner.param_spec(learner_config)), images,
-        learner_config, twice_differentiable=second_order)
+        learner_config, twice_differentiable=second_order, patches=patches)
     loss, _ = learner.loss_and_accuracy(logits, labels)
   grad = tape.gradient(loss, params)
   return loss, grad, tf.nest.map_structure(tf.stop_gradient, batch_stats)
@@ -84,6 +86,8 @@ def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
   learner_config = rule.learner_config
   dtype = initial_params.dtype
   weights = rule.prepare(weights)
+  # The first conv's input patches: the same images in all T + 1 passes.
+  patches = learner.first_block_patches(support_images)
   state0 = rule.initial_state(weights, initial_params)
   stats0 = learner.init_bn_stats(learner_config, dtype)
   losses = tf.TensorArray(dtype, size=inner_steps + 1)
@@ -99,7 +103,7 @@ def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
            input_all):
     loss, grad, batch_stats = support_loss_and_gradient(
         state.params, support_images, support_labels, learner_config,
-        second_order)
+        second_order, patches)
     if not second_order:
       loss = tf.stop_gradient(loss)
     state = rule.update(weights, state, grad, loss)
@@ -126,7 +130,8 @@ def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
   final_logits, final_stats = learner.apply(
       learner.unflatten(tf.stop_gradient(state.params),
                         learner.param_spec(learner_config)),
-      support_images, learner_config, twice_differentiable=False)
+      support_images, learner_config, twice_differentiable=False,
+      patches=patches)
   final_loss, _ = learner.loss_and_accuracy(final_logits, support_labels)
   losses = losses.write(inner_steps, final_loss)
   stats = learner.accumulate_bn_stats(
@@ -161,7 +166,8 @@ def query_logits(result: types.AdaptationResult, query_images: tf.Tensor,
   logits, _ = learner.apply(
       learner.unflatten(result.params, learner.param_spec(learner_config)),
       query_images, learner_config, bn_stats=bn_stats,
-      twice_differentiable=False)
+      twice_differentiable=False,
+      patches=learner.first_block_patches(query_images))
   return logits
 
 

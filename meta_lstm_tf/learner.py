@@ -137,28 +137,35 @@ def accumulate_bn_stats(running: types.BatchNormStats,
 
 
 def batch_norm(x: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor,
-               epsilon: float, stats=None, twice_differentiable: bool = True):
-  """Batch norm over [S, H, W].
+               epsilon: float, stats=None, twice_differentiable: bool = True,
+               bias: Optional[tf.Tensor] = None):
+  """Batch norm over [S, H, W] of `x + bias` (the conv's output and bias).
 
   Two implementations of the same function:
   * `twice_differentiable=True`: plain ops, the variance taken around the
     batch mean *without* `stop_gradient` (unlike `tf.nn.moments`), so second
     derivatives are exact. Used wherever a gradient is differentiated again
     (second-order support passes).
-  * otherwise (float32): `tf.compat.v1.nn.fused_batch_norm` (FusedBatchNormV3), one op forward and one
-    backward, with exact first derivatives. Used for first-order support
-    passes, query passes and evaluation, where nothing differentiates the
-    gradient again.
+  * otherwise (float32 `x`): `tf.compat.v1.nn.fused_batch_norm`
+    (FusedBatchNormV3), one op forward and one backward, with exact first
+    derivatives. Used for first-order support passes, query passes and
+    evaluation, where nothing differentiates the gradient again. The bias
+    is never added to x here: normalising with the batch's own statistics
+    removes it exactly (only the reported mean moves by it), and with given
+    statistics it is folded into their mean, so a pass spends no
+    elementwise op (forward or backward) on it.
 
   Args:
     x: [S, H, W, F].
     scale, offset: [F].
     epsilon: variance epsilon.
-    stats: optional (mean, variance) to normalise with instead of the batch's.
+    stats: optional (mean, variance) of `x + bias` to normalise with instead
+      of the batch's.
     twice_differentiable: see above.
+    bias: optional [F] added to x before normalising.
 
   Returns:
-    (normalised x, (batch mean, biased batch variance)).
+    (normalised x + bias, (batch mean, biased batch variance) of x + bias).
   """
   if not twice_differentiable and x.dtype == tf.float32:
     if stats is None:
@@ -167,12 +174,20 @@ def batch_norm(x: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor,
       # The fused op reports the Bessel-corrected variance; normalisation
       # itself uses the biased one, which is what the running stats hold.
       n = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), x.dtype)
+      if bias is not None:
+        mean = mean + bias
       return y, (mean, unbiased * (n - 1.0) / n)
-    y, _, _ = tf.compat.v1.nn.fused_batch_norm(x, scale, offset, mean=stats[0],
-                                     variance=stats[1], epsilon=epsilon,
-                                     is_training=False)
+    stats_mean = stats[0] if bias is None else stats[0] - bias
+    y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+        x, scale, offset, mean=stats_mean, variance=stats[1],
+        epsilon=epsilon, is_training=False)
     mean = tf.reduce_mean(x, axis=[0, 1, 2])
-    return y, (mean, tf.reduce_mean(tf.square(x - mean), axis=[0, 1, 2]))
+    variance = tf.reduce_mean(tf.square(x - mean), axis=[0, 1, 2])
+    if bias is not None:
+      mean = mean + bias
+    return y, (mean, variance)
+  if bias is not None:
+    x = tf.nn.bias_add(x, bias)
   mean = tf.reduce_mean(x, axis=[0, 1, 2])
   # No stop_gradient on the mean here: tf.nn.moments' variant makes
   # second-order meta-gradients wrong.
@@ -182,10 +197,29 @@ def batch_norm(x: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor,
   return y, (mean, variance)
 
 
+def first_block_patches(images: tf.Tensor) -> tf.Tensor:
+  """The first conv's 3x3 'same' input patches: [S, H, W, C] -> [S, H, W, 9C].
+
+  The first block's input is the episode's images, the same in every pass
+  of an episode, so `features` can take its patches, made once, and run the
+  first conv as one [S H W, 9C] x [9C, F] product (and its kernel gradient
+  as the transposed product): with C = 1 the conv op and its
+  kernel-gradient op are several times slower than the products at these
+  shapes. The patches are exact copies of pixels (a convolution with a
+  one-hot kernel), ordered as the conv kernel's (kh, kw, c).
+  """
+  channels = images.shape[-1]
+  eye = tf.eye(9 * channels, dtype=images.dtype)
+  return tf.nn.conv2d(images, tf.reshape(eye, [3, 3, channels, 9 * channels]),
+                      strides=1, padding='SAME')
+
+
 def features(params: dict, images: tf.Tensor,
              config: config_lib.LearnerConfig,
              bn_stats: Optional[types.BatchNormStats] = None,
-             twice_differentiable: bool = True):
+             twice_differentiable: bool = True,
+             patches: Optional[tf.Tensor] = None,
+             conv_dtype=None):
   """Runs the conv blocks: the learner's penultimate features.
 
   Args:
@@ -196,28 +230,51 @@ def features(params: dict, images: tf.Tensor,
     bn_stats: None to normalise with the batch's own statistics; else the
       running statistics to normalise with (see `apply`).
     twice_differentiable: see `apply`.
+    patches: optional `first_block_patches(images)`, made once per episode:
+      the first conv becomes a matrix product (the same function).
+    conv_dtype: None (the images' dtype), or tf.bfloat16 to run the
+      convolutions of a float32 first-order pass in bfloat16 (inputs and
+      kernels rounded to bfloat16, accumulation in float32 inside the op,
+      the output cast back to float32); batch norm, its statistics, the
+      activations between blocks and everything else stay float32. Ignored
+      where `twice_differentiable`.
 
   Returns:
     (features [S, F * R * R], the flattened output of the last block; batch
     statistics `types.BatchNormStats` of this pass with count 1).
   """
+  if conv_dtype is None or twice_differentiable:
+    conv_dtype = images.dtype
+  conv_dtype = tf.as_dtype(conv_dtype)
   x = images
   means, variances = [], []
   for block in range(1, config.num_blocks + 1):
-    x = tf.nn.bias_add(tf.nn.conv2d(x, params[f'conv{block}/kernel'],
-                                    strides=1, padding='SAME'),
-                       params[f'conv{block}/bias'])
+    kernel = params[f'conv{block}/kernel']
+    if block == 1 and patches is not None:
+      kernel_2d = tf.reshape(kernel, [-1, kernel.shape[-1]])
+      flat = tf.matmul(
+          tf.cast(tf.reshape(patches, [-1, patches.shape[-1]]), conv_dtype),
+          tf.cast(kernel_2d, conv_dtype))
+      x = tf.reshape(flat, tf.concat([tf.shape(patches)[:3],
+                                      [kernel.shape[-1]]], axis=0))
+    else:
+      x = tf.nn.conv2d(tf.cast(x, conv_dtype), tf.cast(kernel, conv_dtype),
+                       strides=1, padding='SAME')
+    if x.dtype != images.dtype:
+      x = tf.cast(x, images.dtype)
     stats = None
     if bn_stats is not None:
       stats = (bn_stats.means[block - 1], bn_stats.variances[block - 1])
     x, (mean, variance) = batch_norm(x, params[f'bn{block}/scale'],
                                      params[f'bn{block}/offset'],
                                      config.bn_epsilon, stats,
-                                     twice_differentiable)
+                                     twice_differentiable,
+                                     bias=params[f'conv{block}/bias'])
     means.append(mean)
     variances.append(variance)
-    x = tf.nn.relu(x)
-    x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding='VALID')
+    # max-pool then ReLU: the same values and gradients as ReLU then
+    # max-pool (ReLU is monotonic), on a quarter of the elements.
+    x = tf.nn.relu(tf.nn.max_pool2d(x, ksize=2, strides=2, padding='VALID'))
   x = tf.reshape(x, [tf.shape(x)[0], -1])
   batch = types.BatchNormStats(tuple(means), tuple(variances),
                                tf.constant(1.0, x.dtype))
@@ -233,7 +290,9 @@ def head(params: dict, feature_batch: tf.Tensor) -> tf.Tensor:
 def apply(params: dict, images: tf.Tensor,
           config: config_lib.LearnerConfig,
           bn_stats: Optional[types.BatchNormStats] = None,
-          twice_differentiable: bool = True):
+          twice_differentiable: bool = True,
+          patches: Optional[tf.Tensor] = None,
+          conv_dtype=None):
   """Runs the learner: `head(params, features(params, images, ...))`.
 
   Args:
@@ -245,13 +304,14 @@ def apply(params: dict, images: tf.Tensor,
       episode's running statistics (non-transductive evaluation).
     twice_differentiable: whether second derivatives through this pass must
       be exact (see `batch_norm`); False allows the fused batch norm.
+    patches, conv_dtype: see `features`.
 
   Returns:
     (logits [S, N], batch statistics `types.BatchNormStats` of this pass with
     count 1).
   """
   feature_batch, batch = features(params, images, config, bn_stats,
-                                  twice_differentiable)
+                                  twice_differentiable, patches, conv_dtype)
   return head(params, feature_batch), batch
 
 
