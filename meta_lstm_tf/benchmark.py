@@ -22,7 +22,12 @@ since logical devices must be configured before TensorFlow starts),
 `meta_train_episodes_per_sec_second_order`,
 `meta_train_episodes_per_sec_sgd` / `_meta_sgd` (first order, the other
 update rules, `--other_rules`), `train_step_trace_seconds`,
-`peak_rss_mib` (after the first-order measurement), and, where Omniglot is
+`peak_rss_mib` (after the first-order measurement), `conv_dtype` (as
+resolved on this machine), `learner_bound_ms` (the learner's own passes of
+one first-order meta-train step, timed bare: `training.learner_bound_ms`),
+`step_over_learner_bound` (the step's time over it), `conv_gflops` (the
+machine's conv throughput at the learner's largest conv shape, float32 and
+bfloat16), and, where Omniglot is
 available (`--omniglot_dir` or `OMNIGLOT_DIR`), the pipeline's
 `pipeline_episodes_per_sec_5w1s` / `_20w5s`; with `--serving`, the latency of
 adapt-and-classify through a loaded SavedModel. Rates are medians over
@@ -40,6 +45,7 @@ import tensorflow as tf
 
 from meta_lstm_tf import cli
 from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import runtime
 from meta_lstm_tf.benchmarks import training
 from meta_lstm_tf.data import omniglot_sources
 
@@ -81,6 +87,15 @@ _ONLY_REPLICAS = flags.DEFINE_bool(
     'and times only the --replicas measurement.')
 
 
+_CONV_DTYPE = flags.DEFINE_enum(
+    'conv_dtype', 'auto', ['float32', 'bfloat16', 'auto'],
+    "The learner's conv precision in first-order passes (as "
+    'configs/base.flags: auto, bfloat16 on CPUs with AVX512-BF16 or AMX).')
+_BOUND = flags.DEFINE_bool(
+    'learner_bound', True,
+    "Time the learner's own passes of a meta-train step alone "
+    '(learner_bound_ms, step_over_learner_bound) and conv GFLOP/s.')
+
 cli.define_thread_flags(flags.FLAGS)
 
 def _time_replicas_here(episode: config_lib.EpisodeConfig) -> dict:
@@ -89,7 +104,7 @@ def _time_replicas_here(episode: config_lib.EpisodeConfig) -> dict:
   timing = training.time_meta_train(
       episode, _INNER_STEPS.value, _IMAGE_SIZE.value, False, _STEPS.value,
       _REPEATS.value, _JIT.value, strategy=strategy,
-      meta_learner=_META_LEARNER.value)
+      meta_learner=_META_LEARNER.value, conv_dtype=_CONV_DTYPE.value)
   return {'episodes_per_sec': timing['episodes_per_sec'],
           'devices': list(strategy.extended.worker_devices)}
 
@@ -102,8 +117,8 @@ def _time_replicas_in_subprocess() -> dict:
                  f'--{name}={flags.FLAGS[name].value}' for name in (
                      'num_ways', 'num_shots', 'num_queries', 'inner_steps',
                      'image_size', 'steps', 'repeats', 'jit_compile',
-                     'replicas', 'meta_learner', 'intra_op_threads',
-                     'inter_op_threads')]
+                     'replicas', 'meta_learner', 'conv_dtype',
+                     'intra_op_threads', 'inter_op_threads')]
   package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = dict(os.environ)
   env['PYTHONPATH'] = os.pathsep.join(
@@ -135,24 +150,36 @@ def main(argv):
       'num_ways': episode.num_ways, 'num_shots': episode.num_shots,
       'num_queries': episode.num_queries, 'inner_steps': _INNER_STEPS.value,
       'jit_compile': _JIT.value, 'meta_learner': meta_learner,
+      'conv_dtype': runtime.resolve_conv_dtype(_CONV_DTYPE.value).name,
       'hidden_size': training.META_LEARNERS[meta_learner]['hidden_size'],
       'tensorflow': tf.__version__, **threads,
   }
+  conv_dtype = _CONV_DTYPE.value
   first = training.time_meta_train(
       episode, _INNER_STEPS.value, _IMAGE_SIZE.value, False, _STEPS.value,
-      _REPEATS.value, _JIT.value, meta_learner=meta_learner)
+      _REPEATS.value, _JIT.value, meta_learner=meta_learner,
+      conv_dtype=conv_dtype)
   result['meta_train_episodes_per_sec'] = first['episodes_per_sec']
   result['peak_rss_mib'] = training.peak_rss_mib()
+  if _BOUND.value:
+    bound = training.learner_bound_ms(episode, _IMAGE_SIZE.value,
+                                      _INNER_STEPS.value, conv_dtype)
+    result['learner_bound_ms'] = bound
+    result['step_over_learner_bound'] = round(
+        1e3 / first['episodes_per_sec'] / bound, 3)
+    result['conv_gflops'] = training.conv_gflops(
+        episode.num_ways * episode.num_queries, _IMAGE_SIZE.value)
   if _PAPER_LAYOUT.value:
     other = 'paper' if meta_learner == 'base' else 'base'
     other_layout = training.time_meta_train(
         episode, _INNER_STEPS.value, _IMAGE_SIZE.value, False, _STEPS.value,
-        _REPEATS.value, _JIT.value, meta_learner=other)
+        _REPEATS.value, _JIT.value, meta_learner=other,
+        conv_dtype=conv_dtype)
     result[f'meta_train_episodes_per_sec_{other}_layout'] = (
         other_layout['episodes_per_sec'])
   if _BREAKDOWN.value:
     result['step_breakdown_ms'] = training.step_breakdown_ms(
-        episode, _IMAGE_SIZE.value, meta_learner)
+        episode, _IMAGE_SIZE.value, meta_learner, conv_dtype=conv_dtype)
   if _REPLICAS.value > 1:
     try:
       result.update(_time_replicas_in_subprocess())
@@ -161,7 +188,8 @@ def main(argv):
   if _SECOND_ORDER.value:
     second = training.time_meta_train(
         episode, _INNER_STEPS.value, _IMAGE_SIZE.value, True, _STEPS.value,
-        _REPEATS.value, _JIT.value, meta_learner=meta_learner)
+        _REPEATS.value, _JIT.value, meta_learner=meta_learner,
+        conv_dtype=conv_dtype)
     result['meta_train_episodes_per_sec_second_order'] = (
         second['episodes_per_sec'])
     result['train_step_trace_seconds'] = max(first['trace_seconds'],
@@ -173,7 +201,7 @@ def main(argv):
   for rule in _OTHER_RULES.value:
     timing = training.time_meta_train(
         episode, _INNER_STEPS.value, _IMAGE_SIZE.value, False, _STEPS.value,
-        _REPEATS.value, _JIT.value, update_rule=rule)
+        _REPEATS.value, _JIT.value, update_rule=rule, conv_dtype=conv_dtype)
     result[f'meta_train_episodes_per_sec_{rule}'] = timing['episodes_per_sec']
   # The flag, else $OMNIGLOT_DIR; None: the pipeline benchmark reports an
   # error and the serving one times synthetic images.

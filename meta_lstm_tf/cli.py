@@ -112,6 +112,11 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
          'BN statistics of the query pass in meta-training: batch (original '
          'code) or support (as at evaluation).',
          enum_values=['batch', 'support'])
+  define('enum', 'conv_dtype', d.inner_loop.conv_dtype,
+         "Precision of the learner's convolutions in first-order passes: "
+         'float32, bfloat16, or auto (bfloat16 on CPUs with AVX512-BF16 or '
+         'AMX). Exports always run float32.',
+         enum_values=['float32', 'bfloat16', 'auto'])
   # Training.
   t = d.train
   define('float', 'learning_rate', t.learning_rate,
@@ -228,7 +233,8 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS
           inner_steps=f.inner_steps, second_order=f.second_order,
           transductive=f.transductive,
           bn_momentum=f.bn_momentum if f.bn_momentum else None,
-          train_query_stats=f.train_query_stats),
+          train_query_stats=f.train_query_stats,
+          conv_dtype=f.conv_dtype),
       train=config_lib.TrainConfig(
           learning_rate=f.learning_rate, lr_schedule=f.lr_schedule,
           final_learning_rate=f.final_learning_rate, clip_norm=f.clip_norm,

@@ -243,12 +243,20 @@ class InnerLoopConfig:
     train_query_stats: `batch` (the original code: meta-training normalises
       the query set with its own statistics) or `support` (with the running
       support statistics, as evaluation does).
+    conv_dtype: the precision of the learner's convolutions and activations
+      in first-order passes (`learner.features`): `float32`, `bfloat16`
+      (parameters, batch-norm statistics, losses, gradients and the
+      meta-learner stay float32), or `auto` (bfloat16 where the CPU has
+      AVX512-BF16 or AMX, see `runtime.resolve_conv_dtype`). Second-order
+      passes are always float32 (or the parameters' dtype); exported
+      SavedModels always run float32.
   """
   inner_steps: int = 8
   second_order: bool = False
   transductive: bool = False
   bn_momentum: Optional[float] = 1.0
   train_query_stats: str = 'batch'
+  conv_dtype: str = 'float32'
 
   def validate(self) -> 'InnerLoopConfig':
     _positive_int('inner_steps', self.inner_steps)
@@ -258,6 +266,8 @@ class InnerLoopConfig:
     _check(self.train_query_stats in ('batch', 'support'),
            'train_query_stats', self.train_query_stats,
            "must be 'batch' or 'support'")
+    _check(self.conv_dtype in ('float32', 'bfloat16', 'auto'), 'conv_dtype',
+           self.conv_dtype, "must be 'float32', 'bfloat16' or 'auto'")
     return self
 
 

@@ -17,6 +17,7 @@ import tensorflow as tf
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import learner
 from meta_lstm_tf import rules
+from meta_lstm_tf import runtime
 from meta_lstm_tf import types
 
 
@@ -24,7 +25,8 @@ def support_loss_and_gradient(params: tf.Tensor, images: tf.Tensor,
                               labels: tf.Tensor,
                               learner_config: config_lib.LearnerConfig,
                               second_order: bool,
-                              patches: Optional[tf.Tensor] = None):
+                              patches: Optional[tf.Tensor] = None,
+                              conv_dtype=None):
   """Support loss, its gradient w.r.t. the flat parameters, and BN stats.
 
   First order (the paper): the learner's loss and gradient enter the
@@ -39,6 +41,7 @@ def support_loss_and_gradient(params: tf.Tensor, images: tf.Tensor,
     learner_config: learner shape.
     second_order: whether to keep the gradient differentiable.
     patches: optional `learner.first_block_patches(images)`.
+    conv_dtype: see `learner.features` (first order only).
 
   Returns:
     (loss [], grad [P], batch `types.BatchNormStats`, with no gradient).
@@ -49,7 +52,8 @@ def support_loss_and_gradient(params: tf.Tensor, images: tf.Tensor,
     tape.watch(params)
     logits, batch_stats = learner.apply(
         learner.unflatten(params, learner.param_spec(learner_config)), images,
-        learner_config, twice_differentiable=second_order, patches=patches)
+        learner_config, twice_differentiable=second_order, patches=patches,
+        conv_dtype=conv_dtype)
     loss, _ = learner.loss_and_accuracy(logits, labels)
   grad = tape.gradient(loss, params)
   return loss, grad, tf.nest.map_structure(tf.stop_gradient, batch_stats)
@@ -59,7 +63,8 @@ def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
           support_images: tf.Tensor, support_labels: tf.Tensor, *,
           inner_steps: int, second_order: bool = False,
           bn_momentum: Optional[float] = 1.0,
-          record_gates: bool = False) -> types.AdaptationResult:
+          record_gates: bool = False,
+          conv_dtype=None) -> types.AdaptationResult:
   """Adapts the learner to a support set with T steps of an update rule.
 
   The rule is used only through `rules.UpdateRule`'s interface
@@ -79,6 +84,8 @@ def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
     second_order: exact meta-gradients through the learner's gradient.
     bn_momentum: see `learner.accumulate_bn_stats` (1.0: the last pass).
     record_gates: also return the full [T, P] gates (for histograms).
+    conv_dtype: the first-order passes' conv precision (`learner.features`;
+      None: the parameters' dtype).
 
   Returns:
     `types.AdaptationResult`.
@@ -103,7 +110,7 @@ def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
            input_all):
     loss, grad, batch_stats = support_loss_and_gradient(
         state.params, support_images, support_labels, learner_config,
-        second_order, patches)
+        second_order, patches, conv_dtype)
     if not second_order:
       loss = tf.stop_gradient(loss)
     state = rule.update(weights, state, grad, loss)
@@ -131,7 +138,7 @@ def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
       learner.unflatten(tf.stop_gradient(state.params),
                         learner.param_spec(learner_config)),
       support_images, learner_config, twice_differentiable=False,
-      patches=patches)
+      patches=patches, conv_dtype=conv_dtype)
   final_loss, _ = learner.loss_and_accuracy(final_logits, support_labels)
   losses = losses.write(inner_steps, final_loss)
   stats = learner.accumulate_bn_stats(
@@ -150,7 +157,7 @@ def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
 
 def query_logits(result: types.AdaptationResult, query_images: tf.Tensor,
                  learner_config: config_lib.LearnerConfig, *,
-                 use_support_stats: bool) -> tf.Tensor:
+                 use_support_stats: bool, conv_dtype=None) -> tf.Tensor:
   """Logits [Q_total, N] of the adapted learner on the query set.
 
   Args:
@@ -159,6 +166,7 @@ def query_logits(result: types.AdaptationResult, query_images: tf.Tensor,
     learner_config: learner shape.
     use_support_stats: normalise with the episode's running support
       statistics (non-transductive) instead of the query batch's own.
+    conv_dtype: see `learner.features`.
   """
   bn_stats: Optional[types.BatchNormStats] = None
   if use_support_stats:
@@ -167,7 +175,8 @@ def query_logits(result: types.AdaptationResult, query_images: tf.Tensor,
       learner.unflatten(result.params, learner.param_spec(learner_config)),
       query_images, learner_config, bn_stats=bn_stats,
       twice_differentiable=False,
-      patches=learner.first_block_patches(query_images))
+      patches=learner.first_block_patches(query_images),
+      conv_dtype=conv_dtype)
   return logits
 
 
@@ -180,20 +189,24 @@ def adapt_and_classify(rule: rules.UpdateRule,
 
   The one place that turns the inner-loop config into `adapt` and
   `query_logits` arguments; training, evaluation and export all call it.
+  `inner_config.conv_dtype` is resolved here, when the caller is traced
+  (`runtime.resolve_conv_dtype`).
 
   Returns:
     (logits [Q_total, N], `types.AdaptationResult`).
   """
+  conv_dtype = runtime.resolve_conv_dtype(inner_config.conv_dtype)
   result = adapt(
       rule, rule.meta_weights(), tf.convert_to_tensor(rule.initial_params),
       support_images, support_labels, inner_steps=inner_config.inner_steps,
       second_order=inner_config.second_order and training,
       bn_momentum=inner_config.bn_momentum,
-      record_gates=record_gates)
+      record_gates=record_gates, conv_dtype=conv_dtype)
   if training:
     use_support_stats = inner_config.train_query_stats == 'support'
   else:
     use_support_stats = not inner_config.transductive
   logits = query_logits(result, query_images, rule.learner_config,
-                                   use_support_stats=use_support_stats)
+                        use_support_stats=use_support_stats,
+                        conv_dtype=conv_dtype)
   return logits, result

@@ -146,14 +146,16 @@ def batch_norm(x: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor,
     batch mean *without* `stop_gradient` (unlike `tf.nn.moments`), so second
     derivatives are exact. Used wherever a gradient is differentiated again
     (second-order support passes).
-  * otherwise (float32 `x`): `tf.compat.v1.nn.fused_batch_norm`
+  * otherwise (float32 or bfloat16 `x`): `tf.compat.v1.nn.fused_batch_norm`
     (FusedBatchNormV3), one op forward and one backward, with exact first
     derivatives. Used for first-order support passes, query passes and
     evaluation, where nothing differentiates the gradient again. The bias
     is never added to x here: normalising with the batch's own statistics
     removes it exactly (only the reported mean moves by it), and with given
     statistics it is folded into their mean, so a pass spends no
-    elementwise op (forward or backward) on it.
+    elementwise op (forward or backward) on it. A bfloat16 x gives a
+    bfloat16 output; the statistics are float32 (the op accumulates in
+    float32), as are scale, offset and bias.
 
   Args:
     x: [S, H, W, F].
@@ -167,13 +169,13 @@ def batch_norm(x: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor,
   Returns:
     (normalised x + bias, (batch mean, biased batch variance) of x + bias).
   """
-  if not twice_differentiable and x.dtype == tf.float32:
+  if not twice_differentiable and x.dtype in (tf.float32, tf.bfloat16):
     if stats is None:
       y, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
           x, scale, offset, epsilon=epsilon, is_training=True)
       # The fused op reports the Bessel-corrected variance; normalisation
       # itself uses the biased one, which is what the running stats hold.
-      n = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), x.dtype)
+      n = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), mean.dtype)
       if bias is not None:
         mean = mean + bias
       return y, (mean, unbiased * (n - 1.0) / n)
@@ -181,6 +183,7 @@ def batch_norm(x: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor,
     y, _, _ = tf.compat.v1.nn.fused_batch_norm(
         x, scale, offset, mean=stats_mean, variance=stats[1],
         epsilon=epsilon, is_training=False)
+    x = tf.cast(x, scale.dtype)
     mean = tf.reduce_mean(x, axis=[0, 1, 2])
     variance = tf.reduce_mean(tf.square(x - mean), axis=[0, 1, 2])
     if bias is not None:
@@ -232,12 +235,12 @@ def features(params: dict, images: tf.Tensor,
     twice_differentiable: see `apply`.
     patches: optional `first_block_patches(images)`, made once per episode:
       the first conv becomes a matrix product (the same function).
-    conv_dtype: None (the images' dtype), or tf.bfloat16 to run the
-      convolutions of a float32 first-order pass in bfloat16 (inputs and
-      kernels rounded to bfloat16, accumulation in float32 inside the op,
-      the output cast back to float32); batch norm, its statistics, the
-      activations between blocks and everything else stay float32. Ignored
-      where `twice_differentiable`.
+    conv_dtype: None (the images' dtype), or tf.bfloat16 for a float32
+      first-order pass: the blocks' convolutions, and the activations
+      between them, in bfloat16 (kernels rounded to bfloat16; the ops
+      accumulate in float32); batch norm's statistics, scale and offset,
+      the features, the head, the loss and the gradient stay float32.
+      Ignored where `twice_differentiable`.
 
   Returns:
     (features [S, F * R * R], the flattened output of the last block; batch
@@ -246,7 +249,7 @@ def features(params: dict, images: tf.Tensor,
   if conv_dtype is None or twice_differentiable:
     conv_dtype = images.dtype
   conv_dtype = tf.as_dtype(conv_dtype)
-  x = images
+  x = tf.cast(images, conv_dtype)
   means, variances = [], []
   for block in range(1, config.num_blocks + 1):
     kernel = params[f'conv{block}/kernel']
@@ -258,10 +261,8 @@ def features(params: dict, images: tf.Tensor,
       x = tf.reshape(flat, tf.concat([tf.shape(patches)[:3],
                                       [kernel.shape[-1]]], axis=0))
     else:
-      x = tf.nn.conv2d(tf.cast(x, conv_dtype), tf.cast(kernel, conv_dtype),
-                       strides=1, padding='SAME')
-    if x.dtype != images.dtype:
-      x = tf.cast(x, images.dtype)
+      x = tf.nn.conv2d(x, tf.cast(kernel, conv_dtype), strides=1,
+                       padding='SAME')
     stats = None
     if bn_stats is not None:
       stats = (bn_stats.means[block - 1], bn_stats.variances[block - 1])
@@ -275,7 +276,7 @@ def features(params: dict, images: tf.Tensor,
     # max-pool then ReLU: the same values and gradients as ReLU then
     # max-pool (ReLU is monotonic), on a quarter of the elements.
     x = tf.nn.relu(tf.nn.max_pool2d(x, ksize=2, strides=2, padding='VALID'))
-  x = tf.reshape(x, [tf.shape(x)[0], -1])
+  x = tf.cast(tf.reshape(x, [tf.shape(x)[0], -1]), images.dtype)
   batch = types.BatchNormStats(tuple(means), tuple(variances),
                                tf.constant(1.0, x.dtype))
   return x, batch

@@ -1,4 +1,5 @@
-"""Process-wide TensorFlow runtime settings: the CPU thread pools.
+"""Process-wide TensorFlow runtime settings: the CPU thread pools, and
+which precision the learner's convolutions take where `auto` is asked for.
 
 A meta-train step is thousands of small ops (a conv net over a handful of
 images, an LSTM over a [D, P] state): splitting each op over cores costs more
@@ -65,3 +66,38 @@ def thread_settings() -> dict:
   threading = tf.config.threading
   return {'intra_op_threads': threading.get_intra_op_parallelism_threads(),
           'inter_op_threads': threading.get_inter_op_parallelism_threads()}
+
+
+# InnerLoopConfig.conv_dtype values.
+CONV_DTYPES = ('float32', 'bfloat16', 'auto')
+# /proc/cpuinfo flags of CPUs whose bfloat16 arithmetic oneDNN runs natively.
+_BF16_CPU_FLAGS = ('avx512_bf16', 'amx_bf16')
+
+
+def cpu_has_bfloat16(cpuinfo: str = '/proc/cpuinfo') -> bool:
+  """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX)."""
+  try:
+    with open(cpuinfo) as f:
+      for line in f:
+        if line.startswith('flags'):
+          return any(flag in line.split() for flag in _BF16_CPU_FLAGS)
+  except OSError:
+    pass
+  return False
+
+
+def resolve_conv_dtype(name: str) -> tf.DType:
+  """The dtype of `InnerLoopConfig.conv_dtype` on this machine.
+
+  `auto`: bfloat16 where the CPU computes it natively and no GPU is
+  visible (a GPU run keeps float32 unless asked), else float32.
+
+  Raises:
+    ValueError: an unknown name.
+  """
+  if name not in CONV_DTYPES:
+    raise ValueError(f'conv_dtype={name!r}: must be one of {CONV_DTYPES}')
+  if name == 'auto':
+    bf16 = cpu_has_bfloat16() and not tf.config.list_logical_devices('GPU')
+    return tf.bfloat16 if bf16 else tf.float32
+  return tf.as_dtype(name)

@@ -18,6 +18,7 @@ from meta_lstm_tf import distribute
 from meta_lstm_tf import inner_loop
 from meta_lstm_tf import learner
 from meta_lstm_tf import rules
+from meta_lstm_tf import runtime
 from meta_lstm_tf import train_steps
 from meta_lstm_tf import types
 
@@ -73,12 +74,13 @@ def time_meta_train(episode: config_lib.EpisodeConfig, inner_steps: int,
                     image_size: int, second_order: bool, steps: int,
                     repeats: int, jit_compile: bool = False,
                     strategy=None, update_rule: str = 'meta_lstm',
-                    meta_learner: str = 'base') -> dict:
+                    meta_learner: str = 'base',
+                    conv_dtype: str = 'float32') -> dict:
   """Returns episodes/s (median over blocks) and the first call's seconds.
 
   Without a strategy the meta-batch is one episode; with one, one episode
   per replica. `meta_learner` names the meta-LSTM's settings
-  (`META_LEARNERS`).
+  (`META_LEARNERS`); `conv_dtype` is `InnerLoopConfig.conv_dtype`.
   """
   learner_config = config_lib.LearnerConfig(num_ways=episode.num_ways,
                                             image_size=image_size)
@@ -91,7 +93,8 @@ def time_meta_train(episode: config_lib.EpisodeConfig, inner_steps: int,
     optimizer = keras.optimizers.Adam(1e-3)
     optimizer.build(rule.trainable_variables)
   inner = config_lib.InnerLoopConfig(inner_steps=inner_steps,
-                                     second_order=second_order)
+                                     second_order=second_order,
+                                     conv_dtype=conv_dtype)
   step = train_steps.make_meta_train_step(rule, optimizer, inner, 0.25,
                                           jit_compile=jit_compile,
                                           strategy=strategy)
@@ -134,12 +137,14 @@ def _median_ms(fn, args, calls: int, repeats: int) -> float:
 
 def step_breakdown_ms(episode: config_lib.EpisodeConfig, image_size: int,
                       meta_learner: str = 'base', calls: int = 20,
-                      repeats: int = 3) -> dict:
+                      repeats: int = 3, conv_dtype: str = 'float32') -> dict:
   """Milliseconds of the parts of one first-order inner step of the meta-LSTM.
 
   Each part is its own compiled function on the step's shapes (a synthetic
   episode, theta_0 and the state after one update), so each figure includes
-  one function call's overhead (`call_overhead`, an empty function).
+  one function call's overhead (`call_overhead`, an empty function). The
+  learner's passes run as the step runs them (fused batch norm, first-conv
+  patches made once outside the timed call, `conv_dtype`).
 
   Returns:
     {'learner_forward_backward': support loss and gradient at theta_t,
@@ -160,12 +165,14 @@ def step_breakdown_ms(episode: config_lib.EpisodeConfig, image_size: int,
                                synthetic_episodes(episode, image_size))
   weights = rule.prepare(rule.meta_weights())
   params = tf.convert_to_tensor(rule.initial_params)
+  dtype = runtime.resolve_conv_dtype(conv_dtype)
+  support_patches = learner.first_block_patches(data.support_images)
 
   @tf.function
   def learner_fb(params):
     loss, grad, _ = inner_loop.support_loss_and_gradient(
         params, data.support_images, data.support_labels, learner_config,
-        second_order=False)
+        second_order=False, patches=support_patches, conv_dtype=dtype)
     return loss, grad
 
   loss, grad = learner_fb(params)
@@ -191,7 +198,9 @@ def step_breakdown_ms(episode: config_lib.EpisodeConfig, image_size: int,
       tape.watch(params)
       logits, _ = learner.apply(
           learner.unflatten(params, learner.param_spec(learner_config)),
-          data.query_images, learner_config)
+          data.query_images, learner_config, twice_differentiable=False,
+          patches=learner.first_block_patches(data.query_images),
+          conv_dtype=dtype)
       query_loss, _ = learner.loss_and_accuracy(logits, data.query_labels)
     return tape.gradient(query_loss, params)
 
@@ -205,6 +214,91 @@ def step_breakdown_ms(episode: config_lib.EpisodeConfig, image_size: int,
       'call_overhead': time_(empty, loss),
       'coordinates': int(params.shape[0]),
   }
+
+
+def learner_bound_ms(episode: config_lib.EpisodeConfig, image_size: int,
+                     inner_steps: int, conv_dtype: str = 'float32',
+                     calls: int = 20, repeats: int = 5) -> float:
+  """Milliseconds of the learner's own arithmetic in one meta-train step.
+
+  The passes a first-order meta-train step runs, with the same learner code
+  (`learner.apply` on the fused path, the per-episode first-conv patches,
+  `conv_dtype`), in the order the step must run them: T support passes
+  forward and backward, each on the parameters the previous one produced
+  (here by a plain gradient step, one [P] multiply-add, instead of the
+  meta-LSTM), the final support pass forward, and the query pass forward and
+  backward. No meta-LSTM, no loop bookkeeping, no optimizer: what the step
+  would cost if everything but the learner were free.
+  """
+  learner_config = config_lib.LearnerConfig(num_ways=episode.num_ways,
+                                            image_size=image_size)
+  spec = learner.param_spec(learner_config)
+  data = tf.nest.map_structure(lambda x: x[0],
+                               synthetic_episodes(episode, image_size))
+  params = learner.flatten(learner.init_params(learner_config), spec)
+  dtype = runtime.resolve_conv_dtype(conv_dtype)
+
+  def loss_and_grad(p, images, labels, patches):
+    with tf.GradientTape() as tape:
+      tape.watch(p)
+      logits, _ = learner.apply(learner.unflatten(p, spec), images,
+                                learner_config, twice_differentiable=False,
+                                patches=patches, conv_dtype=dtype)
+      loss, _ = learner.loss_and_accuracy(logits, labels)
+    return loss, tape.gradient(loss, p)
+
+  @tf.function
+  def passes(p):
+    support_patches = learner.first_block_patches(data.support_images)
+    for _ in range(inner_steps):
+      _, grad = loss_and_grad(p, data.support_images, data.support_labels,
+                              support_patches)
+      p = p - 0.01 * grad
+    final, _ = learner.apply(learner.unflatten(p, spec), data.support_images,
+                             learner_config, twice_differentiable=False,
+                             patches=support_patches, conv_dtype=dtype)
+    _, query_grad = loss_and_grad(
+        p, data.query_images, data.query_labels,
+        learner.first_block_patches(data.query_images))
+    return query_grad, final
+
+  return round(_median_ms(passes, (params,), calls, repeats), 3)
+
+
+def conv_gflops(num_images: int, image_size: int, num_filters: int = 32,
+                calls: int = 20, repeats: int = 5) -> dict:
+  """The machine's conv throughput at the learner's largest conv shape.
+
+  The second block's 3x3 conv of a query batch ([num_images, R, R, F] ->
+  F, R = image_size / 2, 'same'), as the learner runs it: forward, kernel
+  gradient and input gradient, in float32 and bfloat16, each timed alone
+  (`_median_ms`, one call's overhead included). GFLOP/s count a
+  multiply-add as two.
+  """
+  size = image_size // 2
+  rng = np.random.default_rng(0)
+  shape = (num_images, size, size, num_filters)
+  flops = 2.0 * num_images * size * size * 9 * num_filters * num_filters
+  result = {'shape': list(shape), 'mflop': round(flops / 1e6, 1)}
+  for dtype in (tf.float32, tf.bfloat16):
+    x = tf.cast(rng.standard_normal(shape), dtype)
+    kernel = tf.cast(rng.standard_normal((3, 3, num_filters, num_filters)),
+                     dtype)
+    dy = tf.cast(rng.standard_normal(shape), dtype)
+    ops = {
+        'forward': tf.function(
+            lambda x=x, kernel=kernel: tf.nn.conv2d(x, kernel, 1, 'SAME')),
+        'kernel_gradient': tf.function(
+            lambda x=x, dy=dy: tf.compat.v1.nn.conv2d_backprop_filter(
+                x, kernel.shape, dy, [1, 1, 1, 1], 'SAME')),
+        'input_gradient': tf.function(
+            lambda kernel=kernel, dy=dy: tf.compat.v1.nn.conv2d_backprop_input(
+                shape, kernel, dy, [1, 1, 1, 1], 'SAME')),
+    }
+    result[dtype.name] = {
+        name: round(flops / 1e6 / _median_ms(fn, (), calls, repeats), 1)
+        for name, fn in ops.items()}
+  return result
 
 
 def replica_strategy(replicas: int) -> tf.distribute.Strategy:

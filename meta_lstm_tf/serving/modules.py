@@ -5,6 +5,7 @@ images, Q query images, B images to classify, N ways, H, W, C input images,
 I the learner's image side, P learner coordinates, T inner steps.
 """
 
+import dataclasses
 import functools
 from typing import Dict, Sequence, Tuple, Union
 
@@ -47,7 +48,10 @@ class AdaptAndClassifyModule(tf.Module):
     # A partial, not the rule: tf.Module would track the rule and save
     # every value twice.
     self._evaluate = functools.partial(inner_loop.adapt_and_classify, rule)
-    self.inner_config = config.inner_loop
+    # float32 whatever the run trained with: a SavedModel must run on any
+    # CPU TF Serving meets, and float32 is the more precise of the two.
+    self.inner_config = dataclasses.replace(config.inner_loop,
+                                            conv_dtype='float32')
     self.learner_config = rule.learner_config
     self.num_ways = rule.learner_config.num_ways
     self.image_size = rule.learner_config.image_size
