@@ -36,6 +36,11 @@ _MODEL = flags.DEFINE_enum(
 _SUPPORT_DIR = flags.DEFINE_string(
     'support_dir', None, 'For --model=adapted_learner: one subfolder of '
     'images per class; classes are the subfolder names, sorted.')
+_CONV_DTYPE = flags.DEFINE_enum(
+    'conv_dtype', 'float32', ['float32', 'bfloat16'],
+    "For adapt_and_classify: the learner's conv precision in the SavedModel. "
+    'float32 (default) runs on any CPU; bfloat16 is faster on CPUs with '
+    'AVX512-BF16 or AMX and slow on others.')
 
 
 def main(argv):
@@ -46,7 +51,8 @@ def main(argv):
   try:
     path = serving_export.export_from_workdir(
         _WORKDIR.value, _MODEL.value, checkpoint=_CHECKPOINT.value,
-        export_dir=_EXPORT_DIR.value, support_dir=_SUPPORT_DIR.value)
+        export_dir=_EXPORT_DIR.value, support_dir=_SUPPORT_DIR.value,
+        conv_dtype=_CONV_DTYPE.value)
   except serving_export.ExportArgumentError as e:
     raise app.UsageError(f'--{e}') from e
   print(path)

@@ -152,8 +152,8 @@ def batch_norm(x: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor,
     evaluation, where nothing differentiates the gradient again. The bias
     is never added to x here: normalising with the batch's own statistics
     removes it exactly (only the reported mean moves by it), and with given
-    statistics it is folded into their mean, so a pass spends no
-    elementwise op (forward or backward) on it. A bfloat16 x gives a
+    statistics it is folded into the offset, so a pass spends no
+    elementwise op over x (forward or backward) on it. A bfloat16 x gives a
     bfloat16 output; the statistics are float32 (the op accumulates in
     float32), as are scale, offset and bias.
 
@@ -179,9 +179,13 @@ def batch_norm(x: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor,
       if bias is not None:
         mean = mean + bias
       return y, (mean, unbiased * (n - 1.0) / n)
-    stats_mean = stats[0] if bias is None else stats[0] - bias
+    if bias is not None:
+      # (x + b - m) k + o = (x - m) k + (o + b k), k = scale / sqrt(v + eps):
+      # into the offset, not the mean, since the fused op in inference mode
+      # passes no gradient to its mean (the bias must get one).
+      offset = offset + bias * scale * tf.math.rsqrt(stats[1] + epsilon)
     y, _, _ = tf.compat.v1.nn.fused_batch_norm(
-        x, scale, offset, mean=stats_mean, variance=stats[1],
+        x, scale, offset, mean=stats[0], variance=stats[1],
         epsilon=epsilon, is_training=False)
     x = tf.cast(x, scale.dtype)
     mean = tf.reduce_mean(x, axis=[0, 1, 2])

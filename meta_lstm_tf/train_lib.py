@@ -32,6 +32,7 @@ from meta_lstm_tf import distribute
 from meta_lstm_tf import evaluation
 from meta_lstm_tf import progress as progress_lib
 from meta_lstm_tf import rules
+from meta_lstm_tf import runtime
 from meta_lstm_tf import schedules
 from meta_lstm_tf import stopping
 from meta_lstm_tf import summaries
@@ -387,6 +388,9 @@ def _results_record(config, test: dict, state, step: int, strategy) -> dict:
       'update_rule': config.meta_learner.update_rule,
       'inner_steps': config.inner_loop.inner_steps,
       'second_order': config.inner_loop.second_order,
+      # As resolved on this machine (`auto` depends on the CPU).
+      'conv_dtype': runtime.resolve_conv_dtype(
+          config.inner_loop.conv_dtype).name,
       'init_from': train_cfg.init_from,
       'learning_rate': train_cfg.learning_rate,
       'lr_schedule': train_cfg.lr_schedule,

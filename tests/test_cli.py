@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from meta_lstm_tf import cli
 from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import workdir
 from meta_lstm_tf import results
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,6 +85,24 @@ class CliTest(tf.test.TestCase, parameterized.TestCase):
                          '--inner_lr=1.5'])
     with self.assertRaisesRegex(ValueError, 'inner_lr=1.5.*sigmoid'):
       cli.config_from_flags(flag_values)
+
+  def test_conv_dtype_flag_reaches_the_inner_loop(self):
+    self.assertEqual(
+        cli.config_from_flags(parse(['--workdir=/tmp/x'])).inner_loop
+        .conv_dtype, 'float32')  # The library default: older runs resume.
+    for value in ('float32', 'bfloat16', 'auto'):
+      config = cli.config_from_flags(parse(['--workdir=/tmp/x',
+                                            f'--conv_dtype={value}']))
+      self.assertEqual(config.inner_loop.conv_dtype, value)
+    with self.assertRaisesRegex(flags.IllegalFlagValueError, 'conv_dtype'):
+      parse(['--conv_dtype=float16'])
+    with self.assertRaisesRegex(ValueError, "conv_dtype='float16'"):
+      config_lib.InnerLoopConfig(conv_dtype='float16').validate()
+    # A config.json written before the field existed loads as float32.
+    old = config.to_dict()
+    del old['inner_loop']['conv_dtype']
+    self.assertEqual(
+        workdir.config_from_dict(old).inner_loop.conv_dtype, 'float32')
 
   def test_unknown_split_is_rejected_by_the_parser(self):
     with self.assertRaisesRegex(flags.IllegalFlagValueError, 'split'):

@@ -117,3 +117,112 @@ class FusedBatchNormTest(tf.test.TestCase):
       outputs[twice] = (logits, stats, tape.gradient(loss, flat), evaluated)
     for exact, fused in zip(outputs[True], outputs[False]):
       self.assertAllClose(exact, fused, rtol=2e-4, atol=2e-5)
+
+
+def _random_params(cfg, seed, dtype=tf.float32):
+  """init_params with non-zero conv biases and BN offsets (init gives 0)."""
+  rng = np.random.default_rng(seed)
+  params = learner.init_params(cfg, seed=seed)
+  for name in params:
+    if name.endswith('/bias') or name.endswith('/offset'):
+      params[name] = rng.normal(size=params[name].shape).astype(np.float32)
+  return {name: tf.constant(value, dtype) for name, value in params.items()}
+
+
+class FastPathTest(tf.test.TestCase):
+  """The first-order path's rewrites compute the same function."""
+
+  cfg = config_lib.LearnerConfig(num_filters=4, num_blocks=2, image_size=8,
+                                 num_ways=3)
+
+  def test_first_block_patches_are_the_convs_input(self):
+    images = tf.random.stateless_uniform([5, 8, 8, 1], seed=[1, 2],
+                                         dtype=tf.float64)
+    patches = learner.first_block_patches(images)
+    self.assertEqual(patches.shape, (5, 8, 8, 9))
+    padded = np.pad(images.numpy(), [(0, 0), (1, 1), (1, 1), (0, 0)])
+    for kh in range(3):
+      for kw in range(3):
+        self.assertAllEqual(patches[..., kh * 3 + kw],
+                            padded[:, kh:kh + 8, kw:kw + 8, 0])
+    params = _random_params(self.cfg, 3, tf.float64)
+    flat = learner.flatten(params, learner.param_spec(self.cfg))
+    labels = tf.constant([0, 1, 2, 0, 1])
+    results = []
+    for given in (None, patches):
+      for twice in (True, False):
+        with tf.GradientTape() as tape:
+          tape.watch(flat)
+          logits, stats = learner.apply(
+              learner.unflatten(flat, learner.param_spec(self.cfg)), images,
+              self.cfg, twice_differentiable=twice, patches=given)
+          loss, _ = learner.loss_and_accuracy(logits, labels)
+        results.append((logits, stats.means, tape.gradient(loss, flat)))
+    for other in results[1:]:
+      self.assertAllClose(results[0], other, rtol=1e-10, atol=1e-12)
+
+  def test_fused_path_folds_the_conv_bias_exactly(self):
+    params = _random_params(self.cfg, 4)
+    spec = learner.param_spec(self.cfg)
+    flat = learner.flatten(params, spec)
+    images = tf.random.stateless_uniform([6, 8, 8, 1], seed=[5, 6])
+    labels = tf.constant([0, 1, 2, 0, 1, 2])
+    outputs = {}
+    for twice in (True, False):
+      with tf.GradientTape() as tape:
+        tape.watch(flat)
+        logits, stats = learner.apply(learner.unflatten(flat, spec), images,
+                                      self.cfg, twice_differentiable=twice)
+        loss, _ = learner.loss_and_accuracy(logits, labels)
+      # Normalising with given statistics: the bias no longer cancels.
+      with tf.GradientTape() as tape2:
+        tape2.watch(flat)
+        evaluated, _ = learner.apply(learner.unflatten(flat, spec), images,
+                                     self.cfg, bn_stats=stats,
+                                     twice_differentiable=twice)
+        eval_loss, _ = learner.loss_and_accuracy(evaluated, labels)
+      outputs[twice] = (logits, stats.means, stats.variances,
+                        tape.gradient(loss, flat), evaluated,
+                        tape2.gradient(eval_loss, flat))
+    # The means include the bias, so they are far from the bias-free ones.
+    self.assertGreater(float(tf.reduce_max(tf.abs(
+        outputs[False][1][0] - tf.reduce_mean(tf.nn.conv2d(
+            images, params['conv1/kernel'], 1, 'SAME'), [0, 1, 2])))), 0.1)
+    for exact, fused in zip(outputs[True], outputs[False]):
+      self.assertAllClose(exact, fused, rtol=2e-4, atol=2e-5)
+
+  def test_bfloat16_convs_keep_float32_outside_and_stay_close(self):
+    spec = learner.param_spec(self.cfg)
+    flat = learner.flatten(learner.init_params(self.cfg, seed=7), spec)
+    images = tf.random.stateless_uniform([6, 8, 8, 1], seed=[7, 8])
+    labels = tf.constant([0, 1, 2, 0, 1, 2])
+    patches = learner.first_block_patches(images)
+    outputs = {}
+    for dtype in (None, tf.bfloat16):
+      with tf.GradientTape() as tape:
+        tape.watch(flat)
+        logits, stats = learner.apply(learner.unflatten(flat, spec), images,
+                                      self.cfg, twice_differentiable=False,
+                                      patches=patches, conv_dtype=dtype)
+        loss, _ = learner.loss_and_accuracy(logits, labels)
+      grad = tape.gradient(loss, flat)
+      self.assertEqual(logits.dtype, tf.float32)
+      self.assertEqual(grad.dtype, tf.float32)
+      for mean in stats.means:
+        self.assertEqual(mean.dtype, tf.float32)
+      outputs[dtype] = (logits, grad)
+    (logits32, grad32), (logits16, grad16) = outputs[None], outputs[
+        tf.bfloat16]
+    self.assertNotAllClose(logits32, logits16, rtol=1e-6, atol=1e-6)
+    self.assertAllClose(logits32, logits16, rtol=0.05, atol=0.05)
+    # An approximation: about 1 % here, 13 % (cosine 0.99) for the 5-way
+    # 28x28 learner's query pass, most in the first blocks (BUILD.md).
+    self.assertLess(float(tf.norm(grad16 - grad32) / tf.norm(grad32)), 0.05)
+
+  def test_bfloat16_is_ignored_where_second_derivatives_are_needed(self):
+    params = _random_params(self.cfg, 8)
+    images = tf.random.stateless_uniform([6, 8, 8, 1], seed=[9, 10])
+    exact, _ = learner.apply(params, images, self.cfg)
+    asked, _ = learner.apply(params, images, self.cfg,
+                             conv_dtype=tf.bfloat16)
+    self.assertAllEqual(exact, asked)

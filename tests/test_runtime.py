@@ -40,3 +40,33 @@ class ConfigureThreadsTest(tf.test.TestCase):
 
 if __name__ == '__main__':
   tf.test.main()
+
+
+class ConvDtypeTest(tf.test.TestCase):
+
+  def _cpuinfo(self, flags_line):
+    path = os.path.join(self.get_temp_dir(), 'cpuinfo')
+    with open(path, 'w') as f:
+      f.write('processor\t: 0\nmodel name\t: Test CPU\n'
+              f'flags\t\t: {flags_line}\n')
+    return path
+
+  def test_bfloat16_cpus_are_told_apart_by_their_flags(self):
+    self.assertTrue(runtime.cpu_has_bfloat16(
+        self._cpuinfo('fpu sse avx2 avx512f avx512_bf16 avx512_vnni')))
+    self.assertTrue(runtime.cpu_has_bfloat16(
+        self._cpuinfo('fpu avx512f amx_bf16 amx_tile')))
+    self.assertFalse(runtime.cpu_has_bfloat16(
+        self._cpuinfo('fpu sse avx2 avx512f avx512_vnni')))
+    # A flag that only starts like one is not it.
+    self.assertFalse(runtime.cpu_has_bfloat16(self._cpuinfo('avx512_bf16x')))
+    self.assertFalse(runtime.cpu_has_bfloat16('/nonexistent/cpuinfo'))
+
+  def test_resolve(self):
+    self.assertEqual(runtime.resolve_conv_dtype('float32'), tf.float32)
+    self.assertEqual(runtime.resolve_conv_dtype('bfloat16'), tf.bfloat16)
+    want = (tf.bfloat16 if runtime.cpu_has_bfloat16()
+            and not tf.config.list_logical_devices('GPU') else tf.float32)
+    self.assertEqual(runtime.resolve_conv_dtype('auto'), want)
+    with self.assertRaisesRegex(ValueError, "conv_dtype='float16'"):
+      runtime.resolve_conv_dtype('float16')

@@ -141,7 +141,8 @@ def serving_latency_benchmark(omniglot_dir: Optional[str] = None,
                               num_episodes: int = 10,
                               inner_steps: int = 8,
                               meta_learner: Optional[
-                                  config_lib.MetaLearnerConfig] = None
+                                  config_lib.MetaLearnerConfig] = None,
+                              conv_dtypes=('float32', 'bfloat16')
                               ) -> Dict[str, float]:
   """Latency of adapt-and-classify through a loaded SavedModel.
 
@@ -158,11 +159,14 @@ def serving_latency_benchmark(omniglot_dir: Optional[str] = None,
     num_episodes: distinct episodes cycled through.
     inner_steps: T of the exported model (latency grows linearly with it).
     meta_learner: the meta-learner's settings (default: the library's).
+    conv_dtypes: the exports' conv precisions to time (the first, float32,
+      is the default export; the others' keys end in `_<dtype>`).
 
   Returns:
     `serving_latency_ms_p50_5w1s`, `serving_latency_ms_p95_5w1s`,
-    `serving_latency_ms_p50_20w1s`, `serving_inner_steps`, and
-    `serving_images` ('omniglot' or 'synthetic').
+    `serving_latency_ms_p50_20w1s` (and the same with `_bfloat16`),
+    `serving_inner_steps`, and `serving_images` ('omniglot' or
+    'synthetic').
   """
   results = {}
   for num_ways in (5, 20):
@@ -182,18 +186,22 @@ def serving_latency_benchmark(omniglot_dir: Optional[str] = None,
           'support_images': tf.constant(episode.support_images),
           'support_labels': tf.constant(episode.support_labels),
           'query_images': tf.constant(episode.query_images)})
-    with tempfile.TemporaryDirectory() as export_base:
-      path = export.export_adapt_and_classify(rule, config, export_base)
-      loaded = tf.saved_model.load(path)
-      latencies = _time_calls(
-          loaded.signatures[modules.SERVING_DEFAULT], episodes, num_calls,
-          warmup)
-    tag = f'{num_ways}w1s'
-    results[f'serving_latency_ms_p50_{tag}'] = float(
-        np.percentile(latencies, 50))
-    if num_ways == 5:
-      results[f'serving_latency_ms_p95_{tag}'] = float(
-          np.percentile(latencies, 95))
+    for conv_dtype in conv_dtypes:
+      with tempfile.TemporaryDirectory() as export_base:
+        path = export.export_adapt_and_classify(rule, config, export_base,
+                                                conv_dtype)
+        loaded = tf.saved_model.load(path)
+        latencies = _time_calls(
+            loaded.signatures[modules.SERVING_DEFAULT], episodes, num_calls,
+            warmup)
+      tag = f'{num_ways}w1s'
+      if conv_dtype != 'float32':
+        tag += f'_{conv_dtype}'
+      results[f'serving_latency_ms_p50_{tag}'] = float(
+          np.percentile(latencies, 50))
+      if num_ways == 5:
+        results[f'serving_latency_ms_p95_{tag}'] = float(
+            np.percentile(latencies, 95))
     results['serving_inner_steps'] = config.inner_loop.inner_steps
   results['serving_images'] = 'omniglot' if omniglot_dir else 'synthetic'
   return results

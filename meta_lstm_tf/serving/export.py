@@ -79,20 +79,24 @@ def _metadata(model: str, config: config_lib.ExperimentConfig,
 
 def export_adapt_and_classify(rule: rules.UpdateRule,
                               config: config_lib.ExperimentConfig,
-                              export_base: str) -> str:
+                              export_base: str,
+                              conv_dtype: str = 'float32') -> str:
   """Writes the adapt-and-classify SavedModel as the next version.
 
   Args:
     rule: the trained meta-learner.
     config: its experiment config.
     export_base: the model's base directory (e.g. WORKDIR/export).
+    conv_dtype: the learner's conv precision in the SavedModel (see
+      `modules.AdaptAndClassifyModule`); recorded in its metadata.
 
   Returns:
     The path of the new version, `export_base/<version>`.
   """
-  module = modules.AdaptAndClassifyModule(rule, config)
+  module = modules.AdaptAndClassifyModule(rule, config, conv_dtype)
   return _save_versioned(module, module.signatures(), export_base,
-                         _metadata(ADAPT_AND_CLASSIFY, config))
+                         _metadata(ADAPT_AND_CLASSIFY, config,
+                                   conv_dtype=conv_dtype))
 
 
 def export_adapted_learner(rule: rules.UpdateRule,
@@ -135,7 +139,8 @@ def default_export_dir(workdir: str, model: str) -> str:
 def export_from_workdir(workdir: str, model: str = ADAPT_AND_CLASSIFY, *,
                         checkpoint: Optional[str] = None,
                         export_dir: Optional[str] = None,
-                        support_dir: Optional[str] = None) -> str:
+                        support_dir: Optional[str] = None,
+                        conv_dtype: str = 'float32') -> str:
   """Restores a training run and exports one of the two SavedModels.
 
   Args:
@@ -145,6 +150,8 @@ def export_from_workdir(workdir: str, model: str = ADAPT_AND_CLASSIFY, *,
     export_dir: the model base; default `default_export_dir(workdir, model)`.
     support_dir: for `ADAPTED_LEARNER`, one subfolder of images per class
       (`support.load_support_folder`).
+    conv_dtype: for `ADAPT_AND_CLASSIFY`, the learner's conv precision in
+      the SavedModel (`export_adapt_and_classify`).
 
   Returns:
     The path of the new version.
@@ -167,6 +174,9 @@ def export_from_workdir(workdir: str, model: str = ADAPT_AND_CLASSIFY, *,
   if model == ADAPT_AND_CLASSIFY and support_dir:
     raise ExportArgumentError('support_dir', support_dir,
                               f'only applies to model={ADAPTED_LEARNER}')
+  if conv_dtype not in ('float32', 'bfloat16'):
+    raise ExportArgumentError('conv_dtype', conv_dtype,
+                              "must be 'float32' or 'bfloat16'")
   if checkpoint is not None:
     _check_checkpoint(checkpoint)
   try:
@@ -177,7 +187,7 @@ def export_from_workdir(workdir: str, model: str = ADAPT_AND_CLASSIFY, *,
     _check_checkpoint(restored)
   export_dir = export_dir or default_export_dir(workdir, model)
   if model == ADAPT_AND_CLASSIFY:
-    return export_adapt_and_classify(rule, config, export_dir)
+    return export_adapt_and_classify(rule, config, export_dir, conv_dtype)
   try:
     images, labels, class_names = support.load_support_folder(
         support_dir, channels=config.learner.channels)

@@ -32,12 +32,20 @@ class AdaptAndClassifyModule(tf.Module):
 
   Holds the layer's variables (meta-LSTM weights and theta_0); its functions
   call `inner_loop.adapt_and_classify(..., training=False)`, as evaluation
-  does.
+  does. `conv_dtype` is the learner's conv precision in the SavedModel
+  (`InnerLoopConfig.conv_dtype`), float32 by default whatever the run
+  trained with: float32 runs on any CPU TF Serving meets; bfloat16 is faster
+  on CPUs with AVX512-BF16 or AMX and slow on others.
   """
 
   def __init__(self, rule: rules.UpdateRule,
-               config: config_lib.ExperimentConfig):
+               config: config_lib.ExperimentConfig,
+               conv_dtype: str = 'float32'):
     super().__init__(name=ADAPT_AND_CLASSIFY)
+    if conv_dtype not in ('float32', 'bfloat16'):
+      raise ValueError(f"conv_dtype={conv_dtype!r}: must be 'float32' or "
+                       "'bfloat16' (a SavedModel's precision is fixed when "
+                       'it is written)')
     _check_exportable(rule, config)
     # The tf.Variables inside the Keras variables, by name: the graph captures
     # those, and only tracked ones are restored by the TF1 / C++ loader (TF
@@ -48,10 +56,8 @@ class AdaptAndClassifyModule(tf.Module):
     # A partial, not the rule: tf.Module would track the rule and save
     # every value twice.
     self._evaluate = functools.partial(inner_loop.adapt_and_classify, rule)
-    # float32 whatever the run trained with: a SavedModel must run on any
-    # CPU TF Serving meets, and float32 is the more precise of the two.
     self.inner_config = dataclasses.replace(config.inner_loop,
-                                            conv_dtype='float32')
+                                            conv_dtype=conv_dtype)
     self.learner_config = rule.learner_config
     self.num_ways = rule.learner_config.num_ways
     self.image_size = rule.learner_config.image_size

@@ -33,6 +33,29 @@ class BenchmarkSettingsTest(tf.test.TestCase):
       self.assertIn(name, flags_file)
       self.assertEqual(type(value)(flags_file[name]), value, name)
 
+  def test_conv_dtype_default_is_what_base_flags_trains(self):
+    flags_file = _flagfile_values(os.path.join(_ROOT, 'configs',
+                                               'base.flags'))
+    from meta_lstm_tf import benchmark  # pylint: disable=g-import-not-at-top
+    self.assertEqual(flags_file['conv_dtype'], benchmark._CONV_DTYPE.default)
+
+  def test_learner_bound_and_conv_throughput(self):
+    episode = config_lib.EpisodeConfig(3, 1, 2)
+    bound = training.learner_bound_ms(episode, image_size=16, inner_steps=2,
+                                      calls=2, repeats=1)
+    self.assertTrue(np.isfinite(bound) and bound > 0)
+    more = training.learner_bound_ms(episode, image_size=16, inner_steps=12,
+                                     calls=2, repeats=1)
+    self.assertGreater(more, bound)  # T support passes, run in sequence.
+    gflops = training.conv_gflops(num_images=6, image_size=8, num_filters=8,
+                                  calls=2, repeats=1)
+    self.assertEqual(gflops['shape'], [6, 4, 4, 8])
+    self.assertAlmostEqual(gflops['mflop'],
+                           round(2 * 6 * 4 * 4 * 9 * 8 * 8 / 1e6, 1))
+    for dtype in ('float32', 'bfloat16'):
+      for part in ('forward', 'kernel_gradient', 'input_gradient'):
+        self.assertGreater(gflops[dtype][part], 0, (dtype, part))
+
   def test_paper_layout_is_the_papers(self):
     config = training.meta_learner_config('paper')
     self.assertEqual(config.hidden_size, 20)

@@ -377,6 +377,45 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     self.assertTrue(tf.saved_model.contains_saved_model(second))
     self.assertEqual(serving_export.next_version(os.path.join(base, 'none')), 1)
 
+  def _conv_ops_dtypes(self, path):
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, 'saved_model.pb'), 'rb') as f:
+      proto.ParseFromString(f.read())
+    graph = proto.meta_graphs[0].graph_def
+    nodes = list(graph.node)
+    for function in graph.library.function:
+      nodes.extend(function.node_def)
+    return {tf.dtypes.as_dtype(node.attr['T'].type).name
+            for node in nodes if node.op == 'Conv2D'}
+
+  def test_exports_run_float32_whatever_the_run_trained_with(self):
+    bf16_run = dataclasses.replace(
+        self.config, inner_loop=dataclasses.replace(self.config.inner_loop,
+                                                    conv_dtype='bfloat16'))
+    base = os.path.join(self.tmp, 'precision')
+    default = serving_export.export_adapt_and_classify(self.rule, bf16_run,
+                                                       base)
+    asked = serving_export.export_adapt_and_classify(self.rule, bf16_run,
+                                                     base, 'bfloat16')
+    self.assertEqual(self._conv_ops_dtypes(default), {'float32'})
+    # The first block's patches stay float32 (exact copies of pixels).
+    self.assertEqual(self._conv_ops_dtypes(asked), {'bfloat16', 'float32'})
+    self.assertEqual(serving_export.read_metadata(default)['conv_dtype'],
+                     'float32')
+    self.assertEqual(serving_export.read_metadata(asked)['conv_dtype'],
+                     'bfloat16')
+    inputs = dict(support_images=self.support, support_labels=self.labels,
+                  query_images=self.query)
+    want = tf.saved_model.load(default).signatures['serving_default'](
+        **{k: tf.constant(v) for k, v in inputs.items()})
+    got = tf.saved_model.load(asked).signatures['serving_default'](
+        **{k: tf.constant(v) for k, v in inputs.items()})
+    self.assertAllClose(want['logits'], self.reference, rtol=1e-4, atol=1e-4)
+    self.assertAllClose(got['probabilities'], want['probabilities'],
+                        atol=0.05)
+    with self.assertRaisesRegex(ValueError, "conv_dtype='auto'"):
+      serving_modules.AdaptAndClassifyModule(self.rule, self.config, 'auto')
+
   def test_only_standard_ops(self):
     proto = saved_model_pb2.SavedModel()
     for path in (self.model_path, self.learner_path):
@@ -588,6 +627,8 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
                       support_dir=os.path.join(w, 'two_classes'))),
       ('bad_checkpoint', 'checkpoint',
        lambda w: dict(workdir=w, checkpoint=os.path.join(w, 'nothing'))),
+      ('bad_conv_dtype', 'conv_dtype',
+       lambda w: dict(workdir=w, conv_dtype='float16')),
   )
   def test_export_from_workdir_names_bad_argument(self, argument, kwargs):
     workdir = self._make_workdir()
@@ -697,16 +738,21 @@ class ServingLatencyBenchmarkTest(tf.test.TestCase):
     with mock.patch.object(serving_benchmark, '_time_calls', counting):
       result = serving_benchmark.serving_latency_benchmark(
           None, num_calls=3, warmup=1, num_episodes=1, inner_steps=2)
-    # One timing per setting (5-way, 20-way), num_calls latencies each.
-    self.assertLen(calls, 2)
+    # One timing per setting (5-way, 20-way) and export precision (float32,
+    # bfloat16), num_calls latencies each.
+    self.assertLen(calls, 4)
     for latencies in calls:
       self.assertLen(latencies, 3)
     self.assertEqual(result['serving_latency_ms_p50_5w1s'],
                      float(np.percentile(calls[0], 50)))
     self.assertEqual(result['serving_latency_ms_p95_5w1s'],
                      float(np.percentile(calls[0], 95)))
-    self.assertEqual(result['serving_latency_ms_p50_20w1s'],
+    self.assertEqual(result['serving_latency_ms_p50_5w1s_bfloat16'],
                      float(np.percentile(calls[1], 50)))
+    self.assertEqual(result['serving_latency_ms_p50_20w1s'],
+                     float(np.percentile(calls[2], 50)))
+    self.assertEqual(result['serving_latency_ms_p50_20w1s_bfloat16'],
+                     float(np.percentile(calls[3], 50)))
     self.assertGreaterEqual(result['serving_latency_ms_p95_5w1s'],
                             result['serving_latency_ms_p50_5w1s'])
     self.assertEqual(result['serving_inner_steps'], 2)
