@@ -277,9 +277,10 @@ def features(params: dict, images: tf.Tensor,
                                      bias=params[f'conv{block}/bias'])
     means.append(mean)
     variances.append(variance)
-    # max-pool then ReLU: the same values and gradients as ReLU then
-    # max-pool (ReLU is monotonic), on a quarter of the elements.
-    x = tf.nn.relu(tf.nn.max_pool2d(x, ksize=2, strides=2, padding='VALID'))
+    # ReLU before the pool, not after (the same function, a quarter of the
+    # elements): the CPU max-pool turns NaN into -FLT_MAX, which a ReLU after
+    # it would hide as 0, and a NaN input must still give a NaN loss.
+    x = tf.nn.max_pool2d(tf.nn.relu(x), ksize=2, strides=2, padding='VALID')
   x = tf.cast(tf.reshape(x, [tf.shape(x)[0], -1]), images.dtype)
   batch = types.BatchNormStats(tuple(means), tuple(variances),
                                tf.constant(1.0, x.dtype))
