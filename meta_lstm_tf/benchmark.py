@@ -25,7 +25,9 @@ update rules, `--other_rules`), `train_step_trace_seconds`,
 `peak_rss_mib` (after the first-order measurement), `conv_dtype` (as
 resolved on this machine), `learner_bound_ms` (the learner's own passes of
 one first-order meta-train step, timed bare: `training.learner_bound_ms`),
-`step_over_learner_bound` (the step's time over it), `conv_gflops` (the
+`step_over_learner_bound` (the step's time over it),
+`meta_train_episodes_per_sec_meta_batch_2` (`--meta_batch_sizes`: B
+episodes per step, one update), `conv_gflops` (the
 machine's conv throughput at the learner's largest conv shape, float32 and
 bfloat16), and, where Omniglot is
 available (`--omniglot_dir` or `OMNIGLOT_DIR`), the pipeline's
@@ -91,6 +93,11 @@ _CONV_DTYPE = flags.DEFINE_enum(
     'conv_dtype', 'auto', ['float32', 'bfloat16', 'auto'],
     "The learner's conv precision in first-order passes (as "
     'configs/base.flags: auto, bfloat16 on CPUs with AVX512-BF16 or AMX).')
+_META_BATCH_SIZES = flags.DEFINE_list(
+    'meta_batch_sizes', ['2'],
+    'Also time the first-order step with these meta-batch sizes (B '
+    'episodes adapted side by side in one step, one update): '
+    'meta_train_episodes_per_sec_meta_batch_B. Empty: none.')
 _BOUND = flags.DEFINE_bool(
     'learner_bound', True,
     "Time the learner's own passes of a meta-train step alone "
@@ -161,6 +168,13 @@ def main(argv):
       conv_dtype=conv_dtype)
   result['meta_train_episodes_per_sec'] = first['episodes_per_sec']
   result['peak_rss_mib'] = training.peak_rss_mib()
+  for size in _META_BATCH_SIZES.value:
+    batched = training.time_meta_train(
+        episode, _INNER_STEPS.value, _IMAGE_SIZE.value, False, _STEPS.value,
+        _REPEATS.value, _JIT.value, meta_learner=meta_learner,
+        conv_dtype=conv_dtype, meta_batch_size=int(size))
+    result[f'meta_train_episodes_per_sec_meta_batch_{int(size)}'] = (
+        batched['episodes_per_sec'])
   if _BOUND.value:
     bound = training.learner_bound_ms(episode, _IMAGE_SIZE.value,
                                       _INNER_STEPS.value, conv_dtype)

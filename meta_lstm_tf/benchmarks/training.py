@@ -75,11 +75,13 @@ def time_meta_train(episode: config_lib.EpisodeConfig, inner_steps: int,
                     repeats: int, jit_compile: bool = False,
                     strategy=None, update_rule: str = 'meta_lstm',
                     meta_learner: str = 'base',
-                    conv_dtype: str = 'float32') -> dict:
+                    conv_dtype: str = 'float32',
+                    meta_batch_size: int = 1) -> dict:
   """Returns episodes/s (median over blocks) and the first call's seconds.
 
-  Without a strategy the meta-batch is one episode; with one, one episode
-  per replica. `meta_learner` names the meta-LSTM's settings
+  Without a strategy the meta-batch is `meta_batch_size` episodes (adapted
+  as independent branches of one step); with one, one episode per
+  replica. `meta_learner` names the meta-LSTM's settings
   (`META_LEARNERS`); `conv_dtype` is `InnerLoopConfig.conv_dtype`.
   """
   learner_config = config_lib.LearnerConfig(num_ways=episode.num_ways,
@@ -99,7 +101,10 @@ def time_meta_train(episode: config_lib.EpisodeConfig, inner_steps: int,
                                           jit_compile=jit_compile,
                                           strategy=strategy)
   replicas = strategy.num_replicas_in_sync
-  episodes = synthetic_episodes(episode, image_size, meta_batch_size=replicas)
+  if distribute.is_distributed(strategy):
+    meta_batch_size = replicas
+  episodes = synthetic_episodes(episode, image_size,
+                                meta_batch_size=meta_batch_size)
   if distribute.is_distributed(strategy):
     episodes = strategy.experimental_distribute_values_from_function(
         lambda context: tf.nest.map_structure(
@@ -116,7 +121,7 @@ def time_meta_train(episode: config_lib.EpisodeConfig, inner_steps: int,
     for _ in range(steps):
       metrics = step(episodes)
     metrics['loss'].numpy()
-    rates.append(steps * replicas / (time.perf_counter() - start))
+    rates.append(steps * meta_batch_size / (time.perf_counter() - start))
   return {'episodes_per_sec': float(np.median(rates)),
           'trace_seconds': trace_seconds}
 

@@ -56,6 +56,29 @@ class BenchmarkSettingsTest(tf.test.TestCase):
       for part in ('forward', 'kernel_gradient', 'input_gradient'):
         self.assertGreater(gflops[dtype][part], 0, (dtype, part))
 
+  def test_meta_batch_counts_every_episode(self):
+    episode = config_lib.EpisodeConfig(3, 1, 2)
+    calls = []
+    original = training.train_steps.make_meta_train_step
+
+    def recording(*args, **kwargs):
+      step = original(*args, **kwargs)
+
+      def counted(episodes):
+        calls.append(episodes.support_images.shape[0])
+        return step(episodes)
+      return counted
+
+    training.train_steps.make_meta_train_step = recording
+    try:
+      timing = training.time_meta_train(episode, 2, 16, False, steps=2,
+                                        repeats=1, meta_batch_size=3)
+    finally:
+      training.train_steps.make_meta_train_step = original
+    self.assertEqual(set(calls), {3})  # Three episodes in every step.
+    self.assertTrue(np.isfinite(timing['episodes_per_sec']))
+    self.assertGreater(timing['episodes_per_sec'], 0)
+
   def test_paper_layout_is_the_papers(self):
     config = training.meta_learner_config('paper')
     self.assertEqual(config.hidden_size, 20)
