@@ -157,8 +157,13 @@ def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
 
 def query_logits(result: types.AdaptationResult, query_images: tf.Tensor,
                  learner_config: config_lib.LearnerConfig, *,
-                 use_support_stats: bool, conv_dtype=None) -> tf.Tensor:
+                 use_support_stats: bool, conv_dtype=None,
+                 differentiated: bool = True) -> tf.Tensor:
   """Logits [Q_total, N] of the adapted learner on the query set.
+
+  With the support statistics every query is classified on its own, so the
+  batch is split in two halves that the runtime classifies side by side on
+  two cores (the same logits: nothing couples the queries).
 
   Args:
     result: `adapt`'s output.
@@ -167,17 +172,34 @@ def query_logits(result: types.AdaptationResult, query_images: tf.Tensor,
     use_support_stats: normalise with the episode's running support
       statistics (non-transductive) instead of the query batch's own.
     conv_dtype: see `learner.features`.
+    differentiated: whether a gradient of the logits will be taken (then the
+      first conv runs over input patches, which makes its kernel gradient
+      cheap; forward only, the plain conv is cheaper).
   """
   bn_stats: Optional[types.BatchNormStats] = None
   if use_support_stats:
     bn_stats = result.bn_stats
-  logits, _ = learner.apply(
-      learner.unflatten(result.params, learner.param_spec(learner_config)),
-      query_images, learner_config, bn_stats=bn_stats,
-      twice_differentiable=False,
-      patches=learner.first_block_patches(query_images),
-      conv_dtype=conv_dtype)
-  return logits
+  params = learner.unflatten(result.params,
+                             learner.param_spec(learner_config))
+
+  def forward(images):
+    patches = learner.first_block_patches(images) if differentiated else None
+    logits, _ = learner.apply(params, images, learner_config,
+                              bn_stats=bn_stats, twice_differentiable=False,
+                              patches=patches, conv_dtype=conv_dtype)
+    return logits
+
+  if not use_support_stats:
+    return forward(query_images)
+  count = tf.shape(query_images)[0]
+  half = (count + 1) // 2
+
+  def halves():
+    return tf.concat([forward(query_images[:half]),
+                      forward(query_images[half:])], axis=0)
+
+  # oneDNN's convolutions reject an empty batch: one query goes alone.
+  return tf.cond(count >= 2, halves, lambda: forward(query_images))
 
 
 def adapt_and_classify(rule: rules.UpdateRule,
@@ -208,5 +230,5 @@ def adapt_and_classify(rule: rules.UpdateRule,
     use_support_stats = not inner_config.transductive
   logits = query_logits(result, query_images, rule.learner_config,
                         use_support_stats=use_support_stats,
-                        conv_dtype=conv_dtype)
+                        conv_dtype=conv_dtype, differentiated=training)
   return logits, result

@@ -11,6 +11,7 @@ import tensorflow as tf
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import inner_loop
 from meta_lstm_tf import learner
+from meta_lstm_tf import types
 from meta_lstm_tf.rules import meta_lstm as meta_lstm_layer
 from meta_lstm_tf.rules import meta_lstm_cell
 from meta_lstm_tf.rules import meta_sgd as meta_sgd_rule
@@ -311,3 +312,30 @@ class InnerLoopTest(tf.test.TestCase, parameterized.TestCase):
       self.assertEqual(getattr(new, field).shape, params.shape)
     # theta_t = f_t * theta_{t-1} - i_t * grad_t, whatever the rule.
     self.assertAllClose(new.params, new.forget_gate * params - new.input_gate)
+
+
+class QueryLogitsTest(tf.test.TestCase):
+  """query_logits splits non-transductive batches; the logits do not move."""
+
+  def test_halves_and_single_queries_match_one_pass(self):
+    cfg = config_lib.LearnerConfig(num_ways=3, num_filters=4, num_blocks=2,
+                                   image_size=8)
+    spec = learner.param_spec(cfg)
+    flat = learner.flatten(learner.init_params(cfg, 2), spec)
+    support = tf.random.stateless_uniform([6, 8, 8, 1], seed=[1, 2])
+    _, stats = learner.apply(learner.unflatten(flat, spec), support, cfg)
+    result = types.AdaptationResult(
+        params=flat, bn_stats=stats, support_losses=tf.zeros([0]),
+        forget_gate_mean=tf.zeros([0]), input_gate_mean=tf.zeros([0]),
+        forget_gates=tf.zeros([0]), input_gates=tf.zeros([0]))
+    for count in (1, 2, 5):
+      query = tf.random.stateless_uniform([count, 8, 8, 1], seed=[3, count])
+      for support_stats in (True, False):
+        want, _ = learner.apply(learner.unflatten(flat, spec), query, cfg,
+                                bn_stats=stats if support_stats else None)
+        for differentiated in (True, False):
+          got = inner_loop.query_logits(
+              result, query, cfg, use_support_stats=support_stats,
+              differentiated=differentiated)
+          self.assertEqual(got.shape, (count, 3))
+          self.assertAllClose(got, want, rtol=1e-5, atol=1e-5)

@@ -187,7 +187,7 @@ class AdaptedLearnerModule(tf.Module):
   def _outputs(self, inputs: tf.Tensor):
     logits = inner_loop.query_logits(
         self._result(), inputs, self.learner_config,
-        use_support_stats=self.use_support_stats)
+        use_support_stats=self.use_support_stats, differentiated=False)
     classes = tf.argmax(logits, axis=-1, output_type=tf.int32)
     return {
         'probabilities': tf.nn.softmax(logits),
