@@ -90,7 +90,7 @@ _ONLY_REPLICAS = flags.DEFINE_bool(
 
 
 _CONV_DTYPE = flags.DEFINE_enum(
-    'conv_dtype', 'auto', ['float32', 'bfloat16', 'auto'],
+    'conv_dtype', 'auto', list(config_lib.CONV_DTYPES),
     "The learner's conv precision in first-order passes (as "
     'configs/base.flags: auto, bfloat16 on CPUs with AVX512-BF16 or AMX).')
 _META_BATCH_SIZES = flags.DEFINE_list(

@@ -116,7 +116,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
          "Precision of the learner's convolutions in first-order passes: "
          'float32, bfloat16, or auto (bfloat16 on CPUs with AVX512-BF16 or '
          'AMX). Exports always run float32.',
-         enum_values=['float32', 'bfloat16', 'auto'])
+         enum_values=list(config_lib.CONV_DTYPES))
   # Training.
   t = d.train
   define('float', 'learning_rate', t.learning_rate,

@@ -13,6 +13,11 @@ MINIMAL_SUBSETS = ('small1', 'small2')
 UPDATE_RULES = ('meta_lstm', 'sgd', 'meta_sgd')
 GATE_INITS = ('inner_lr', 'paper')
 GATE_BIASES = ('shared', 'per_tensor', 'per_coordinate')
+# InnerLoopConfig.conv_dtype; `auto` is resolved by
+# `runtime.resolve_conv_dtype`. A SavedModel's precision is fixed when it is
+# written, so exports take only the first two.
+CONV_DTYPES = ('float32', 'bfloat16', 'auto')
+EXPORT_CONV_DTYPES = CONV_DTYPES[:2]
 INIT_FROM = ('scratch', 'pretrained')
 STRATEGIES = ('default', 'mirrored', 'multi_worker', 'tpu')
 LR_SCHEDULES = ('constant', 'cosine')
@@ -266,8 +271,8 @@ class InnerLoopConfig:
     _check(self.train_query_stats in ('batch', 'support'),
            'train_query_stats', self.train_query_stats,
            "must be 'batch' or 'support'")
-    _check(self.conv_dtype in ('float32', 'bfloat16', 'auto'), 'conv_dtype',
-           self.conv_dtype, "must be 'float32', 'bfloat16' or 'auto'")
+    _check(self.conv_dtype in CONV_DTYPES, 'conv_dtype', self.conv_dtype,
+           f'must be one of {CONV_DTYPES}')
     return self
 
 

@@ -16,6 +16,7 @@ Prints the new version's path. See `export/README.md` for serving it.
 from absl import app
 from absl import flags
 
+from meta_lstm_tf import config as config_lib
 from meta_lstm_tf.serving import export as serving_export
 from meta_lstm_tf.serving import modules as serving_modules
 
@@ -37,7 +38,7 @@ _SUPPORT_DIR = flags.DEFINE_string(
     'support_dir', None, 'For --model=adapted_learner: one subfolder of '
     'images per class; classes are the subfolder names, sorted.')
 _CONV_DTYPE = flags.DEFINE_enum(
-    'conv_dtype', 'float32', ['float32', 'bfloat16'],
+    'conv_dtype', 'float32', list(config_lib.EXPORT_CONV_DTYPES),
     "For adapt_and_classify: the learner's conv precision in the SavedModel. "
     'float32 (default) runs on any CPU; bfloat16 is faster on CPUs with '
     'AVX512-BF16 or AMX and slow on others.')

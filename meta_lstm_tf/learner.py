@@ -253,7 +253,7 @@ def features(params: dict, images: tf.Tensor,
   if conv_dtype is None or twice_differentiable:
     conv_dtype = images.dtype
   conv_dtype = tf.as_dtype(conv_dtype)
-  x = tf.cast(images, conv_dtype)
+  x = images
   means, variances = [], []
   for block in range(1, config.num_blocks + 1):
     kernel = params[f'conv{block}/kernel']
@@ -265,8 +265,9 @@ def features(params: dict, images: tf.Tensor,
       x = tf.reshape(flat, tf.concat([tf.shape(patches)[:3],
                                       [kernel.shape[-1]]], axis=0))
     else:
-      x = tf.nn.conv2d(x, tf.cast(kernel, conv_dtype), strides=1,
-                       padding='SAME')
+      # (The cast is a no-op past the first block: x is conv_dtype there.)
+      x = tf.nn.conv2d(tf.cast(x, conv_dtype), tf.cast(kernel, conv_dtype),
+                       strides=1, padding='SAME')
     stats = None
     if bn_stats is not None:
       stats = (bn_stats.means[block - 1], bn_stats.variances[block - 1])

@@ -17,6 +17,8 @@ The pools are fixed once TensorFlow has run anything, so binaries call
 
 import tensorflow as tf
 
+from meta_lstm_tf import config as config_lib
+
 # The binaries' defaults (flags --intra_op_threads / --inter_op_threads).
 DEFAULT_INTRA_OP_THREADS = 1
 DEFAULT_INTER_OP_THREADS = 0
@@ -68,8 +70,6 @@ def thread_settings() -> dict:
           'inter_op_threads': threading.get_inter_op_parallelism_threads()}
 
 
-# InnerLoopConfig.conv_dtype values.
-CONV_DTYPES = ('float32', 'bfloat16', 'auto')
 # /proc/cpuinfo flags of CPUs whose bfloat16 arithmetic oneDNN runs natively.
 _BF16_CPU_FLAGS = ('avx512_bf16', 'amx_bf16')
 
@@ -95,8 +95,9 @@ def resolve_conv_dtype(name: str) -> tf.DType:
   Raises:
     ValueError: an unknown name.
   """
-  if name not in CONV_DTYPES:
-    raise ValueError(f'conv_dtype={name!r}: must be one of {CONV_DTYPES}')
+  if name not in config_lib.CONV_DTYPES:
+    raise ValueError(f'conv_dtype={name!r}: must be one of '
+                     f'{config_lib.CONV_DTYPES}')
   if name == 'auto':
     bf16 = cpu_has_bfloat16() and not tf.config.list_logical_devices('GPU')
     return tf.bfloat16 if bf16 else tf.float32

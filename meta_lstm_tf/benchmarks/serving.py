@@ -142,7 +142,7 @@ def serving_latency_benchmark(omniglot_dir: Optional[str] = None,
                               inner_steps: int = 8,
                               meta_learner: Optional[
                                   config_lib.MetaLearnerConfig] = None,
-                              conv_dtypes=('float32', 'bfloat16')
+                              conv_dtypes=config_lib.EXPORT_CONV_DTYPES
                               ) -> Dict[str, float]:
   """Latency of adapt-and-classify through a loaded SavedModel.
 

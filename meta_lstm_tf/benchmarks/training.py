@@ -199,15 +199,12 @@ def step_breakdown_ms(episode: config_lib.EpisodeConfig, image_size: int,
 
   @tf.function
   def query_fb(params):
-    with tf.GradientTape() as tape:
-      tape.watch(params)
-      logits, _ = learner.apply(
-          learner.unflatten(params, learner.param_spec(learner_config)),
-          data.query_images, learner_config, twice_differentiable=False,
-          patches=learner.first_block_patches(data.query_images),
-          conv_dtype=dtype)
-      query_loss, _ = learner.loss_and_accuracy(logits, data.query_labels)
-    return tape.gradient(query_loss, params)
+    # The query pass of training: batch statistics, first order.
+    return inner_loop.support_loss_and_gradient(
+        params, data.query_images, data.query_labels, learner_config,
+        second_order=False,
+        patches=learner.first_block_patches(data.query_images),
+        conv_dtype=dtype)[1]
 
   empty = tf.function(lambda x: x)
   time_ = lambda fn, *args: round(_median_ms(fn, args, calls, repeats), 3)
@@ -244,13 +241,9 @@ def learner_bound_ms(episode: config_lib.EpisodeConfig, image_size: int,
   dtype = runtime.resolve_conv_dtype(conv_dtype)
 
   def loss_and_grad(p, images, labels, patches):
-    with tf.GradientTape() as tape:
-      tape.watch(p)
-      logits, _ = learner.apply(learner.unflatten(p, spec), images,
-                                learner_config, twice_differentiable=False,
-                                patches=patches, conv_dtype=dtype)
-      loss, _ = learner.loss_and_accuracy(logits, labels)
-    return loss, tape.gradient(loss, p)
+    return inner_loop.support_loss_and_gradient(
+        p, images, labels, learner_config, second_order=False,
+        patches=patches, conv_dtype=dtype)[:2]
 
   @tf.function
   def passes(p):

@@ -174,9 +174,9 @@ def export_from_workdir(workdir: str, model: str = ADAPT_AND_CLASSIFY, *,
   if model == ADAPT_AND_CLASSIFY and support_dir:
     raise ExportArgumentError('support_dir', support_dir,
                               f'only applies to model={ADAPTED_LEARNER}')
-  if conv_dtype not in ('float32', 'bfloat16'):
+  if conv_dtype not in config_lib.EXPORT_CONV_DTYPES:
     raise ExportArgumentError('conv_dtype', conv_dtype,
-                              "must be 'float32' or 'bfloat16'")
+                              f'must be one of {config_lib.EXPORT_CONV_DTYPES}')
   if checkpoint is not None:
     _check_checkpoint(checkpoint)
   try:

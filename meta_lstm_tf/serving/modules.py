@@ -42,10 +42,10 @@ class AdaptAndClassifyModule(tf.Module):
                config: config_lib.ExperimentConfig,
                conv_dtype: str = 'float32'):
     super().__init__(name=ADAPT_AND_CLASSIFY)
-    if conv_dtype not in ('float32', 'bfloat16'):
-      raise ValueError(f"conv_dtype={conv_dtype!r}: must be 'float32' or "
-                       "'bfloat16' (a SavedModel's precision is fixed when "
-                       'it is written)')
+    if conv_dtype not in config_lib.EXPORT_CONV_DTYPES:
+      raise ValueError(f'conv_dtype={conv_dtype!r}: must be one of '
+                       f'{config_lib.EXPORT_CONV_DTYPES} (a SavedModel\'s '
+                       'precision is fixed when it is written)')
     _check_exportable(rule, config)
     # The tf.Variables inside the Keras variables, by name: the graph captures
     # those, and only tracked ones are restored by the TF1 / C++ loader (TF
