@@ -31,15 +31,18 @@ _SEEDS = {'meta_test': evaluation.TEST_SEED,
           'meta_valid': evaluation.VALID_SEED}
 
 
-def protocol_name(episode: config_lib.EpisodeConfig) -> str:
-  """e.g. 'within_alphabet_distinct_drawers', 'any'."""
+def protocol_name(episode: config_lib.EpisodeConfig,
+                  transductive: bool = False) -> str:
+  """e.g. 'within_alphabet_distinct_drawers', 'any', 'any_transductive'."""
   name = episode.episode_classes
-  return name + ('_distinct_drawers' if episode.distinct_drawers else '')
+  name += '_distinct_drawers' if episode.distinct_drawers else ''
+  return name + ('_transductive' if transductive else '')
 
 
 def default_output(workdir: str, episode: config_lib.EpisodeConfig,
-                   pool: str) -> str:
-  return os.path.join(workdir, f'eval_{pool}_{protocol_name(episode)}.json')
+                   pool: str, transductive: bool = False) -> str:
+  return os.path.join(
+      workdir, f'eval_{pool}_{protocol_name(episode, transductive)}.json')
 
 
 def test_workdir(workdir: str, *,
@@ -47,6 +50,7 @@ def test_workdir(workdir: str, *,
                  distinct_drawers: Optional[bool] = None,
                  num_queries: Optional[int] = None,
                  num_shots: Optional[int] = None,
+                 transductive: Optional[bool] = None,
                  num_episodes: int = 600,
                  pool: str = 'meta_test',
                  omniglot_dir: Optional[str] = None,
@@ -58,6 +62,9 @@ def test_workdir(workdir: str, *,
     workdir: a training workdir (config.json, best/ or checkpoints/).
     episode_classes, distinct_drawers, num_queries, num_shots: replace the
       run's episode options (None: keep them). N stays the model's.
+    transductive: replace the run's batch-norm protocol at test (True: the
+      query batch's own statistics, as MAML's code; False: the support
+      set's); None keeps the run's.
     num_episodes: how many episodes.
     pool: `meta_test` or `meta_valid`.
     omniglot_dir, data_root: where the data is now, if it moved.
@@ -88,7 +95,11 @@ def test_workdir(workdir: str, *,
   if data_root:
     data = dataclasses.replace(data, data_root=os.path.abspath(
         os.path.expanduser(data_root)))
-  config = dataclasses.replace(config, data=data, episode=episode).validate()
+  inner_loop = config.inner_loop
+  if transductive is not None:
+    inner_loop = dataclasses.replace(inner_loop, transductive=transductive)
+  config = dataclasses.replace(config, data=data, episode=episode,
+                               inner_loop=inner_loop).validate()
   pools = splits.make_episode_pools(config.data, episode)
   episodes = episodes_lib.make_eval_dataset(
       getattr(pools, pool), episode, num_episodes, _SEEDS[pool], name=pool)
@@ -96,12 +107,15 @@ def test_workdir(workdir: str, *,
   start = time.perf_counter()
   result = evaluation.evaluate(eval_step, evaluation.batch_episodes(episodes))
   result.update(
-      pool=pool, protocol=protocol_name(episode),
+      pool=pool,
+      protocol=protocol_name(episode, config.inner_loop.transductive),
+      transductive=config.inner_loop.transductive,
       episode=dataclasses.asdict(episode), checkpoint=checkpoint,
       workdir=os.path.abspath(workdir), dataset=config.data.dataset,
       split=config.data.split, seconds=time.perf_counter() - start)
   if output is None:
-    output = default_output(workdir, episode, pool)
+    output = default_output(workdir, episode, pool,
+                            config.inner_loop.transductive)
   if output:
     workdir_lib.write_json(output, result)
   logging.info('%s %s: accuracy %.4f +- %.4f over %d episodes.', pool,

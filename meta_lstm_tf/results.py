@@ -15,10 +15,10 @@ import os
 import shlex
 import shutil
 import sys
+from typing import Dict, Sequence
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from meta_lstm_tf import baselines
 from meta_lstm_tf import cli
@@ -48,6 +48,13 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
          'Update rules meta-trained per setting (empty: none).')
   define('list', 'baselines', list(grid_spec.BASELINES),
          'Baselines evaluated per setting (empty: none).')
+  define('list', 'setting_flagfiles', [],
+         'NwKs:PATH pairs: the cells of setting NwKs start from flagfile PATH '
+         '(its budget, queries, learner, ...) instead of the grid\'s flags; '
+         'flags given to the grid itself still win.')
+  define('list', 'cells', [],
+         'Only these update-rule cells, as RULE_NwKs (e.g. meta_lstm_5w5s); '
+         'empty: every --rules at every setting.')
   define('list', 'inner_steps_by_shots', [],
          'K:T pairs, e.g. 1:12,5:8 (the paper): T inner steps for K-shot '
          'cells; other cells use --inner_steps.')
@@ -93,7 +100,41 @@ def grid_from_flags(flag_values: flags.FlagValues = flags.FLAGS
     pairs.append((shots, steps))
   return grid_spec.make_grid(f.grid, rules=f.rules, baselines=f.baselines,
                                settings=f.settings,
-                               inner_steps_by_shots=pairs)
+                               inner_steps_by_shots=pairs, cells=f.cells)
+
+
+def setting_flags_from_flags(argv: Sequence[str],
+                             flag_values: flags.FlagValues = flags.FLAGS
+                             ) -> Dict[str, flags.FlagValues]:
+  """{setting name: its flags}, from --setting_flagfiles.
+
+  A setting's flags are its flagfile read first and then the grid's own
+  command line `argv` (so what the grid is given explicitly wins).
+  Raises ValueError naming the flag.
+  """
+  by_setting = {}
+  for item in flag_values.setting_flagfiles:
+    name, sep, path = item.partition(':')
+    if not sep or not path:
+      raise ValueError(f'setting_flagfiles={item}: expected NwKs:PATH')
+    setting = grid_spec.parse_setting(name)
+    if not os.path.isfile(path):
+      raise ValueError(f'setting_flagfiles={item}: no such file {path!r}')
+    if setting.name in by_setting:
+      raise ValueError(f'setting_flagfiles={item}: {setting.name} is given '
+                       'twice')
+    own = flags.FlagValues()
+    define_flags(own)
+    try:
+      own([argv[0], f'--flagfile={path}', *argv[1:]], known_only=True)
+    except flags.Error as e:
+      raise ValueError(f'setting_flagfiles={item}: {e}') from None
+    if (own.num_ways, own.num_shots) != tuple(setting):
+      raise ValueError(
+          f'setting_flagfiles={item}: the file sets --num_ways='
+          f'{own.num_ways} --num_shots={own.num_shots}, not {setting.name}')
+    by_setting[setting.name] = own
+  return by_setting
 
 
 def baseline_config_from_flags(flag_values: flags.FlagValues = flags.FLAGS):
@@ -123,6 +164,9 @@ def main(argv):
     config = cli.config_from_flags(flags.FLAGS)
     spec = grid_from_flags(flags.FLAGS)
     baseline_config = baseline_config_from_flags(flags.FLAGS)
+    setting_flags = setting_flags_from_flags(sys.argv, flags.FLAGS)
+    setting_bases = {name: cli.config_from_flags(own)
+                     for name, own in setting_flags.items()}
   except ValueError as e:
     raise app.UsageError(f'bad flag: --{e}') from None
   root = flags.FLAGS.workdir
@@ -130,11 +174,13 @@ def main(argv):
       flags.FLAGS.update_readme):
     raise app.UsageError(f'--update_readme={flags.FLAGS.update_readme}: no '
                          'such file')
-  try:
+  with stopping.exit_on_error():
     report = grid_runner.run_grid(
         spec, config, root, baseline_config=baseline_config,
         command=command_line(sys.argv), flags_text=cli.flags_as_text(
-            flags.FLAGS))
+            flags.FLAGS), setting_bases=setting_bases,
+        setting_flags_texts={name: cli.flags_as_text(own)
+                             for name, own in setting_flags.items()})
     if flags.FLAGS.update_readme:
       readme = flags.FLAGS.update_readme
       plot = os.path.join(root, grid_spec.PLOT_FILE)
@@ -147,13 +193,6 @@ def main(argv):
             os.path.dirname(os.path.abspath(readme))))
       else:
         grid_report.update_readme(readme, report, plot_path=plot)
-  except stopping.TrainingInterrupted as e:
-    logging.warning('%s', e)
-    sys.exit(128 + e.signum)
-  except (ValueError, FileNotFoundError, stopping.TrainingDivergedError) as e:
-    logging.error('%s', e)
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(1)
   print(grid_report.accuracy_table(
       report['rows'], report['rules'] + report['baselines'],
       [grid_spec.Setting(*s) for s in report['settings']]))

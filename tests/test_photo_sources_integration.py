@@ -89,6 +89,16 @@ class PhotoSourcesIntegrationTest(tf.test.TestCase):
                            places=5)
     self.assertFalse(any(name.startswith('eval_')
                          for name in os.listdir(workdir)))
+    self.assertFalse(retest['transductive'])
+    # The same episodes with the query batch's own BN statistics (MAML's
+    # protocol): another loss, and a result file named for the protocol.
+    transductive = evaluate_lib.test_workdir(workdir, num_episodes=4,
+                                             transductive=True)
+    self.assertTrue(transductive['transductive'])
+    self.assertEqual(transductive['protocol'], 'any_transductive')
+    self.assertNotAlmostEqual(transductive['loss'], retest['loss'], places=4)
+    self.assertTrue(os.path.exists(os.path.join(
+        workdir, 'eval_meta_test_any_transductive.json')))
 
   def test_image_folder_trains_in_process(self):
     root = os.path.join(self.get_temp_dir(), 'folders')

@@ -172,29 +172,26 @@ def cost_table(rows: Sequence[dict]) -> str:
 
 
 def describe_budget(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
-                    baseline_config=None) -> str:
-  """The budget of the grid in words, from the configs themselves."""
-  t = base.train
-  limit = f'at most {t.max_steps:,} meta-train steps'
-  if t.max_train_seconds:
-    limit += (f' or {format_seconds(t.max_train_seconds)} of meta-training '
-              '(validation included), whichever comes first')
-  shots = sorted({s.num_shots for s in spec.settings})
-  inner = ', '.join(
-      f'T={spec.inner_steps(k, base.inner_loop.inner_steps)} for {k}-shot'
-      for k in shots) if spec.inner_steps_by_shots else (
-          f'T={base.inner_loop.inner_steps}')
-  adam = (f'Adam {t.learning_rate:g}' if t.lr_schedule == 'constant' else
-          f'Adam {t.learning_rate:g} with {t.lr_schedule} decay to '
-          f'{t.final_learning_rate:g}')
-  text = (f'Update rules, per cell: {limit}; inner steps {inner}, '
-          f'{"second" if base.inner_loop.second_order else "first"} order, '
-          f'meta-batch {t.meta_batch_size}, {adam}; '
-          f'validation every {t.eval_every:,} steps on {t.eval_episodes:,} '
-          'fixed meta-valid episodes; the best validated checkpoint is '
-          f'tested. Episodes: {base.episode.num_queries} queries per class; '
-          f'{_data_description(base)}. Test: {t.test_episodes:,} fixed '
-          'meta-test episodes per setting, the same for every method.')
+                    baseline_config=None,
+                    setting_bases: Optional[dict] = None) -> str:
+  """The budget of the grid in words, from the configs themselves.
+
+  With `setting_bases` ({setting name: config}), each such setting's cells
+  are described from its own config, one sentence per setting.
+  """
+  setting_bases = setting_bases or {}
+  own = [s for s in spec.settings if s.name in setting_bases]
+  rest = [s for s in spec.settings if s.name not in setting_bases]
+  parts = []
+  if rest:
+    parts.append(_rule_budget(spec, base, rest,
+                              'Update rules, per cell' if not own else
+                              'Update rules at ' + ', '.join(
+                                  s.name for s in rest) + ', per cell'))
+  for setting in own:
+    parts.append(_rule_budget(spec, setting_bases[setting.name], [setting],
+                              f'{setting.name}, per cell'))
+  text = ' '.join(parts)
   if spec.baselines and baseline_config is not None:
     b = baseline_config
     pretrain = f'at most {b.pretrain_steps:,} steps'
@@ -208,6 +205,35 @@ def describe_budget(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
              f'learning rate in {{{rates}}} and steps in {{{steps}}} chosen '
              f'on {b.selection_episodes:,} meta-valid episodes.')
   return text
+
+
+def _rule_budget(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
+                 settings: Sequence[grid_lib.Setting], lead: str) -> str:
+  """One sentence: the update-rule budget of `settings`, from `base`."""
+  t = base.train
+  limit = f'at most {t.max_steps:,} meta-train steps'
+  if t.max_train_seconds:
+    limit += (f' or {format_seconds(t.max_train_seconds)} of meta-training '
+              '(validation included), whichever comes first')
+  shots = sorted({s.num_shots for s in settings})
+  inner = ', '.join(
+      f'T={spec.inner_steps(k, base.inner_loop.inner_steps)} for {k}-shot'
+      for k in shots) if spec.inner_steps_by_shots else (
+          f'T={base.inner_loop.inner_steps}')
+  adam = (f'Adam {t.learning_rate:g}' if t.lr_schedule == 'constant' else
+          f'Adam {t.learning_rate:g} with {t.lr_schedule} decay to '
+          f'{t.final_learning_rate:g}')
+  learner = base.learner
+  return (f'{lead}: {limit}; inner steps {inner}, '
+          f'{"second" if base.inner_loop.second_order else "first"} order, '
+          f'meta-batch {t.meta_batch_size}, {adam}; '
+          f'learner {learner.num_blocks} conv blocks of '
+          f'{learner.num_filters} filters; '
+          f'validation every {t.eval_every:,} steps on {t.eval_episodes:,} '
+          'fixed meta-valid episodes; the best validated checkpoint is '
+          f'tested. Episodes: {base.episode.num_queries} queries per class; '
+          f'{_data_description(base)}. Test: {t.test_episodes:,} fixed '
+          'meta-test episodes per setting, the same for every method.')
 
 
 def _data_description(base: config_lib.ExperimentConfig) -> str:
@@ -299,9 +325,12 @@ def render_report(report: dict, image: Optional[str] = grid_lib.PLOT_FILE,
       'validated one) or of the chosen fine-tuning setting.\n',
       cost_table(report['rows']),
   ]
+  planned = report.get('cells')
   missing = [f'{m} {s.name}' for s in settings for m in methods
-             if not any(r['method'] == m and r['setting'] == s.name
-                        for r in report['rows'])]
+             if (planned is None or m not in report['rules'] or
+                 grid_lib.cell_name(m, s) in planned)
+             and not any(r['method'] == m and r['setting'] == s.name
+                         for r in report['rows'])]
   if missing:
     parts.append(f'Not run yet: {", ".join(missing)}.\n')
   if image:

@@ -7,7 +7,7 @@ Shape glossary: N ways, K shots, T inner steps.
 import dataclasses
 import os
 import re
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 
 from meta_lstm_tf import config as config_lib
@@ -68,12 +68,15 @@ class GridSpec:
     baselines: baselines (`BASELINES`) evaluated per setting.
     inner_steps_by_shots: ((K, T), ...): T inner steps for K-shot cells;
       shots not listed keep the base config's `inner_steps`.
+    cells: only these update-rule cells (`cell_name`s, e.g. 'sgd_5w1s');
+      empty: every rule at every setting.
   """
   name: str
   settings: Tuple[Setting, ...]
   rules: Tuple[str, ...] = RULES
   baselines: Tuple[str, ...] = BASELINES
   inner_steps_by_shots: Tuple[Tuple[int, int], ...] = ()
+  cells: Tuple[str, ...] = ()
 
   def validate(self) -> 'GridSpec':
     if not self.settings:
@@ -94,7 +97,17 @@ class GridSpec:
       if shots < 1 or steps < 1:
         raise ValueError(f'inner_steps_by_shots: {shots}:{steps} must be '
                          'positive')
+    product = [cell_name(r, s) for s in self.settings for r in self.rules]
+    for name in self.cells:
+      if name not in product:
+        raise ValueError(f'cells: {name!r} is not a rule and setting of the '
+                         f'grid ({", ".join(product)})')
     return self
+
+  def runs(self, rule: str, setting: Setting) -> bool:
+    """Whether the grid meta-trains `rule` at `setting`."""
+    return (rule in self.rules and setting in self.settings and
+            (not self.cells or cell_name(rule, setting) in self.cells))
 
   def inner_steps(self, num_shots: int, default: int) -> int:
     return dict(self.inner_steps_by_shots).get(num_shots, default)
@@ -111,8 +124,8 @@ def parse_setting(text: str) -> Setting:
 def make_grid(name: str, rules: Optional[Sequence[str]] = None,
               baselines: Optional[Sequence[str]] = None,
               settings: Optional[Sequence[str]] = None,
-              inner_steps_by_shots: Sequence[Tuple[int, int]] = ()
-              ) -> GridSpec:
+              inner_steps_by_shots: Sequence[Tuple[int, int]] = (),
+              cells: Sequence[str] = ()) -> GridSpec:
   """The named grid, optionally restricted.
 
   Args:
@@ -121,7 +134,7 @@ def make_grid(name: str, rules: Optional[Sequence[str]] = None,
     baselines: baselines to run (None: all of `BASELINES`).
     settings: settings as 'NwKs' (None: all of the grid's); each must be in
       the grid.
-    inner_steps_by_shots: see `GridSpec`.
+    inner_steps_by_shots, cells: see `GridSpec`.
 
   Returns:
     The validated `GridSpec`.
@@ -144,7 +157,8 @@ def make_grid(name: str, rules: Optional[Sequence[str]] = None,
       name=name, settings=grid_settings,
       rules=RULES if rules is None else tuple(rules),
       baselines=BASELINES if baselines is None else tuple(baselines),
-      inner_steps_by_shots=tuple(inner_steps_by_shots)).validate()
+      inner_steps_by_shots=tuple(inner_steps_by_shots),
+      cells=tuple(cells)).validate()
 
 
 class Cell(NamedTuple):
@@ -175,15 +189,35 @@ def cell_name(rule: str, setting: Setting) -> str:
   return f'{rule}_{setting.name}'
 
 
+def setting_base(base: config_lib.ExperimentConfig, setting: Setting,
+                 setting_bases: Optional[Mapping[str, config_lib.ExperimentConfig]]
+                 = None) -> config_lib.ExperimentConfig:
+  """The config a setting's cells start from: its own, else the grid's."""
+  return (setting_bases or {}).get(setting.name, base)
+
+
 def expand_grid(spec: GridSpec, base: config_lib.ExperimentConfig,
-                root: str) -> List[Cell]:
-  """The meta-trained cells, setting by setting, rules in `spec` order."""
-  return [Cell(rule, setting,
-               cell_config(base, rule, setting,
-                           spec.inner_steps(setting.num_shots,
-                                            base.inner_loop.inner_steps)),
-               os.path.join(root, cell_name(rule, setting)))
-          for setting in spec.settings for rule in spec.rules]
+                root: str,
+                setting_bases: Optional[Mapping[str,
+                                                config_lib.ExperimentConfig]]
+                = None) -> List[Cell]:
+  """The meta-trained cells, setting by setting, rules in `spec` order.
+
+  `setting_bases` ({setting name: config}) gives a setting its own base
+  config (its budget, queries, learner, ...); the others start from `base`.
+  """
+  cells = []
+  for setting in spec.settings:
+    own = setting_base(base, setting, setting_bases)
+    for rule in spec.rules:
+      if spec.runs(rule, setting):
+        cells.append(Cell(
+            rule, setting,
+            cell_config(own, rule, setting,
+                        spec.inner_steps(setting.num_shots,
+                                         own.inner_loop.inner_steps)),
+            os.path.join(root, cell_name(rule, setting))))
+  return cells
 
 
 def cell_flags_text(flags_text: Optional[str], cell: Cell) -> Optional[str]:

@@ -5,10 +5,12 @@ files written here), without training; the real command on the real data is
 in `test_grid_integration.py`.
 """
 
+import dataclasses
 import glob
 import json
 import os
 import tempfile
+from unittest import mock
 
 from absl import flags
 from absl.testing import parameterized
@@ -169,6 +171,30 @@ class GridTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual({c.setting.name: c.config.inner_loop.inner_steps
                       for c in cells},
                      {'5w1s': 12, '5w5s': 5, '20w1s': 12, '20w5s': 5})
+
+  def test_cells_restrict_the_product(self):
+    spec = grid_spec.make_grid('paper', baselines=[],
+                               cells=['meta_lstm_20w5s', 'sgd_5w1s'])
+    cells = grid_spec.expand_grid(spec, tiny_base_config(), '/g')
+    self.assertEqual([os.path.basename(c.workdir) for c in cells],
+                     ['sgd_5w1s', 'meta_lstm_20w5s'])
+    self.assertTrue(spec.runs('sgd', Setting(5, 1)))
+    self.assertFalse(spec.runs('sgd', Setting(5, 5)))
+    with self.assertRaisesRegex(ValueError, "cells: 'sgd_5w1s' is not"):
+      grid_spec.make_grid('paper', rules=['meta_lstm'], cells=['sgd_5w1s'])
+
+  def test_setting_bases_give_a_setting_its_own_config(self):
+    spec = grid_spec.make_grid('mini', baselines=[])
+    own = tiny_base_config(max_steps=70)
+    own = dataclasses.replace(own, episode=config_lib.EpisodeConfig(
+        num_ways=5, num_shots=5, num_queries=3))
+    cells = grid_spec.expand_grid(spec, tiny_base_config(), '/g',
+                                  {'5w5s': own})
+    by_setting = {c.setting.name: c.config for c in cells}
+    self.assertEqual(by_setting['5w1s'].train.max_steps, 20)
+    self.assertEqual(by_setting['5w5s'].train.max_steps, 70)
+    self.assertEqual(by_setting['5w5s'].episode.num_queries, 3)
+    self.assertEqual(by_setting['5w1s'].episode.num_queries, 15)
 
   def test_cell_flags_text_overrides_the_grid_flags(self):
     spec = grid_spec.make_grid('mini', rules=['sgd'])
@@ -430,6 +456,38 @@ class RunGridTest(tf.test.TestCase):
     self.assertLen(training.calls, 1)
     self.assertEqual([r['method'] for r in report['rows']], ['meta_lstm'])
 
+  def test_cells_and_setting_bases(self):
+    root = os.path.join(self.get_temp_dir(), 'grid5')
+    training = FakeTraining()
+    spec = grid_spec.make_grid('mini', baselines=[],
+                               cells=['meta_lstm_5w1s', 'sgd_5w1s',
+                                      'meta_lstm_5w5s'])
+    report = grid_runner.run_grid(
+        spec, tiny_base_config(), root, train_fn=training,
+        flags_text='--grid=mini\n',
+        setting_bases={'5w5s': tiny_base_config(max_steps=40)},
+        setting_flags_texts={'5w5s': '--max_steps=40\n'})
+    self.assertEqual([os.path.basename(w) for _, w, _ in training.calls],
+                     ['meta_lstm_5w1s', 'sgd_5w1s', 'meta_lstm_5w5s'])
+    self.assertEqual([c.train.max_steps for c, _, _ in training.calls],
+                     [20, 20, 40])
+    self.assertTrue(training.calls[0][2].startswith('--grid=mini\n'))
+    self.assertTrue(training.calls[2][2].startswith('--max_steps=40\n'))
+    self.assertEqual(report['cells'],
+                     ['meta_lstm_5w1s', 'sgd_5w1s', 'meta_lstm_5w5s'])
+    self.assertEqual(report['setting_configs']['5w5s']['train']['max_steps'],
+                     40)
+    with open(os.path.join(root, 'results.md')) as f:
+      markdown = f.read()
+    # The cells left out on purpose are not "not run yet".
+    self.assertNotIn('Not run yet', markdown)
+    self.assertIn('Update rules at 5w1s, per cell: at most 20 meta-train '
+                  'steps', markdown)
+    self.assertIn('5w5s, per cell: at most 40 meta-train steps', markdown)
+    with self.assertRaisesRegex(ValueError, '20w1s is not a setting'):
+      grid_runner.run_grid(spec, tiny_base_config(), root, train_fn=training,
+                           setting_bases={'20w1s': tiny_base_config()})
+
   def test_mini_imagenet_grid_needs_mini_imagenet(self):
     spec = grid_spec.make_grid('mini_imagenet')
     self.assertEqual(spec.settings, (Setting(5, 1), Setting(5, 5)))
@@ -487,6 +545,58 @@ class FlagsTest(tf.test.TestCase):
     self.assertEqual(baseline_config.finetune_learning_rates, (0.1, 0.2))
     self.assertEqual(baseline_config.finetune_steps, (3,))
     self.assertEqual(baseline_config.selection_episodes, 9)
+
+  def test_vinyals_grid_reads_each_settings_flagfile(self):
+    omniglot = self.get_temp_dir()
+    os.makedirs(os.path.join(omniglot, 'splits', 'vinyals'), exist_ok=True)
+    argv = ['prog', '--flagfile=configs/results_vinyals.flags', '--seed=3']
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+      with mock.patch.dict(os.environ, {'OMNIGLOT_DIR': omniglot}):
+        grid = self.parse(argv[1:])
+        spec = results.grid_from_flags(grid)
+        own = results.setting_flags_from_flags(argv, grid)
+        configs = {name: cli.config_from_flags(f) for name, f in own.items()}
+    finally:
+      os.chdir(cwd)
+    self.assertEqual([s.name for s in spec.settings],
+                     ['5w1s', '5w5s', '20w1s', '20w5s'])
+    self.assertEqual(spec.baselines, ())
+    for rule in ('meta_lstm', 'sgd', 'meta_sgd'):
+      for setting in ('5w1s', '20w1s'):
+        self.assertTrue(spec.runs(rule, grid_spec.parse_setting(setting)))
+    self.assertEqual(sorted(configs), ['20w1s', '20w5s', '5w1s', '5w5s'])
+    for name, config in configs.items():
+      setting = grid_spec.parse_setting(name)
+      self.assertEqual((config.episode.num_ways, config.episode.num_shots),
+                       tuple(setting))
+      self.assertEqual(config.data.split, 'vinyals')
+      self.assertEqual(config.data.split_dir,
+                       os.path.join(omniglot, 'splits', 'vinyals'))
+      # A step budget, so that a cell does not depend on the machine's load;
+      # the grid's own command line wins over the setting's file.
+      self.assertEqual(config.train.max_train_seconds, 0)
+      self.assertGreater(config.train.max_steps, 1000)
+      self.assertEqual(config.train.seed, 3)
+      self.assertTrue(config.train.quiet)
+      self.assertFalse(config.train.export)
+
+  def test_setting_flagfiles_errors_name_the_flag(self):
+    argv = ['prog']
+    with self.assertRaisesRegex(ValueError, 'expected NwKs:PATH'):
+      results.setting_flags_from_flags(
+          argv, self.parse(['--setting_flagfiles=5w1s']))
+    with self.assertRaisesRegex(ValueError, 'no such file'):
+      results.setting_flags_from_flags(
+          argv, self.parse(['--setting_flagfiles=5w1s:/no/such.flags']))
+    path = os.path.join(self.get_temp_dir(), 'x.flags')
+    with open(path, 'w') as f:
+      f.write('--num_ways=20\n--num_shots=1\n')
+    with self.assertRaisesRegex(ValueError, 'num_ways=20 --num_shots=1, not '
+                                '5w1s'):
+      results.setting_flags_from_flags(
+          argv, self.parse([f'--setting_flagfiles=5w1s:{path}']))
 
   def test_bad_values_name_the_flag(self):
     with self.assertRaisesRegex(ValueError, 'finetune_steps=x'):
