@@ -1,6 +1,7 @@
 """Serving: the meta-learner as SavedModels for TensorFlow Serving.
 
-    validation.py  in-graph checks of the inputs
+    validation.py  in-graph checks of the inputs, and the request limits
+    decoding.py    bounded decoding of encoded images, naming bad files
     modules.py     the two servable tf.Modules
     export.py      versioned export, from a rule or a training workdir
     support.py     support sets from image folders
@@ -30,19 +31,26 @@ as TF Serving expects; a version directory appears only once complete):
         encoded_images   images string [B] -> the same.
 
 Images are natural images as clients have them: values in [0, 1] (or
-encoded files), grayscale or RGB, any size; for an Omniglot model white
-background and dark strokes, for a photograph model (mini-ImageNet, image
-folders) photographs, converted to the channels it was trained on (RGB for
-mini-ImageNet; `metadata['channels']`). Preprocessing
-(`image_ops.preprocess_images` / `decode_images`, the functions the training
-pipeline uses) runs inside the graph, so the learner sees exactly what it saw
+encoded files), grayscale or RGB, any size up to the export's limits; for
+an Omniglot model white background and dark strokes, for a photograph model
+(mini-ImageNet, image folders) photographs, converted to the channels it
+was trained on (RGB for mini-ImageNet; `metadata['channels']`).
+Preprocessing (`image_ops.preprocess_images`, the function the training
+pipeline uses, after the same decoder as `image_ops.decode_images`) runs
+inside the graph, so the learner sees exactly what it saw
 in training. Inputs are validated in the graph: a bad request fails with
-`InvalidArgument` naming the input, and the model keeps serving. Only standard
+`InvalidArgument` naming the input, and the model keeps serving. Each
+export fixes the largest request it accepts (`validation.ServingLimits`:
+support and query counts, image height and width, recorded in its metadata)
+and checks it before decoding or adapting anything; an encoded image's size
+is read from its header, so a small file that would decode to a huge image
+is refused undecoded, and images are decoded one at a time. Only standard
 TensorFlow ops are used (no `PyFunc`), so the C++ loader of TF Serving and
 `saved_model_cli` load the models.
 
 Shape glossary:
-  S: support images (any number of shots per class); Q: query images;
+  S: support images (any number of shots per class, every class present);
+  Q: query images;
   B: images to classify; N: ways, fixed at training;
   H, W, C: input image height, width and channels (C in {1, 3});
   I: the learner's image side (`LearnerConfig.image_size`);

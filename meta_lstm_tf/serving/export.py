@@ -2,7 +2,8 @@
 
 Each SavedModel goes to `EXPORT_BASE/<version>/` (integer versions, as TF
 Serving expects; a version directory appears only once complete), with its
-metadata in `assets.extra/`.
+metadata in `assets.extra/`: among it the request limits the graph enforces
+(`serving_limits`, `validation.ServingLimits`).
 """
 
 import json
@@ -18,6 +19,7 @@ from meta_lstm_tf import rules
 from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.serving import modules
 from meta_lstm_tf.serving import support
+from meta_lstm_tf.serving import validation
 from meta_lstm_tf.serving.modules import ADAPTED_LEARNER
 from meta_lstm_tf.serving.modules import ADAPT_AND_CLASSIFY
 from meta_lstm_tf.serving.modules import ENCODED_SIGNATURE
@@ -68,19 +70,20 @@ def _save_versioned(module: tf.Module, signatures, export_base: str,
 
 
 def _metadata(model: str, config: config_lib.ExperimentConfig,
-              **extra) -> dict:
+              limits: validation.ServingLimits, **extra) -> dict:
   return dict(model=model, num_ways=config.learner.num_ways,
               image_size=config.learner.image_size,
               channels=config.learner.channels, dataset=config.data.dataset,
               inner_steps=config.inner_loop.inner_steps,
               signatures=[SERVING_DEFAULT, ENCODED_SIGNATURE],
-              config=config.to_dict(), **extra)
+              serving_limits=limits.to_dict(), config=config.to_dict(),
+              **extra)
 
 
-def export_adapt_and_classify(rule: rules.UpdateRule,
-                              config: config_lib.ExperimentConfig,
-                              export_base: str,
-                              conv_dtype: str = 'float32') -> str:
+def export_adapt_and_classify(
+    rule: rules.UpdateRule, config: config_lib.ExperimentConfig,
+    export_base: str, conv_dtype: str = 'float32',
+    limits: Optional[validation.ServingLimits] = None) -> str:
   """Writes the adapt-and-classify SavedModel as the next version.
 
   Args:
@@ -89,34 +92,41 @@ def export_adapt_and_classify(rule: rules.UpdateRule,
     export_base: the model's base directory (e.g. WORKDIR/export).
     conv_dtype: the learner's conv precision in the SavedModel (see
       `modules.AdaptAndClassifyModule`); recorded in its metadata.
+    limits: the largest requests it accepts (default
+      `validation.ServingLimits()`); recorded in its metadata.
 
   Returns:
     The path of the new version, `export_base/<version>`.
+
+  Raises:
+    validation.LimitError: a bad `limits` field.
   """
-  module = modules.AdaptAndClassifyModule(rule, config, conv_dtype)
+  limits = (limits or validation.ServingLimits()).validate()
+  module = modules.AdaptAndClassifyModule(rule, config, conv_dtype, limits)
   return _save_versioned(module, module.signatures(), export_base,
-                         _metadata(ADAPT_AND_CLASSIFY, config,
+                         _metadata(ADAPT_AND_CLASSIFY, config, limits,
                                    conv_dtype=conv_dtype))
 
 
-def export_adapted_learner(rule: rules.UpdateRule,
-                           config: config_lib.ExperimentConfig,
-                           support_images: modules.Images, support_labels,
-                           class_names: Sequence[str],
-                           export_base: str) -> str:
+def export_adapted_learner(
+    rule: rules.UpdateRule, config: config_lib.ExperimentConfig,
+    support_images: modules.Images, support_labels,
+    class_names: Sequence[str], export_base: str,
+    limits: Optional[validation.ServingLimits] = None) -> str:
   """Adapts once to a support set and writes the adapted learner.
 
   Args: as `modules.make_adapted_learner`, plus `export_base`, the model's base
-    directory.
+    directory, and `limits` as `export_adapt_and_classify`.
 
   Returns:
     The path of the new version, `export_base/<version>`.
   """
+  limits = (limits or validation.ServingLimits()).validate()
   module = modules.make_adapted_learner(rule, config, support_images,
-                                        support_labels, class_names)
+                                        support_labels, class_names, limits)
   return _save_versioned(
       module, module.signatures(), export_base,
-      _metadata(ADAPTED_LEARNER, config, class_names=list(
+      _metadata(ADAPTED_LEARNER, config, limits, class_names=list(
           module.class_names.numpy().astype(str))))
 
 
@@ -140,7 +150,9 @@ def export_from_workdir(workdir: str, model: str = ADAPT_AND_CLASSIFY, *,
                         checkpoint: Optional[str] = None,
                         export_dir: Optional[str] = None,
                         support_dir: Optional[str] = None,
-                        conv_dtype: str = 'float32') -> str:
+                        conv_dtype: str = 'float32',
+                        limits: Optional[validation.ServingLimits] = None
+                        ) -> str:
   """Restores a training run and exports one of the two SavedModels.
 
   Args:
@@ -152,6 +164,8 @@ def export_from_workdir(workdir: str, model: str = ADAPT_AND_CLASSIFY, *,
       (`support.load_support_folder`).
     conv_dtype: for `ADAPT_AND_CLASSIFY`, the learner's conv precision in
       the SavedModel (`export_adapt_and_classify`).
+    limits: the largest requests the SavedModel accepts (default
+      `validation.ServingLimits()`); a bad field is reported by its name.
 
   Returns:
     The path of the new version.
@@ -177,6 +191,10 @@ def export_from_workdir(workdir: str, model: str = ADAPT_AND_CLASSIFY, *,
   if conv_dtype not in config_lib.EXPORT_CONV_DTYPES:
     raise ExportArgumentError('conv_dtype', conv_dtype,
                               f'must be one of {config_lib.EXPORT_CONV_DTYPES}')
+  try:
+    limits = (limits or validation.ServingLimits()).validate()
+  except validation.LimitError as e:
+    raise ExportArgumentError(e.field, e.value, e.requirement) from e
   if checkpoint is not None:
     _check_checkpoint(checkpoint)
   try:
@@ -187,7 +205,8 @@ def export_from_workdir(workdir: str, model: str = ADAPT_AND_CLASSIFY, *,
     _check_checkpoint(restored)
   export_dir = export_dir or default_export_dir(workdir, model)
   if model == ADAPT_AND_CLASSIFY:
-    return export_adapt_and_classify(rule, config, export_dir, conv_dtype)
+    return export_adapt_and_classify(rule, config, export_dir, conv_dtype,
+                                     limits)
   try:
     images, labels, class_names = support.load_support_folder(
         support_dir, channels=config.learner.channels)
@@ -199,7 +218,7 @@ def export_from_workdir(workdir: str, model: str = ADAPT_AND_CLASSIFY, *,
         f'has {len(class_names)} class folders; the model is '
         f'{config.learner.num_ways}-way')
   return export_adapted_learner(rule, config, images, labels, class_names,
-                                export_dir)
+                                export_dir, limits)
 
 
 def _check_checkpoint(prefix: str) -> None:

@@ -17,6 +17,7 @@ from meta_lstm_tf import inner_loop
 from meta_lstm_tf import rules
 from meta_lstm_tf import types
 from meta_lstm_tf.data import image_ops
+from meta_lstm_tf.serving import decoding
 from meta_lstm_tf.serving import validation
 
 SERVING_DEFAULT = 'serving_default'
@@ -35,18 +36,21 @@ class AdaptAndClassifyModule(tf.Module):
   does. `conv_dtype` is the learner's conv precision in the SavedModel
   (`InnerLoopConfig.conv_dtype`), float32 by default whatever the run
   trained with: float32 runs on any CPU TF Serving meets; bfloat16 is faster
-  on CPUs with AVX512-BF16 or AMX and slow on others.
+  on CPUs with AVX512-BF16 or AMX and slow on others. `limits` bound the
+  requests it accepts (`validation.ServingLimits`).
   """
 
   def __init__(self, rule: rules.UpdateRule,
                config: config_lib.ExperimentConfig,
-               conv_dtype: str = 'float32'):
+               conv_dtype: str = 'float32',
+               limits: validation.ServingLimits = validation.ServingLimits()):
     super().__init__(name=ADAPT_AND_CLASSIFY)
     if conv_dtype not in config_lib.EXPORT_CONV_DTYPES:
       raise ValueError(f'conv_dtype={conv_dtype!r}: must be one of '
                        f'{config_lib.EXPORT_CONV_DTYPES} (a SavedModel\'s '
                        'precision is fixed when it is written)')
     _check_exportable(rule, config)
+    self.limits = limits.validate()
     # The tf.Variables inside the Keras variables, by name: the graph captures
     # those, and only tracked ones are restored by the TF1 / C++ loader (TF
     # Serving, `saved_model_cli run`). The rule itself is not tracked, so
@@ -99,27 +103,42 @@ class AdaptAndClassifyModule(tf.Module):
     return image_ops.preprocess_images(images, self.image_size, self.channels,
                                        self.invert)
 
-  def _decode(self, images: tf.Tensor) -> tf.Tensor:
-    return image_ops.decode_images(images, self.image_size, self.channels,
-                                   self.invert)
+  def _decode(self, images: tf.Tensor, name: str) -> tf.Tensor:
+    return decoding.decode(images, name, self.image_size, self.channels,
+                           self.invert)
 
   def _classify(self, support_images, support_labels, query_images):
-    support_images = validation.validated_images(support_images,
-                                                 'support_images')
-    query_images = validation.validated_images(query_images, 'query_images')
+    support_images = validation.validated_images(
+        support_images, 'support_images', self.limits, 'max_support_images')
+    query_images = validation.validated_images(
+        query_images, 'query_images', self.limits, 'max_query_images')
     support_labels = validation.validated_labels(
         support_labels, tf.shape(support_images)[0], self.num_ways)
+    # Nothing is preprocessed or adapted to until every input has passed.
+    support_images, support_labels, query_images = (
+        validation.after_one_another(support_images, support_labels,
+                                     query_images))
     return self._outputs(self._preprocess(support_images), support_labels,
                          self._preprocess(query_images))
 
   def _classify_encoded(self, support_images, support_labels, query_images):
-    support_images = validation.validated_encoded(support_images,
-                                                  'support_images')
-    query_images = validation.validated_encoded(query_images, 'query_images')
+    support_images = validation.validated_encoded(
+        support_images, 'support_images', self.limits, 'max_support_images')
+    query_images = validation.validated_encoded(
+        query_images, 'query_images', self.limits, 'max_query_images')
     support_labels = validation.validated_labels(
         support_labels, tf.size(support_images), self.num_ways)
-    return self._outputs(self._decode(support_images), support_labels,
-                         self._decode(query_images))
+    # Headers are read once counts and labels have passed; nothing is
+    # decoded until every header has.
+    support_images, support_labels, query_images = (
+        validation.after_one_another(support_images, support_labels,
+                                     query_images))
+    support_images, query_images = validation.after_one_another(
+        decoding.checked_sizes(support_images, 'support_images', self.limits),
+        decoding.checked_sizes(query_images, 'query_images', self.limits))
+    return self._outputs(self._decode(support_images, 'support_images'),
+                         support_labels,
+                         self._decode(query_images, 'query_images'))
 
   def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
     return {
@@ -145,14 +164,19 @@ def _check_exportable(rule: rules.UpdateRule,
 
 
 class AdaptedLearnerModule(tf.Module):
-  """A learner adapted to one support set, as a plain classifier."""
+  """A learner adapted to one support set, as a plain classifier.
+
+  Its `images` count against `limits.max_query_images`.
+  """
 
   def __init__(self, result: types.AdaptationResult,
                learner_config: config_lib.LearnerConfig, transductive: bool,
-               class_names: Sequence[str], invert: bool = True):
+               class_names: Sequence[str], invert: bool = True,
+               limits: validation.ServingLimits = validation.ServingLimits()):
     super().__init__(name=ADAPTED_LEARNER)
     self.learner_config = learner_config
     self.invert = invert
+    self.limits = limits.validate()
     # As evaluation (`inner_loop.adapt_and_classify(training=False)`):
     # the support statistics unless transductive.
     self.use_support_stats = not transductive
@@ -196,14 +220,18 @@ class AdaptedLearnerModule(tf.Module):
     }
 
   def _classify(self, images):
-    images = validation.validated_images(images, 'images')
+    images = validation.validated_images(images, 'images', self.limits,
+                                         'max_query_images')
     return self._outputs(image_ops.preprocess_images(
         images, self.image_size, self.learner_config.channels, self.invert))
 
   def _classify_encoded(self, images):
-    images = validation.validated_encoded(images, 'images')
-    return self._outputs(image_ops.decode_images(
-        images, self.image_size, self.learner_config.channels, self.invert))
+    images = validation.validated_encoded(images, 'images', self.limits,
+                                          'max_query_images')
+    images = decoding.checked_sizes(images, 'images', self.limits)
+    return self._outputs(decoding.decode(
+        images, 'images', self.image_size, self.learner_config.channels,
+        self.invert))
 
   def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
     return {
@@ -232,21 +260,26 @@ def preprocess_support(images: Images, image_size: int, channels: int = 1,
 def make_adapted_learner(rule: rules.UpdateRule,
                          config: config_lib.ExperimentConfig,
                          support_images: Images, support_labels,
-                         class_names: Sequence[str]) -> AdaptedLearnerModule:
+                         class_names: Sequence[str],
+                         limits: validation.ServingLimits = (
+                             validation.ServingLimits())
+                         ) -> AdaptedLearnerModule:
   """Adapts once to a support set and wraps the result for serving.
 
   Args:
     rule: the trained meta-learner.
     config: its experiment config (T, batch-norm mode).
     support_images: natural images (see `preprocess_support`).
-    support_labels: int [S] in [0, N).
+    support_labels: int [S] in [0, N), every class present.
     class_names: N names; class j is `class_names[j]`.
+    limits: what the adapted learner's signatures accept.
 
   Returns:
     An `AdaptedLearnerModule`.
 
   Raises:
-    ValueError: wrong number of class names, labels or images.
+    ValueError: wrong number of class names, labels or images, a class
+      without support images, or bad `limits`.
   """
   serving = AdaptAndClassifyModule(rule, config)
   num_ways = serving.num_ways
@@ -260,6 +293,10 @@ def make_adapted_learner(rule: rules.UpdateRule,
                      f'{labels.shape}, dtype {labels.dtype}')
   if labels.size == 0 or labels.min() < 0 or labels.max() >= num_ways:
     raise ValueError(f'support_labels must be non-empty and in [0, {num_ways})')
+  missing = sorted(set(range(num_ways)) - set(labels.tolist()))
+  if missing:
+    raise ValueError(f'support_labels: every class needs at least one support '
+                     f'image; missing classes {missing}')
   inputs = preprocess_support(support_images, serving.image_size,
                               serving.channels, serving.invert)
   if inputs.shape[0] != labels.size:
@@ -270,4 +307,4 @@ def make_adapted_learner(rule: rules.UpdateRule,
       inputs, tf.constant(labels, tf.int32), inputs)
   return AdaptedLearnerModule(result, serving.learner_config,
                               config.inner_loop.transductive, class_names,
-                              invert=serving.invert)
+                              invert=serving.invert, limits=limits)

@@ -1,5 +1,6 @@
 """Tests for serving/ (validation, modules, export, support folders),
-export_main, the serving benchmark and the clients in export/.
+export_main, the serving benchmark and the clients in export/. The serving
+limits and hostile inputs are tested in test_limits.py.
 
 A tiny learner (4 filters, 2 blocks, 12 x 12 inputs, T = 2) keeps them fast;
 both SavedModels are exported once per test class. References are computed
@@ -40,6 +41,7 @@ from meta_lstm_tf.data import image_ops
 from meta_lstm_tf.serving import export as serving_export
 from meta_lstm_tf.serving import modules as serving_modules
 from meta_lstm_tf.serving import support as serving_support
+from meta_lstm_tf.serving import validation as serving_validation
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -209,6 +211,10 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     metadata = serving_export.read_metadata(self.model_path)
     self.assertEqual(metadata['num_ways'], _NUM_WAYS)
     self.assertEqual(metadata['inner_steps'], 2)
+    # The defaults, as the graph enforces them (test_limits.py).
+    self.assertEqual(metadata['serving_limits'], dict(
+        max_support_images=500, max_query_images=1000,
+        max_image_height=1024, max_image_width=1024))
     self.assertEqual(
         serving_export.read_metadata(self.learner_path)['class_names'],
         list(_CLASS_NAMES))
@@ -629,6 +635,9 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
        lambda w: dict(workdir=w, checkpoint=os.path.join(w, 'nothing'))),
       ('bad_conv_dtype', 'conv_dtype',
        lambda w: dict(workdir=w, conv_dtype='float16')),
+      ('bad_limit', 'max_image_height',
+       lambda w: dict(workdir=w, limits=serving_validation.ServingLimits(
+           max_image_height=0))),
   )
   def test_export_from_workdir_names_bad_argument(self, argument, kwargs):
     workdir = self._make_workdir()
@@ -642,16 +651,27 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     export_dir = os.path.join(self.tmp, 'binary_export')
     command = [sys.executable, '-m', 'meta_lstm_tf.export_main',
                f'--workdir={workdir}', f'--export_dir={export_dir}']
-    result = subprocess.run(command, capture_output=True, text=True,
-                            env=_subprocess_env(), cwd=self.tmp)
+    result = subprocess.run(
+        command + ['--max_query_images=9', '--max_image_width=640'],
+        capture_output=True, text=True, env=_subprocess_env(), cwd=self.tmp)
     self.assertEqual(result.returncode, 0, result.stderr)
     self.assertEqual(result.stdout.strip().splitlines()[-1],
                      os.path.join(export_dir, '1'))
+    self.assertEqual(
+        serving_export.read_metadata(os.path.join(export_dir, '1'))
+        ['serving_limits'],
+        dict(max_support_images=500, max_query_images=9,
+             max_image_height=1024, max_image_width=640))
     result = subprocess.run(command + ['--model=adapted_learner'],
                             capture_output=True, text=True,
                             env=_subprocess_env(), cwd=self.tmp)
     self.assertNotEqual(result.returncode, 0)
     self.assertIn('--support_dir', result.stderr)
+    result = subprocess.run(command + ['--max_support_images=0'],
+                            capture_output=True, text=True,
+                            env=_subprocess_env(), cwd=self.tmp)
+    self.assertNotEqual(result.returncode, 0)
+    self.assertIn('max_support_images', result.stderr)
 
 
 class UpdateRuleExportTest(tf.test.TestCase, parameterized.TestCase):
