@@ -14,6 +14,12 @@ from meta_lstm_tf import runtime
 from meta_lstm_tf.data import omniglot_sources
 
 
+# Where --split=vinyals finds its split files by default, under the local
+# Omniglot copy (the layout of ../shared/data/omniglot and of the ProtoNets
+# repository's data/omniglot/).
+VINYALS_SPLIT_SUBDIR = ('splits', 'vinyals')
+
+
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   """Defines every flag of the main job on `flag_values`."""
   d = config_lib.ExperimentConfig()
@@ -24,7 +30,12 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                                      **kwargs)
 
   define('string', 'workdir', None, 'Run directory: checkpoints, logs, '
-         'results.json, exported SavedModels. Rerunning resumes.')
+         'results.json, exported SavedModels. Rerunning resumes (a finished '
+         'run just prints its results); one process per workdir.')
+  define('bool', 'allow_config_change', False,
+         'Resume a workdir even though settings that change the numbers '
+         'differ from its config.json (recorded in config_changes.json). '
+         'Raising --max_steps or --max_train_seconds needs no permission.')
   # Data.
   define('enum', 'dataset', d.data.dataset,
          'Data set: omniglot (TFDS, or --omniglot_dir), mini_imagenet '
@@ -45,7 +56,9 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   define('enum', 'split', d.data.split, 'Class split protocol.',
          enum_values=list(config_lib.SPLITS))
   define('string', 'split_dir', None,
-         'Directory with train.txt/val.txt/test.txt (split=vinyals).')
+         'Directory with train.txt/val.txt/test.txt (split=vinyals); '
+         'default: splits/vinyals/ of the local Omniglot copy '
+         '(--omniglot_dir or $OMNIGLOT_DIR), where there is one.')
   define('enum', 'minimal_subset', d.data.minimal_subset,
          'Background subset for split=minimal.',
          enum_values=list(config_lib.MINIMAL_SUBSETS))
@@ -209,12 +222,17 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS
                if f.data_root else None)
   default_size, default_channels = config_lib.DATASET_DEFAULTS[f.dataset]
   image_size = default_size if f.image_size is None else f.image_size
+  split_dir = f.split_dir
+  if split_dir is None and f.split == 'vinyals' and omniglot_dir:
+    candidate = os.path.join(omniglot_dir, *VINYALS_SPLIT_SUBDIR)
+    if os.path.isdir(candidate):
+      split_dir = candidate
   channels = default_channels if f.channels is None else f.channels
   config = config_lib.ExperimentConfig(
       data=config_lib.DataConfig(
           dataset=f.dataset, data_root=data_root, channels=channels,
           omniglot_dir=omniglot_dir, data_dir=f.data_dir, split=f.split,
-          split_dir=f.split_dir, minimal_subset=f.minimal_subset,
+          split_dir=split_dir, minimal_subset=f.minimal_subset,
           rotations=f.rotations, image_size=image_size),
       episode=config_lib.EpisodeConfig(
           f.num_ways, f.num_shots, f.num_queries,

@@ -9,14 +9,13 @@ Restores the run's best checkpoint and scores it on fixed meta-test episodes
 --output (default WORKDIR/eval_<pool>_<protocol>.json) and prints it.
 """
 
-import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import evaluate_lib
+from meta_lstm_tf import stopping
 
 _WORKDIR = flags.DEFINE_string('workdir', None,
                                'Training workdir of the run to test.')
@@ -30,6 +29,11 @@ _NUM_QUERIES = flags.DEFINE_integer('num_queries', None,
                                     'Queries per class (default the run\'s).')
 _NUM_SHOTS = flags.DEFINE_integer('num_shots', None,
                                   'Shots per class (default the run\'s).')
+_TRANSDUCTIVE = flags.DEFINE_bool(
+    'transductive', None, 'Replace the run\'s batch-norm protocol: '
+    '--transductive normalises the queries with their own batch\'s '
+    'statistics (as MAML\'s code), --notransductive with the support '
+    'set\'s.')
 _EPISODES = flags.DEFINE_integer('test_episodes', 600, 'Episodes.')
 _POOL = flags.DEFINE_enum('pool', 'meta_test', list(evaluate_lib.POOLS),
                           'Classes to test on.')
@@ -45,18 +49,14 @@ _OUTPUT = flags.DEFINE_string(
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  try:
+  with stopping.exit_on_error():
     result = evaluate_lib.test_workdir(
         _WORKDIR.value, episode_classes=_EPISODE_CLASSES.value,
         distinct_drawers=_DISTINCT_DRAWERS.value,
         num_queries=_NUM_QUERIES.value, num_shots=_NUM_SHOTS.value,
-        num_episodes=_EPISODES.value, pool=_POOL.value,
-        omniglot_dir=_OMNIGLOT_DIR.value, data_root=_DATA_ROOT.value,
-        output=_OUTPUT.value)
-  except (ValueError, FileNotFoundError) as e:
-    logging.error('%s', e)
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(1)
+        transductive=_TRANSDUCTIVE.value, num_episodes=_EPISODES.value,
+        pool=_POOL.value, omniglot_dir=_OMNIGLOT_DIR.value,
+        data_root=_DATA_ROOT.value, output=_OUTPUT.value)
   print(f"{result['pool']} {result['protocol']}: accuracy "
         f"{result['accuracy']:.4f} +- {result['ci95']:.4f} over "
         f"{result['episodes']} episodes ({result['seconds']:.0f} s)")

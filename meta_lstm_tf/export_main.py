@@ -11,14 +11,23 @@ Restores the best checkpoint of the run (else the latest, or --checkpoint) and
 writes EXPORT_DIR/<version>/ (the next integer version; default EXPORT_DIR is
 WORKDIR/export, or WORKDIR/export_adapted_learner for the adapted learner).
 Prints the new version's path. See `export/README.md` for serving it.
+
+The SavedModel refuses requests over its limits (--max_support_images,
+--max_query_images, --max_image_height, --max_image_width; recorded in its
+metadata as `serving_limits`) with INVALID_ARGUMENT, before decoding or
+adapting anything.
 """
 
 from absl import app
 from absl import flags
 
 from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import stopping
 from meta_lstm_tf.serving import export as serving_export
 from meta_lstm_tf.serving import modules as serving_modules
+from meta_lstm_tf.serving import validation as serving_validation
+
+_DEFAULT_LIMITS = serving_validation.ServingLimits()
 
 _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Training workdir (config.json and checkpoints).')
@@ -42,6 +51,22 @@ _CONV_DTYPE = flags.DEFINE_enum(
     "For adapt_and_classify: the learner's conv precision in the SavedModel. "
     'float32 (default) runs on any CPU; bfloat16 is faster on CPUs with '
     'AVX512-BF16 or AMX and slow on others.')
+_MAX_SUPPORT_IMAGES = flags.DEFINE_integer(
+    'max_support_images', _DEFAULT_LIMITS.max_support_images,
+    'Requests with more support images are refused (adapt_and_classify).',
+    lower_bound=1)
+_MAX_QUERY_IMAGES = flags.DEFINE_integer(
+    'max_query_images', _DEFAULT_LIMITS.max_query_images,
+    'Requests with more query images (adapted_learner: images) are refused.',
+    lower_bound=1)
+_MAX_IMAGE_HEIGHT = flags.DEFINE_integer(
+    'max_image_height', _DEFAULT_LIMITS.max_image_height,
+    'Images taller than this (encoded ones: as their PNG/JPEG header says, '
+    'checked before decoding) are refused.', lower_bound=1)
+_MAX_IMAGE_WIDTH = flags.DEFINE_integer(
+    'max_image_width', _DEFAULT_LIMITS.max_image_width,
+    'Images wider than this are refused (as --max_image_height).',
+    lower_bound=1)
 
 
 def main(argv):
@@ -49,13 +74,19 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   if not _WORKDIR.value:
     raise app.UsageError('--workdir is required')
-  try:
-    path = serving_export.export_from_workdir(
-        _WORKDIR.value, _MODEL.value, checkpoint=_CHECKPOINT.value,
-        export_dir=_EXPORT_DIR.value, support_dir=_SUPPORT_DIR.value,
-        conv_dtype=_CONV_DTYPE.value)
-  except serving_export.ExportArgumentError as e:
-    raise app.UsageError(f'--{e}') from e
+  with stopping.exit_on_error():
+    try:
+      path = serving_export.export_from_workdir(
+          _WORKDIR.value, _MODEL.value, checkpoint=_CHECKPOINT.value,
+          export_dir=_EXPORT_DIR.value, support_dir=_SUPPORT_DIR.value,
+          conv_dtype=_CONV_DTYPE.value,
+          limits=serving_validation.ServingLimits(
+              max_support_images=_MAX_SUPPORT_IMAGES.value,
+              max_query_images=_MAX_QUERY_IMAGES.value,
+              max_image_height=_MAX_IMAGE_HEIGHT.value,
+              max_image_width=_MAX_IMAGE_WIDTH.value))
+    except serving_export.ExportArgumentError as e:
+      raise app.UsageError(f'--{e}') from e
   print(path)
 
 

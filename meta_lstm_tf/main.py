@@ -6,11 +6,8 @@ r"""The main job: meta-train, validate, test and export.
 Rerunning the same command resumes from the last checkpoint.
 """
 
-import sys
-
 from absl import app
 from absl import flags
-from absl import logging
 
 from meta_lstm_tf import cli
 from meta_lstm_tf import stopping
@@ -28,16 +25,10 @@ def main(argv):
     config = cli.config_from_flags(flags.FLAGS)
   except ValueError as e:
     raise app.UsageError(f'bad flag: --{e}') from None
-  try:
+  with stopping.exit_on_error():
     results = train_lib.train_and_evaluate(
-        config, flags.FLAGS.workdir, cli.flags_as_text(flags.FLAGS))
-  except stopping.TrainingInterrupted as e:
-    logging.warning('%s', e)
-    sys.exit(128 + e.signum)
-  except (ValueError, FileNotFoundError, stopping.TrainingDivergedError) as e:
-    logging.error('%s', e)
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(1)
+        config, flags.FLAGS.workdir, cli.flags_as_text(flags.FLAGS),
+        allow_config_change=flags.FLAGS.allow_config_change)
   print(f"test accuracy {results['test_accuracy']:.4f} "
         f"+- {results['test_ci95']:.4f} over {results['test_episodes']} "
         f"episodes; results in {flags.FLAGS.workdir}/results.json")

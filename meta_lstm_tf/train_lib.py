@@ -14,6 +14,7 @@ checkpoints and summaries included; only the chief's files stay
 (`distribute.write_dir`), so a run resumes the same under any strategy.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -30,6 +31,7 @@ from meta_lstm_tf import baselines
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import distribute
 from meta_lstm_tf import evaluation
+from meta_lstm_tf import file_lock
 from meta_lstm_tf import progress as progress_lib
 from meta_lstm_tf import rules
 from meta_lstm_tf import runtime
@@ -69,9 +71,15 @@ def _init_from_pretrained(rule, state, config, pools, pretrain_dir) -> None:
 
 def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
                        flags_text: Optional[str] = None,
-                       strategy: Optional[tf.distribute.Strategy] = None
-                       ) -> dict:
+                       strategy: Optional[tf.distribute.Strategy] = None,
+                       allow_config_change: bool = False) -> dict:
   """Meta-trains, validates, tests the best checkpoint and exports it.
+
+  One process per workdir: the chief holds WORKDIR/.lock for the whole run.
+  A finished run of the same config is not run again: its results are
+  returned (and a missing export is made). Resuming checks that the config
+  is the one the workdir holds (`workdir.check_same_experiment`) and
+  restores the newest checkpoint that restores (`workdir.restore_newest`).
 
   Args:
     config: validated experiment config.
@@ -81,6 +89,9 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
     strategy: the distribution strategy; None builds the one
       `config.train.strategy` names (`distribute.make_strategy`). Pass one
       to choose devices, e.g. a `MirroredStrategy` over logical devices.
+    allow_config_change: resume even if settings that change the numbers
+      differ from the workdir's config.json (the changes are recorded in
+      config_changes.json); raising the budget needs no permission.
 
   Returns:
     The results dict also written to WORKDIR/results.json.
@@ -89,7 +100,9 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
     TrainingDivergedError: NaN/Inf meta-loss (the last good checkpoint
       stays; `stopping.py`).
     TrainingInterrupted: SIGINT/SIGTERM (after writing a checkpoint).
-    ValueError: bad config or data (before any training).
+    DirectoryBusyError: another process runs in `workdir`.
+    ValueError: bad config or data, another experiment in `workdir`, or
+      checkpoints that do not match their state file (before any training).
   """
   config.validate()
   train_cfg = config.train
@@ -104,16 +117,52 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
                      f'strategy={train_cfg.strategy!r} (every worker would '
                      'pretrain on its own); pretrain on one machine first')
   chief = distribute.is_chief(strategy)
-  workdir_lib.check_same_experiment(workdir, config)
-  # Data first: every data error surfaces before anything is written.
-  pools = load_pools(config)
-  os.makedirs(workdir, exist_ok=True)
-  out_dir = distribute.write_dir(workdir, strategy)
-  try:
-    return _train_and_evaluate(config, workdir, out_dir, flags_text,
-                               strategy, chief, pools)
-  finally:
-    distribute.remove_write_dir(workdir, out_dir)
+  lock = (file_lock.exclusive_lock(workdir, 'workdir') if chief
+          else contextlib.nullcontext())
+  with lock:
+    finished = workdir_lib.finished_results(workdir, config)
+    if finished is not None:
+      logging.info('%s: finished already (results.json, same config); '
+                   'nothing to train or test.', workdir)
+      if train_cfg.export and chief and not _export_exists(finished):
+        finished = _export_and_record(config, workdir, finished, None)
+      return finished
+    changes = workdir_lib.check_same_experiment(workdir, config,
+                                                allow_config_change)
+    # Data first: every data error surfaces before anything is written.
+    pools = load_pools(config)
+    os.makedirs(workdir, exist_ok=True)
+    out_dir = distribute.write_dir(workdir, strategy)
+    try:
+      return _train_and_evaluate(config, workdir, out_dir, flags_text,
+                                 strategy, chief, pools, changes)
+    finally:
+      distribute.remove_write_dir(workdir, out_dir)
+
+
+def _export_exists(results: dict) -> bool:
+  path = results.get('export_path')
+  return bool(path) and os.path.isdir(path)
+
+
+def _export_and_record(config, workdir: str, results: dict, rule) -> dict:
+  """Exports the best rule and adds its path to results.json.
+
+  results.json is written before the export (a failed export loses no
+  test); stale temporary folders of a killed export go first.
+  """
+  export_base = os.path.join(workdir, workdir_lib.EXPORT_DIR)
+  for path in workdir_lib.remove_stale_exports(export_base):
+    logging.info('Removed %s, left by an interrupted export.', path)
+  if rule is None:
+    rule, _, _ = workdir_lib.restore_rule(workdir,
+                                          results.get('best_checkpoint'))
+  results = dict(results)
+  results['export_path'] = serving_export.export_adapt_and_classify(
+      rule, config, export_base)
+  workdir_lib.write_json(os.path.join(workdir, workdir_lib.RESULTS_FILE),
+                         results)
+  return results
 
 
 def load_pools(config: config_lib.ExperimentConfig) -> class_pools.ClassPools:
@@ -132,14 +181,13 @@ def load_pools(config: config_lib.ExperimentConfig) -> class_pools.ClassPools:
 
 
 def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
-                        chief, pools):
+                        chief, pools, changes):
   """`train_and_evaluate` once the strategy exists; writes under out_dir.
 
   The steps: write the run's records, build (or resume) the run's state,
   meta-train with periodic validation, test the best checkpoint, export.
   """
   train_cfg = config.train
-  _write_run_records(config, out_dir, flags_text)
   keras.utils.set_random_seed(train_cfg.seed)
   if train_cfg.deterministic:
     tf.config.experimental.enable_op_determinism()
@@ -149,14 +197,20 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
       evaluation.VALID_SEED, name='meta_valid'))
   first_valid = tf.nest.map_structure(lambda x: x[0], valid_episodes[0])
 
-  rule, optimizer, state, manager, best_manager = _make_run_state(
-      config, strategy, out_dir)
-  # Every worker resumes from the chief's checkpoints.
-  latest = tf.train.latest_checkpoint(
-      os.path.join(workdir, workdir_lib.CHECKPOINT_DIR))
+  rule, optimizer, state = _make_run_state(config, strategy)
+  # Every worker resumes from the chief's checkpoints, before the managers
+  # read the state file (a fallback past a corrupt checkpoint rewrites it).
+  latest = workdir_lib.restore_newest(
+      state, os.path.join(workdir, workdir_lib.CHECKPOINT_DIR),
+      rewrite_state=chief)
   if latest:
-    state.restore(latest).assert_existing_objects_matched()
     logging.info('Resumed from %s at step %d.', latest, int(state.step))
+  # Only now that the run's state is sound are its records (re)written.
+  if chief:
+    _retire_previous_results(workdir)
+    workdir_lib.record_config_changes(workdir, changes)
+  _write_run_records(config, out_dir, flags_text)
+  manager, best_manager = _make_managers(config, state, rule, out_dir)
   start_step = int(state.step)
   if not latest and train_cfg.init_from == 'pretrained':
     _init_from_pretrained(rule, state, config, pools,
@@ -293,13 +347,22 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
       'test_seconds': time.perf_counter() - test_start,
       'best_checkpoint': best_checkpoint,
   })
-  if train_cfg.export and chief:
-    results['export_path'] = serving_export.export_adapt_and_classify(
-        rule, config, os.path.join(workdir, workdir_lib.EXPORT_DIR))
+  # The test's results first, so a failed export loses nothing (a rerun
+  # only exports).
   workdir_lib.write_json(os.path.join(out_dir, workdir_lib.RESULTS_FILE),
                          results)
+  if train_cfg.export and chief:
+    results = _export_and_record(config, workdir, results, rule)
   logging.info('Results: %s', json.dumps(results, sort_keys=True))
   return results
+
+
+def _retire_previous_results(workdir: str) -> None:
+  """A finished run trained further: its results.json moves aside (to
+  results_previous.json), so results.json always belongs to config.json."""
+  path = os.path.join(workdir, workdir_lib.RESULTS_FILE)
+  if os.path.exists(path):
+    os.replace(path, os.path.join(workdir, 'results_previous.json'))
 
 
 def _write_run_records(config, out_dir: str, flags_text: Optional[str]):
@@ -311,14 +374,13 @@ def _write_run_records(config, out_dir: str, flags_text: Optional[str]):
                              flags_text)
 
 
-def _make_run_state(config, strategy, out_dir: str):
-  """The rule, its optimizer, the resumable state and its two managers.
+def _make_run_state(config, strategy):
+  """The rule, its optimizer and the resumable state.
 
   Returns:
-    (rule, optimizer, state, manager, best_manager): `state` holds the rule,
-    the optimizer, the step, the best validation accuracy and its step and
-    the meta-training seconds (resume state, under `checkpoints/`);
-    `best_manager` keeps the best rule alone (under `best/`).
+    (rule, optimizer, state): `state` holds the rule, the optimizer, the
+    step, the best validation accuracy and its step and the meta-training
+    seconds (resume state, under `checkpoints/`).
   """
   with strategy.scope():
     rule = rules.make_rule(config)
@@ -330,13 +392,19 @@ def _make_run_state(config, strategy, out_dir: str):
       best_valid_accuracy=tf.Variable(-1.0, dtype=tf.float64),
       best_step=tf.Variable(-1, dtype=tf.int64),
       train_seconds=tf.Variable(0.0, dtype=tf.float64))
+  return rule, optimizer, state
+
+
+def _make_managers(config, state, rule, out_dir: str):
+  """(manager, best_manager): the resume state under `checkpoints/`, and
+  the best rule alone under `best/`."""
   manager = tf.train.CheckpointManager(
       state, os.path.join(out_dir, workdir_lib.CHECKPOINT_DIR),
       max_to_keep=config.train.keep_checkpoints)
   best_manager = tf.train.CheckpointManager(
       tf.train.Checkpoint(layer=rule),
       os.path.join(out_dir, workdir_lib.BEST_DIR), max_to_keep=1)
-  return rule, optimizer, state, manager, best_manager
+  return manager, best_manager
 
 
 def _validate_and_keep_best(eval_step, valid_episodes, writer, state,

@@ -1,6 +1,10 @@
 """Layout of a training workdir, and restoring a trained meta-learner from it.
 
+    WORKDIR/.lock             held by the process running in it
+                              (`file_lock.exclusive_lock`; names its pid)
     WORKDIR/config.json       the ExperimentConfig of the run
+    WORKDIR/config_changes.json
+                              changes accepted with --allow_config_change
     WORKDIR/flags.txt         the command-line flags of the run
     WORKDIR/checkpoints/      tf.train.CheckpointManager: rule, optimizer,
                               step, best validation accuracy (resume state)
@@ -17,9 +21,13 @@
 
 import json
 import os
+import re
+import shutil
 import tempfile
-from typing import Optional, Tuple, Union
+import time
+from typing import List, Optional, Tuple, Union
 
+from absl import logging
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
@@ -28,6 +36,7 @@ from meta_lstm_tf import rules
 CONFIG_FILE = 'config.json'
 FLAGS_FILE = 'flags.txt'
 RESULTS_FILE = 'results.json'
+CONFIG_CHANGES_FILE = 'config_changes.json'
 CHECKPOINT_DIR = 'checkpoints'
 BEST_DIR = 'best'
 LOG_DIR = 'logs'
@@ -82,23 +91,253 @@ def load_config(workdir: str) -> config_lib.ExperimentConfig:
     return config_from_dict(json.load(f))
 
 
+# Train settings that change neither the numbers nor the budget of a run
+# (bookkeeping, and how the same computation is placed on devices: a run
+# resumes the same under any strategy).
+IRRELEVANT_TRAIN_FIELDS = ('quiet', 'export', 'checkpoint_every',
+                           'keep_checkpoints', 'log_every', 'jit_compile',
+                           'strategy', 'tpu_address')
+
+# The budget: a resumed run may extend it without --allow_config_change.
+BUDGET_FIELDS = ('max_steps', 'max_train_seconds')
+
+
+def relevant_config(config_dict: dict) -> dict:
+  """The parts of a config (`to_dict()`) that change a run's numbers or
+  budget: everything but data paths and `IRRELEVANT_TRAIN_FIELDS`."""
+  relevant = json.loads(json.dumps(config_dict))  # Deep copy, tuples->lists.
+  for field in ('omniglot_dir', 'data_dir', 'data_root'):
+    relevant.get('data', {}).pop(field, None)
+  for field in IRRELEVANT_TRAIN_FIELDS:
+    relevant.get('train', {}).pop(field, None)
+  return relevant
+
+
+def config_changes(previous: dict, config: dict) -> List[Tuple[str, object,
+                                                               object]]:
+  """[(part.field, old, new)] where two configs' relevant parts differ."""
+  previous, config = relevant_config(previous), relevant_config(config)
+  changes = []
+  for part in sorted(set(previous) | set(config)):
+    old_part, new_part = previous.get(part, {}), config.get(part, {})
+    for field in sorted(set(old_part) | set(new_part)):
+      old, new = old_part.get(field), new_part.get(field)
+      if old != new:
+        changes.append((f'{part}.{field}', old, new))
+  return changes
+
+
+def _is_extension(change) -> bool:
+  """A budget raised (or a limit lifted: 0 seconds is no limit)."""
+  name, old, new = change
+  if name not in tuple(f'train.{f}' for f in BUDGET_FIELDS):
+    return False
+  if name == 'train.max_train_seconds':
+    return (old or 0) != 0 and (new == 0 or new >= old)
+  return old is not None and new >= old
+
+
 def check_same_experiment(workdir: str,
-                          config: config_lib.ExperimentConfig) -> None:
+                          config: config_lib.ExperimentConfig,
+                          allow_config_change: bool = False
+                          ) -> List[Tuple[str, object, object]]:
   """Refuses to resume a run of a different experiment in `workdir`.
 
+  Every setting that changes the numbers counts (`relevant_config`); raising
+  the budget (`BUDGET_FIELDS`) is allowed: that is how a run is extended.
+
+  Args:
+    workdir: the run directory (no config.json yet: nothing to check).
+    config: the config about to run there.
+    allow_config_change: accept any change (the caller then records it).
+
+  Returns:
+    The changes accepted, [(part.field, old, new)].
+
   Raises:
-    ValueError: the workdir's config.json differs from `config` in the
-      episodes, learner, meta-learner or inner loop, naming the part.
+    ValueError: a change other than a budget extension, naming every
+      changed field with its old and new value.
   """
-  if not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return []
+  try:
+    with open(path) as f:
+      previous = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ValueError(f'{path} is unreadable ({e}): cannot tell which '
+                     'experiment this workdir holds; use a new --workdir') from None
+  changes = config_changes(previous, config.to_dict())
+  refused = [c for c in changes if not _is_extension(c)]
+  if refused and not allow_config_change:
+    listing = '; '.join(f'{name}: {old!r} -> {new!r}'
+                        for name, old, new in refused)
+    raise ValueError(
+        f'workdir={workdir!r} holds a run of another experiment; resuming it '
+        f'would change {listing}. Use a new --workdir, or '
+        '--allow_config_change to continue this run with the new settings '
+        '(recorded in config_changes.json)')
+  return changes
+
+
+def record_config_changes(workdir: str, changes) -> None:
+  """Appends accepted changes to WORKDIR/config_changes.json."""
+  if not changes:
     return
-  previous = load_config(workdir)
-  for part in ('episode', 'learner', 'meta_learner', 'inner_loop'):
-    if getattr(previous, part) != getattr(config, part):
-      raise ValueError(
-          f'workdir={workdir!r} holds a run with a different '
-          f'{part} config ({getattr(previous, part)} vs '
-          f'{getattr(config, part)}); use a new --workdir')
+  path = os.path.join(workdir, CONFIG_CHANGES_FILE)
+  history = []
+  if os.path.exists(path):
+    with open(path) as f:
+      history = json.load(f)
+  history.append({'time': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+                  'changes': [{'field': name, 'old': old, 'new': new}
+                              for name, old, new in changes]})
+  write_json(path, history)
+
+
+def finished_results(workdir: str, config: config_lib.ExperimentConfig
+                     ) -> Optional[dict]:
+  """The results of a finished run of `config` in `workdir`, else None.
+
+  Finished: WORKDIR/results.json exists and config.json equals `config` up
+  to paths and bookkeeping (`relevant_config`); another budget is not the
+  same run (it resumes).
+  """
+  results_path = os.path.join(workdir, RESULTS_FILE)
+  config_path = os.path.join(workdir, CONFIG_FILE)
+  if not (os.path.exists(results_path) and os.path.exists(config_path)):
+    return None
+  with open(config_path) as f:
+    previous = json.load(f)
+  if config_changes(previous, config.to_dict()):
+    return None
+  with open(results_path) as f:
+    return json.load(f)
+
+
+class CheckpointStateError(ValueError):
+  """The checkpoint state file does not match the checkpoint files."""
+
+
+def _checkpoint_files(checkpoint_dir: str) -> List[str]:
+  """Prefixes of the complete-looking checkpoints present, oldest first."""
+  prefixes = []
+  for name in os.listdir(checkpoint_dir):
+    match = re.fullmatch(r'(ckpt-(\d+))\.index', name)
+    if match:
+      prefixes.append((int(match.group(2)),
+                       os.path.join(checkpoint_dir, match.group(1))))
+  return [p for _, p in sorted(prefixes)]
+
+
+def resume_candidates(checkpoint_dir: str) -> List[str]:
+  """The checkpoints a run may resume from, newest first.
+
+  Reads the manager's state file (`checkpoint`) and checks it against the
+  files present.
+
+  Raises:
+    CheckpointStateError: checkpoint files are present but the state file
+      is missing, unreadable, or names checkpoints that are not there;
+      starting over would silently drop the run (and its best checkpoint).
+  """
+  if not os.path.isdir(checkpoint_dir):
+    return []
+  present = _checkpoint_files(checkpoint_dir)
+  state_path = os.path.join(checkpoint_dir, 'checkpoint')
+  names = ', '.join(os.path.basename(p) for p in present)
+  fix = ('restore the state file, or move the checkpoints away to start '
+         'the run over')
+  try:
+    state = tf.train.get_checkpoint_state(checkpoint_dir)
+  except (tf.errors.OpError, ValueError) as e:
+    raise CheckpointStateError(
+        f'{state_path} is unreadable ({type(e).__name__}) but {names} '
+        f'{"are" if len(present) > 1 else "is"} present: {fix}') from None
+  if state is None and os.path.exists(state_path):
+    # get_checkpoint_state logs a parse error and returns None.
+    raise CheckpointStateError(
+        f'{state_path} is unreadable but {names or "no checkpoint"} '
+        f'{"are" if len(present) > 1 else "is"} present: {fix}')
+  if state is None:
+    if present:
+      raise CheckpointStateError(
+          f'{state_path} is missing but {names} '
+          f'{"are" if len(present) > 1 else "is"} present: {fix}')
+    return []
+  listed = list(state.all_model_checkpoint_paths) or [
+      state.model_checkpoint_path]
+  listed = [p if os.path.isabs(p) else os.path.join(checkpoint_dir, p)
+            for p in listed if p]
+  missing = [p for p in listed if not tf.io.gfile.exists(p + '.index')]
+  if missing:
+    raise CheckpointStateError(
+        f'{state_path} names {", ".join(os.path.basename(p) for p in missing)}'
+        f', which {"are" if len(missing) > 1 else "is"} not in '
+        f'{checkpoint_dir} (present: {names or "none"}): {fix}')
+  return sorted(set(listed), key=lambda p: int(p.rsplit('-', 1)[1]),
+                reverse=True)
+
+
+def restore_newest(checkpoint: tf.train.Checkpoint, checkpoint_dir: str,
+                   rewrite_state: bool = True) -> Optional[str]:
+  """Restores the newest checkpoint of `checkpoint_dir` that restores.
+
+  A checkpoint that fails to read (truncated or corrupt files) is skipped
+  with a warning naming it, and the next older one is tried; the state file
+  is then rewritten (with `rewrite_state`; a multi-worker run's chief) to
+  list only what restores, so the run's manager keeps going from there.
+
+  Returns:
+    The prefix restored, or None for a fresh run.
+
+  Raises:
+    CheckpointStateError: see `resume_candidates`; or no kept checkpoint
+      restores.
+  """
+  candidates = resume_candidates(checkpoint_dir)
+  failures = []
+  for i, prefix in enumerate(candidates):
+    try:
+      checkpoint.restore(prefix).assert_existing_objects_matched()
+    # A damaged file fails in many ways (DataLossError, IndexError for a
+    # short read, AssertionError for missing objects...): any error here
+    # means "does not restore".
+    except Exception as e:  # pylint: disable=broad-except
+      reason = str(e).strip().splitlines()[0] if str(e).strip() else ''
+      failures.append(f'{os.path.basename(prefix)} ({type(e).__name__}: '
+                      f'{reason[:200]})')
+      logging.warning('Checkpoint %s does not restore (%s: %s); trying the '
+                      'previous one.', prefix, type(e).__name__, reason[:200])
+      continue
+    if failures and rewrite_state:
+      logging.warning('Resumed from the older checkpoint %s; %s did not '
+                      'restore.', prefix, '; '.join(failures))
+      kept = candidates[i:]
+      tf.compat.v1.train.update_checkpoint_state(
+          checkpoint_dir, model_checkpoint_path=kept[0],
+          all_model_checkpoint_paths=list(reversed(kept)))
+    return prefix
+  if candidates:
+    raise CheckpointStateError(
+        f'no checkpoint in {checkpoint_dir} restores: {"; ".join(failures)}')
+  return None
+
+
+def remove_stale_exports(export_base: str) -> List[str]:
+  """Removes `.tmp-export-*` folders a killed export left; returns them.
+
+  Only call it while holding the workdir's lock (no export is running).
+  """
+  removed = []
+  if not os.path.isdir(export_base):
+    return removed
+  for name in os.listdir(export_base):
+    if name.startswith('.tmp-export'):
+      path = os.path.join(export_base, name)
+      shutil.rmtree(path, ignore_errors=True)
+      removed.append(path)
+  return removed
 
 
 def restore_rule(workdir: str, checkpoint: Optional[str] = None

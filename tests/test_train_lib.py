@@ -1,5 +1,7 @@
 """train_and_evaluate on small synthetic pools: results, resume, failures."""
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -12,12 +14,16 @@ import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import evaluation
+from meta_lstm_tf import file_lock
 from meta_lstm_tf import rules
 from meta_lstm_tf import stopping
 from meta_lstm_tf import train_lib
+from meta_lstm_tf import train_steps
 from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.data import class_pools
 from meta_lstm_tf.data import splits
+from meta_lstm_tf.serving import export as serving_export
+from tests import test_file_lock
 
 
 def synthetic_pools(num_classes=12, drawings=6, size=8, seed=0, nan=False):
@@ -221,6 +227,136 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
     # A rerun resumes from the checkpoint; it does not pretrain again.
     again = train_lib.train_and_evaluate(config, workdir)
     self.assertEqual(again['test_accuracy'], results['test_accuracy'])
+
+  def test_second_run_on_a_busy_workdir_fails_at_once_naming_the_pid(self):
+    workdir = os.path.join(tempfile.mkdtemp(dir=self.get_temp_dir()), 'w')
+    holder = test_file_lock.hold_lock(workdir)
+    try:
+      with self.assertRaisesRegex(file_lock.DirectoryBusyError,
+                                  f'in use by pid {holder.pid}'):
+        train_lib.train_and_evaluate(tiny_config(), workdir)
+    finally:
+      holder.kill()
+      holder.wait()
+    self.assertEqual(os.listdir(workdir), ['.lock'])  # Nothing written.
+
+  def test_changed_settings_on_resume_are_refused_and_each_named(self):
+    workdir = tempfile.mkdtemp(dir=self.get_temp_dir())
+    train_lib.train_and_evaluate(tiny_config(max_steps=2), workdir)
+    with open(os.path.join(workdir, 'config.json')) as f:
+      before = f.read()
+    with self.assertRaises(ValueError) as raised:
+      train_lib.train_and_evaluate(
+          tiny_config(max_steps=4, seed=4, learning_rate=0.01), workdir)
+    self.assertIn('train.seed: 3 -> 4', str(raised.exception))
+    self.assertIn('train.learning_rate: 0.001 -> 0.01', str(raised.exception))
+    with open(os.path.join(workdir, 'config.json')) as f:
+      self.assertEqual(f.read(), before)  # Not overwritten.
+    # An extended budget needs no permission; other changes need one.
+    self.assertEqual(train_lib.train_and_evaluate(
+        tiny_config(max_steps=4), workdir)['steps'], 4)
+    changed = train_lib.train_and_evaluate(
+        tiny_config(max_steps=6, seed=4), workdir, allow_config_change=True)
+    self.assertEqual(changed['seed'], 4)
+    with open(os.path.join(workdir, 'config_changes.json')) as f:
+      history = json.load(f)
+    self.assertEqual([c['field'] for c in history[-1]['changes']],
+                     ['train.max_steps', 'train.seed'])
+
+  def test_truncated_latest_checkpoint_falls_back_and_the_run_continues(self):
+    full = train_lib.train_and_evaluate(
+        tiny_config(), tempfile.mkdtemp(dir=self.get_temp_dir()))
+    workdir = tempfile.mkdtemp(dir=self.get_temp_dir())
+    train_lib.train_and_evaluate(tiny_config(max_steps=4), workdir)
+    data = os.path.join(workdir, 'checkpoints', 'ckpt-4.data-00000-of-00001')
+    with open(data, 'r+b') as f:
+      f.truncate(os.path.getsize(data) // 3)
+    with self.assertLogs(level='WARNING') as logs:
+      resumed = train_lib.train_and_evaluate(tiny_config(), workdir)
+    self.assertTrue(any('ckpt-4' in line and 'does not restore' in line
+                        for line in logs.output))
+    # Resumed from ckpt-2 and redid steps 3-4: the same run as without the
+    # damage (episodes depend only on the seed and the step).
+    self.assertEqual(resumed['steps'], 6)
+    self.assertEqual(resumed['test_loss'], full['test_loss'])
+
+  def test_deleted_or_corrupt_state_file_is_an_error_not_a_fresh_start(self):
+    workdir = tempfile.mkdtemp(dir=self.get_temp_dir())
+    train_lib.train_and_evaluate(tiny_config(max_steps=4), workdir)
+    best = sorted(os.listdir(os.path.join(workdir, 'best')))
+    state = os.path.join(workdir, 'checkpoints', 'checkpoint')
+    os.remove(state)
+    with self.assertRaisesRegex(workdir_lib.CheckpointStateError,
+                                'checkpoint is missing but ckpt-2, ckpt-4 are '
+                                'present'):
+      train_lib.train_and_evaluate(tiny_config(max_steps=6), workdir)
+    with open(state, 'w') as f:
+      f.write('garbage {{{')
+    with self.assertRaisesRegex(workdir_lib.CheckpointStateError,
+                                'unreadable'):
+      train_lib.train_and_evaluate(tiny_config(max_steps=6), workdir)
+    # The best checkpoint survived both attempts.
+    self.assertEqual(sorted(os.listdir(os.path.join(workdir, 'best'))), best)
+
+  def test_disk_full_while_saving_ends_in_one_error_line(self):
+    workdir = tempfile.mkdtemp(dir=self.get_temp_dir())
+    train_lib.train_and_evaluate(tiny_config(max_steps=2), workdir)
+    original_save = tf.train.CheckpointManager.save
+
+    def save(manager, *args, **kwargs):
+      if 'checkpoints' in manager.directory and kwargs.get(
+          'checkpoint_number') == 4:
+        raise tf.errors.ResourceExhaustedError(
+            None, None, 'ckpt-4_temp/part-00000: No space left on device\n'
+            '\t [[{{node SaveV2}}]]')
+      return original_save(manager, *args, **kwargs)
+
+    stderr = io.StringIO()
+    with mock.patch.object(tf.train.CheckpointManager, 'save', save):
+      with contextlib.redirect_stderr(stderr):
+        with self.assertRaises(SystemExit) as exited:
+          with stopping.exit_on_error():
+            train_lib.train_and_evaluate(tiny_config(), workdir)
+    self.assertEqual(exited.exception.code, 1)
+    self.assertEqual(stderr.getvalue(),
+                     'error: ResourceExhaustedError: ckpt-4_temp/part-00000: '
+                     'No space left on device\n')
+    # The previous checkpoint is intact: the run resumes from it.
+    self.assertEqual(tf.train.latest_checkpoint(
+        os.path.join(workdir, 'checkpoints')),
+                     os.path.join(workdir, 'checkpoints', 'ckpt-2'))
+    self.assertEqual(train_lib.train_and_evaluate(tiny_config(),
+                                                  workdir)['steps'], 6)
+
+  def test_finished_run_rerun_is_a_no_op_and_a_failed_export_loses_nothing(
+      self):
+    workdir = tempfile.mkdtemp(dir=self.get_temp_dir())
+    stale = os.path.join(workdir, 'export', '.tmp-export-killed')
+    os.makedirs(stale)
+    with mock.patch.object(serving_export, 'export_adapt_and_classify',
+                           side_effect=OSError(28, 'No space left on device')):
+      with self.assertRaises(OSError):
+        train_lib.train_and_evaluate(tiny_config(export=True), workdir)
+    # The test's results were written before the export failed.
+    with open(os.path.join(workdir, 'results.json')) as f:
+      tested = json.load(f)
+    self.assertNotIn('export_path', tested)
+    self.assertFalse(os.path.exists(stale))
+    # The rerun trains and tests nothing; it only exports.
+    with mock.patch.object(train_steps, 'make_meta_train_step',
+                           side_effect=AssertionError('trained again')), \
+         mock.patch.object(train_lib, '_test_best',
+                           side_effect=AssertionError('tested again')):
+      exported = train_lib.train_and_evaluate(tiny_config(export=True),
+                                              workdir)
+      self.assertEqual(os.listdir(os.path.join(workdir, 'export')), ['1'])
+      self.assertEqual(exported['test_loss'], tested['test_loss'])
+      self.assertEqual(exported['export_path'],
+                       os.path.join(workdir, 'export', '1'))
+      # Once more: nothing at all, no new export version.
+      again = train_lib.train_and_evaluate(tiny_config(export=True), workdir)
+    self.assertEqual(again, exported)
+    self.assertEqual(os.listdir(os.path.join(workdir, 'export')), ['1'])
 
   def test_mean_and_ci95(self):
     mean, ci = evaluation.mean_and_ci95([0.0, 1.0, 0.0, 1.0])

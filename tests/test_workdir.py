@@ -1,6 +1,8 @@
 """Workdir layout: atomic writes, the config round trip, the rule registry
 and restoring a run."""
 
+import dataclasses
+import json
 import os
 import tempfile
 from unittest import mock
@@ -65,14 +67,168 @@ class ConfigRoundTripTest(tf.test.TestCase):
 
 class SameExperimentTest(tf.test.TestCase):
 
+  def _workdir_of(self, config):
+    directory = tempfile.mkdtemp(dir=self.get_temp_dir())
+    workdir_lib.write_json(os.path.join(directory, workdir_lib.CONFIG_FILE),
+                           config.to_dict())
+    return directory
+
   def test_a_different_experiment_is_refused_naming_the_part(self):
     directory = tempfile.mkdtemp(dir=self.get_temp_dir())
-    workdir_lib.check_same_experiment(directory, _config())  # No run yet.
-    workdir_lib.write_json(os.path.join(directory, workdir_lib.CONFIG_FILE),
-                           _config().to_dict())
-    workdir_lib.check_same_experiment(directory, _config())
-    with self.assertRaisesRegex(ValueError, 'different meta_learner config'):
+    self.assertEqual(
+        workdir_lib.check_same_experiment(directory, _config()), [])
+    directory = self._workdir_of(_config())
+    self.assertEqual(
+        workdir_lib.check_same_experiment(directory, _config()), [])
+    with self.assertRaisesRegex(
+        ValueError, "meta_learner.update_rule: 'meta_lstm' -> 'sgd'"):
       workdir_lib.check_same_experiment(directory, _config('sgd'))
+
+  def test_every_setting_that_changes_the_numbers_is_named(self):
+    base = _config()
+    directory = self._workdir_of(base)
+    changed = dataclasses.replace(
+        base,
+        data=dataclasses.replace(base.data, dataset='image_folder',
+                                 data_root='/x', channels=1),
+        train=dataclasses.replace(base.train, seed=6, learning_rate=0.01))
+    with self.assertRaises(ValueError) as raised:
+      workdir_lib.check_same_experiment(directory, changed)
+    message = str(raised.exception)
+    self.assertIn("data.dataset: 'omniglot' -> 'image_folder'", message)
+    self.assertIn('train.seed: 5 -> 6', message)
+    self.assertIn('train.learning_rate: 0.001 -> 0.01', message)
+    self.assertIn('--allow_config_change', message)
+    # Paths and bookkeeping are not the experiment.
+    moved = dataclasses.replace(
+        base, data=dataclasses.replace(base.data, omniglot_dir='/elsewhere'),
+        train=dataclasses.replace(base.train, quiet=not base.train.quiet,
+                                  log_every=7, export=False))
+    self.assertEqual(workdir_lib.check_same_experiment(directory, moved), [])
+    # With permission the changes are returned (and then recorded).
+    changes = workdir_lib.check_same_experiment(directory, changed,
+                                                allow_config_change=True)
+    self.assertIn(('train.seed', 5, 6), changes)
+    workdir_lib.record_config_changes(directory, changes)
+    with open(os.path.join(directory, 'config_changes.json')) as f:
+      recorded = json.load(f)
+    self.assertIn({'field': 'train.seed', 'old': 5, 'new': 6},
+                  recorded[0]['changes'])
+
+  def test_raising_the_budget_is_allowed_lowering_it_is_not(self):
+    base = dataclasses.replace(_config(), train=dataclasses.replace(
+        _config().train, max_steps=100, max_train_seconds=60.0))
+    directory = self._workdir_of(base)
+
+    def with_budget(**budget):
+      return dataclasses.replace(base, train=dataclasses.replace(
+          base.train, **budget))
+
+    for budget in (dict(max_steps=200), dict(max_train_seconds=90.0),
+                   dict(max_train_seconds=0.0)):
+      self.assertNotEmpty(workdir_lib.check_same_experiment(
+          directory, with_budget(**budget)), msg=budget)
+    for budget, name in ((dict(max_steps=50), 'train.max_steps: 100 -> 50'),
+                         (dict(max_train_seconds=30.0),
+                          'train.max_train_seconds: 60.0 -> 30.0')):
+      with self.assertRaisesRegex(ValueError, name):
+        workdir_lib.check_same_experiment(directory, with_budget(**budget))
+
+  def test_finished_results_only_for_the_same_config(self):
+    directory = self._workdir_of(_config())
+    self.assertIsNone(workdir_lib.finished_results(directory, _config()))
+    workdir_lib.write_json(os.path.join(directory, 'results.json'),
+                           {'test_accuracy': 0.5})
+    self.assertEqual(workdir_lib.finished_results(directory, _config()),
+                     {'test_accuracy': 0.5})
+    longer = dataclasses.replace(_config(), train=dataclasses.replace(
+        _config().train, max_steps=_config().train.max_steps + 1))
+    self.assertIsNone(workdir_lib.finished_results(directory, longer))
+
+
+def _saved_checkpoints(directory, values):
+  """A manager's checkpoints of one variable, one per value (ckpt-1...)."""
+  variable = tf.Variable(0.0)
+  checkpoint = tf.train.Checkpoint(v=variable)
+  manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=5)
+  for number, value in enumerate(values, 1):
+    variable.assign(value)
+    manager.save(checkpoint_number=number)
+  return variable, checkpoint
+
+
+class CheckpointStateTest(tf.test.TestCase):
+
+  def test_missing_or_unreadable_state_file_is_an_error_naming_the_files(
+      self):
+    directory = tempfile.mkdtemp(dir=self.get_temp_dir())
+    self.assertEqual(workdir_lib.resume_candidates(
+        os.path.join(directory, 'none')), [])
+    _saved_checkpoints(directory, [1.0, 2.0])
+    self.assertEqual(workdir_lib.resume_candidates(directory),
+                     [os.path.join(directory, 'ckpt-2'),
+                      os.path.join(directory, 'ckpt-1')])
+    state = os.path.join(directory, 'checkpoint')
+    with open(state, 'w') as f:
+      f.write('model_checkpoint_path: "ckpt-2"\n}}} not a proto')
+    with self.assertRaisesRegex(workdir_lib.CheckpointStateError,
+                                'unreadable.*ckpt-1, ckpt-2 are present'):
+      workdir_lib.resume_candidates(directory)
+    os.remove(state)
+    with self.assertRaisesRegex(workdir_lib.CheckpointStateError,
+                                'missing but ckpt-1, ckpt-2 are present'):
+      workdir_lib.resume_candidates(directory)
+    variable, checkpoint = _saved_checkpoints(
+        tempfile.mkdtemp(dir=self.get_temp_dir()), [])
+    del variable
+    # A state file naming checkpoints that are gone.
+    tf.compat.v1.train.update_checkpoint_state(
+        directory, os.path.join(directory, 'ckpt-7'),
+        [os.path.join(directory, 'ckpt-2'), os.path.join(directory, 'ckpt-7')])
+    with self.assertRaisesRegex(workdir_lib.CheckpointStateError,
+                                'names ckpt-7, which is not in'):
+      workdir_lib.restore_newest(checkpoint, directory)
+
+  def test_truncated_latest_falls_back_to_the_previous_one(self):
+    directory = tempfile.mkdtemp(dir=self.get_temp_dir())
+    _saved_checkpoints(directory, [1.0, 2.0, 3.0])
+    data = os.path.join(directory, 'ckpt-3.data-00000-of-00001')
+    with open(data, 'r+b') as f:
+      f.truncate(os.path.getsize(data) // 2)
+    variable = tf.Variable(0.0)
+    checkpoint = tf.train.Checkpoint(v=variable)
+    with self.assertLogs(level='WARNING') as logs:
+      restored = workdir_lib.restore_newest(checkpoint, directory)
+    self.assertEqual(restored, os.path.join(directory, 'ckpt-2'))
+    self.assertEqual(float(variable), 2.0)
+    self.assertTrue(any('ckpt-3' in line and 'does not restore' in line
+                        for line in logs.output))
+    # The state file now lists what restores, so a manager continues there.
+    self.assertEqual(tf.train.latest_checkpoint(directory),
+                     os.path.join(directory, 'ckpt-2'))
+    # Nothing restores: an error naming each failure.
+    for name in ('ckpt-1', 'ckpt-2'):
+      data = os.path.join(directory, f'{name}.data-00000-of-00001')
+      with open(data, 'r+b') as f:
+        f.truncate(1)
+    with self.assertRaisesRegex(workdir_lib.CheckpointStateError,
+                                'no checkpoint in .* restores: ckpt-2'):
+      workdir_lib.restore_newest(checkpoint, directory)
+
+  def test_fresh_directory_restores_nothing(self):
+    checkpoint = tf.train.Checkpoint(v=tf.Variable(1.0))
+    self.assertIsNone(workdir_lib.restore_newest(
+        checkpoint, tempfile.mkdtemp(dir=self.get_temp_dir())))
+
+  def test_remove_stale_exports(self):
+    base = tempfile.mkdtemp(dir=self.get_temp_dir())
+    for name in ('1', '.tmp-export-abc'):
+      os.makedirs(os.path.join(base, name, 'variables'))
+    removed = workdir_lib.remove_stale_exports(base)
+    self.assertEqual(removed, [os.path.join(base, '.tmp-export-abc')])
+    self.assertEqual(os.listdir(base), ['1'])
+    self.assertEqual(workdir_lib.remove_stale_exports(
+        os.path.join(base, 'none')), [])
 
 
 class RuleRegistryTest(tf.test.TestCase):

@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import file_lock
 from meta_lstm_tf import learner
 from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.baselines import config as baseline_config_lib
@@ -203,6 +204,7 @@ def pretrain(config: config_lib.ExperimentConfig,
     `reused` (True when the result was read from `out_dir`).
 
   Raises:
+    DirectoryBusyError: another process pretrains in `out_dir`.
     ValueError: invalid configs, empty `out_dir`, pools that do not fit the
       learner, or an `out_dir` holding a pretraining with other settings.
   """
@@ -210,6 +212,15 @@ def pretrain(config: config_lib.ExperimentConfig,
   baseline_config.validate()
   if not out_dir or not isinstance(out_dir, str):
     raise ValueError(f'out_dir={out_dir!r}: must be a non-empty path')
+  with file_lock.exclusive_lock(out_dir, 'pretraining directory'):
+    return _pretrain(config, baseline_config, out_dir, pools)
+
+
+def _pretrain(config: config_lib.ExperimentConfig,
+              baseline_config: baseline_config_lib.BaselineConfig,
+              out_dir: str,
+              pools: Optional[class_pools.ClassPools]) -> dict:
+  """`pretrain`, holding the lock of `out_dir`."""
   if pools is None:
     pools = splits.make_class_pools(config.data)
   pretrain_data.check_pools(pools)

@@ -31,8 +31,6 @@ them (the PNGs themselves are 1-bit grayscale, white background, black
 strokes).
 """
 
-import contextlib
-import fcntl
 import os
 from typing import Optional
 
@@ -40,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from meta_lstm_tf import file_lock
 from meta_lstm_tf.data import errors
 from meta_lstm_tf.data import omniglot_catalog as catalog
 from meta_lstm_tf.data import omniglot_sources as sources_lib
@@ -85,17 +84,6 @@ class OmniglotOffline(tfds.core.GeneratorBasedBuilder):
     yield from sources_lib.iterate_source(source)
 
 
-@contextlib.contextmanager
-def _file_lock(path: str):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, 'w') as f:
-    fcntl.flock(f, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def prepare_offline_builder(omniglot_dir: str,
                             data_dir: Optional[str] = None) -> OmniglotOffline:
   """Returns the prepared `OmniglotOffline` builder for a local copy.
@@ -124,7 +112,7 @@ def prepare_offline_builder(omniglot_dir: str,
 
   builder = make_builder()
   if not builder.is_prepared():
-    with _file_lock(os.fspath(builder.data_path) + '.lock'):
+    with file_lock.wait_for_lock(os.fspath(builder.data_path) + '.lock'):
       builder = make_builder()  # Another process may have prepared it.
       if not builder.is_prepared():
         builder.download_and_prepare(

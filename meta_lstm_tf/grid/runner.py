@@ -28,6 +28,7 @@ from absl import logging
 
 from meta_lstm_tf import baselines
 from meta_lstm_tf import config as config_lib
+from meta_lstm_tf import file_lock
 from meta_lstm_tf import train_lib
 from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.data import splits
@@ -35,51 +36,12 @@ from meta_lstm_tf.grid import curves as curves_lib
 from meta_lstm_tf.grid import report as report_lib
 from meta_lstm_tf.grid import spec as grid_lib
 
-# Train settings that change neither the numbers nor the budget of a run: a
-# finished cell that differs from the requested config only in these counts
-# as done.
-_IRRELEVANT_TRAIN_FIELDS = ('quiet', 'export', 'checkpoint_every',
-                            'keep_checkpoints', 'log_every', 'jit_compile')
-
-
-def relevant_config(config_dict: dict) -> dict:
-  """The parts of a config that change a run's numbers or budget."""
-  relevant = json.loads(json.dumps(config_dict))  # Deep copy, tuples->lists.
-  relevant['data'].pop('omniglot_dir', None)
-  relevant['data'].pop('data_dir', None)
-  relevant['data'].pop('data_root', None)
-  for field in _IRRELEVANT_TRAIN_FIELDS:
-    relevant['train'].pop(field, None)
-  return relevant
-
-
 def _baseline_relevant(config: config_lib.ExperimentConfig) -> dict:
   """The parts of a config the baselines' results depend on."""
-  relevant = relevant_config(config.to_dict())
+  relevant = workdir_lib.relevant_config(config.to_dict())
   relevant.pop('meta_learner')
   relevant['train'] = {'test_episodes': config.train.test_episodes}
   return relevant
-
-
-def finished_results(workdir: str, config: config_lib.ExperimentConfig
-                     ) -> Optional[dict]:
-  """The results of a finished run of `config` in workdir, else None.
-
-  A run counts as finished when WORKDIR/results.json exists and the run's
-  config equals `config` up to paths and bookkeeping settings; a different
-  budget makes `train_and_evaluate` resume it instead.
-  """
-  results_path = os.path.join(workdir, workdir_lib.RESULTS_FILE)
-  config_path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
-  if not (os.path.exists(results_path) and os.path.exists(config_path)):
-    return None
-  with open(config_path) as f:
-    previous = json.load(f)
-  if relevant_config(previous) != relevant_config(config.to_dict()):
-    logging.info('%s: finished with another config; resuming it.', workdir)
-    return None
-  with open(results_path) as f:
-    return json.load(f)
 
 
 def run_rule_cell(cell: grid_lib.Cell, flags_text: Optional[str] = None,
@@ -92,7 +54,7 @@ def run_rule_cell(cell: grid_lib.Cell, flags_text: Optional[str] = None,
       the cell's overrides.
     train_fn: `train_lib.train_and_evaluate` (tests pass a fake).
   """
-  results = finished_results(cell.workdir, cell.config)
+  results = workdir_lib.finished_results(cell.workdir, cell.config)
   if results is not None:
     logging.info('%s: finished, skipped.', cell.workdir)
     return results
@@ -110,8 +72,9 @@ def baseline_config_dict(baseline_config) -> dict:
 def run_baselines(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
                   baseline_config, root: str, pools=None,
                   pretrain_fn: Optional[Callable] = None,
-                  evaluate_fn: Optional[Callable] = None
-                  ) -> Dict[str, Dict[str, dict]]:
+                  evaluate_fn: Optional[Callable] = None,
+                  setting_bases: Optional[Dict[str, config_lib.ExperimentConfig]]
+                  = None) -> Dict[str, Dict[str, dict]]:
   """Pretrains once, then evaluates the baselines on every setting.
 
   Results per setting are cached in ROOT/baselines_<N>w<K>s.json (reused
@@ -126,6 +89,8 @@ def run_baselines(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
     pools: `class_pools.ClassPools` (None: built from `base.data` when needed).
     pretrain_fn, evaluate_fn: `baselines.pretrain` and
       `baselines.evaluate_baselines` (tests pass fakes).
+    setting_bases: see `grid_lib.expand_grid`; a setting's episodes and test
+      come from its own config (the pretraining from `base`).
 
   Returns:
     {setting name: {baseline: its results dict}}.
@@ -137,7 +102,8 @@ def run_baselines(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
   pretrained = None
   by_setting = {}
   for setting in spec.settings:
-    config = grid_lib.cell_config(base, base.meta_learner.update_rule, setting)
+    own = grid_lib.setting_base(base, setting, setting_bases)
+    config = grid_lib.cell_config(own, own.meta_learner.update_rule, setting)
     key = {'config': _baseline_relevant(config),
            'baseline_config': baseline_config_dict(baseline_config)}
     path = os.path.join(root, f'baselines_{setting.name}.json')
@@ -173,7 +139,10 @@ def run_grid(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
              train_fn: Optional[Callable] = None,
              pretrain_fn: Optional[Callable] = None,
              evaluate_baselines_fn: Optional[Callable] = None,
-             pools=None) -> dict:
+             pools=None,
+             setting_bases: Optional[Dict[str, config_lib.ExperimentConfig]]
+             = None,
+             setting_flags_texts: Optional[Dict[str, str]] = None) -> dict:
   """Runs (or resumes) every cell of the grid and writes the report.
 
   Baselines run first (one pretraining serves every setting), then the
@@ -192,30 +161,58 @@ def run_grid(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
     flags_text: the command's flags as a flagfile, saved per cell.
     train_fn, pretrain_fn, evaluate_baselines_fn, pools: see
       `run_rule_cell` and `run_baselines` (tests pass fakes).
+    setting_bases: {setting name: config}: settings with their own base
+      config (budget, queries, learner, ...; `grid_lib.expand_grid`).
+    setting_flags_texts: {setting name: flagfile text} saved in the cells of
+      settings with their own config, instead of `flags_text`.
 
   Returns:
     The report, as written to ROOT/results.json.
+
+  Raises:
+    DirectoryBusyError: another process runs a grid in `root`.
+    ValueError: a bad grid or config.
   """
   spec.validate()
   base.validate()
+  setting_bases = dict(setting_bases or {})
+  names = [s.name for s in spec.settings]
+  for name, config in setting_bases.items():
+    if name not in names:
+      raise ValueError(f'setting_bases: {name} is not a setting of the grid '
+                       f'({", ".join(names)})')
+    config.validate()
   dataset = grid_lib.GRID_DATASETS.get(spec.name)
   if dataset and base.data.dataset != dataset:
     raise ValueError(f'grid={spec.name}: needs --dataset={dataset} (got '
                      f'{base.data.dataset})')
   if spec.baselines and baseline_config is None:
     raise ValueError('baselines requested but no baseline_config given')
+  with file_lock.exclusive_lock(root, 'grid root'):
+    return _run_grid(spec, base, root, baseline_config, command, flags_text,
+                     train_fn, pretrain_fn, evaluate_baselines_fn, pools,
+                     setting_bases, setting_flags_texts)
+
+
+def _run_grid(spec, base, root, baseline_config, command, flags_text,
+              train_fn, pretrain_fn, evaluate_baselines_fn, pools,
+              setting_bases, setting_flags_texts) -> dict:
+  """`run_grid`, validated, holding the grid root's lock."""
   start = time.perf_counter()
-  os.makedirs(root, exist_ok=True)
-  cells = grid_lib.expand_grid(spec, base, root)
+  cells = grid_lib.expand_grid(spec, base, root, setting_bases)
   report = {
       'grid': spec.name,
       'settings': [list(s) for s in spec.settings],
       'rules': list(spec.rules),
       'baselines': list(spec.baselines),
       'inner_steps_by_shots': [list(p) for p in spec.inner_steps_by_shots],
+      'cells': [grid_lib.cell_name(c.rule, c.setting) for c in cells],
       'command': command,
-      'budget': report_lib.describe_budget(spec, base, baseline_config),
+      'budget': report_lib.describe_budget(spec, base, baseline_config,
+                                           setting_bases),
       'config': base.to_dict(),
+      'setting_configs': {name: config.to_dict()
+                          for name, config in setting_bases.items()},
       'baseline_config': (baseline_config_dict(baseline_config)
                           if baseline_config is not None else None),
       'machine': report_lib.machine_info(),
@@ -246,12 +243,15 @@ def run_grid(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
 
   baselines = run_baselines(spec, base, baseline_config, root, pools=pools,
                             pretrain_fn=pretrain_fn,
-                            evaluate_fn=evaluate_baselines_fn)
+                            evaluate_fn=evaluate_baselines_fn,
+                            setting_bases=setting_bases)
   for setting in spec.settings:
     for baseline, results in baselines.get(setting.name, {}).items():
       report['rows'].append(report_lib.baseline_row(baseline, setting, results))
   for cell in cells:
-    results = run_rule_cell(cell, flags_text, train_fn)
+    results = run_rule_cell(
+        cell, (setting_flags_texts or {}).get(cell.setting.name, flags_text),
+        train_fn)
     row = report_lib.rule_row(cell.rule, cell.setting, results,
                               cell.workdir, root)
     report['rows'].append(row)

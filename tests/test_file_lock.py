@@ -1,0 +1,69 @@
+"""File locks: one process per directory, the holder named, released on
+exit however the holder exits."""
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+
+import tensorflow as tf
+
+from meta_lstm_tf import file_lock
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+HOLDER = '''
+import sys, time
+from meta_lstm_tf import file_lock
+with file_lock.exclusive_lock(sys.argv[1], 'workdir'):
+  print('locked', flush=True)
+  time.sleep(120)
+'''
+
+
+def hold_lock(directory: str) -> subprocess.Popen:
+  """A child process holding `directory`'s lock (until killed)."""
+  process = subprocess.Popen([sys.executable, '-c', HOLDER, directory],
+                             stdout=subprocess.PIPE, text=True, cwd=REPO,
+                             env=dict(os.environ, PYTHONPATH=REPO))
+  assert process.stdout.readline().strip() == 'locked'
+  return process
+
+
+class ExclusiveLockTest(tf.test.TestCase):
+
+  def test_second_holder_fails_naming_the_pid_until_the_first_dies(self):
+    directory = os.path.join(tempfile.mkdtemp(dir=self.get_temp_dir()), 'w')
+    holder = hold_lock(directory)
+    try:
+      with self.assertRaisesRegex(
+          file_lock.DirectoryBusyError,
+          rf"workdir '{directory}' is in use by pid {holder.pid} "):
+        with file_lock.exclusive_lock(directory, 'workdir'):
+          self.fail('took a lock another process holds')
+    finally:
+      holder.send_signal(signal.SIGKILL)
+      holder.wait()
+    # SIGKILL gave no chance to clean up: the kernel released the lock.
+    with file_lock.exclusive_lock(directory, 'workdir') as path:
+      with open(path) as f:
+        self.assertEqual(f.read().strip(), str(os.getpid()))
+      # Not re-entrant across opens either: a second open of the same lock
+      # in this process is refused too.
+      with self.assertRaises(file_lock.DirectoryBusyError):
+        with file_lock.exclusive_lock(directory):
+          pass
+    with file_lock.exclusive_lock(directory):
+      pass
+
+  def test_wait_for_lock_serialises(self):
+    path = os.path.join(tempfile.mkdtemp(dir=self.get_temp_dir()), 'x.lock')
+    with file_lock.wait_for_lock(path):
+      self.assertTrue(os.path.exists(path))
+    with file_lock.wait_for_lock(path):
+      pass
+
+
+if __name__ == '__main__':
+  tf.test.main()
