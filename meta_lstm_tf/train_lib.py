@@ -117,6 +117,9 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
                      f'strategy={train_cfg.strategy!r} (every worker would '
                      'pretrain on its own); pretrain on one machine first')
   chief = distribute.is_chief(strategy)
+  # Data first: a data error in a new run leaves no workdir behind (the lock
+  # would create it).
+  pools = None if os.path.isdir(workdir) else load_pools(config)
   lock = (file_lock.exclusive_lock(workdir, 'workdir') if chief
           else contextlib.nullcontext())
   with lock:
@@ -129,8 +132,8 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
       return finished
     changes = workdir_lib.check_same_experiment(workdir, config,
                                                 allow_config_change)
-    # Data first: every data error surfaces before anything is written.
-    pools = load_pools(config)
+    # Before anything is written, as above.
+    pools = pools or load_pools(config)
     os.makedirs(workdir, exist_ok=True)
     out_dir = distribute.write_dir(workdir, strategy)
     try:
