@@ -13,8 +13,9 @@ Layout, from the maths outwards:
   evaluation.py, evaluate_lib.py fixed episodes, batching, mean and 95% CI;
                                  retesting a finished run
   train_lib.py, stopping.py,     one resumable run: meta-train, validate, test,
-  summaries.py, progress.py,     export; its early stops, TensorBoard,
-  workdir.py                     progress lines and workdir layout
+  summaries.py, progress.py,     export; its early stops and the binaries'
+  workdir.py, file_lock.py       exit, TensorBoard, progress lines, workdir
+                                 layout and checks, one process per workdir
   data/                          data sources, class splits, episodes
   baselines/                     pretraining, fine-tuning, nearest neighbour
   serving/                       SavedModels for TF Serving
