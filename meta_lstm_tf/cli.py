@@ -81,6 +81,10 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
          'Omniglot: support and query drawings of a class by different '
          'people (K support drawers, Q others, per episode; Lake et al.). '
          'Needs a local copy (--omniglot_dir).')
+  define('bool', 'augment', d.episode.augment,
+         'Meta-train episodes only: rotate (up to 10 degrees), zoom '
+         '(0.9-1.1x) and shift (up to a tenth of the side) every image at '
+         'random. Evaluation is never augmented.')
   # Learner.
   define('integer', 'num_filters', d.learner.num_filters,
          'Filters per conv block of the learner.')
@@ -237,7 +241,7 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS
       episode=config_lib.EpisodeConfig(
           f.num_ways, f.num_shots, f.num_queries,
           episode_classes=f.episode_classes,
-          distinct_drawers=f.distinct_drawers),
+          distinct_drawers=f.distinct_drawers, augment=f.augment),
       learner=config_lib.LearnerConfig(
           num_ways=f.num_ways, num_filters=f.num_filters,
           num_blocks=f.num_blocks, image_size=image_size,

@@ -121,12 +121,17 @@ class EpisodeConfig:
       others (Lake et al.: the support and the query drawings of a
       character are by different people). Needs a local Omniglot copy,
       whose file names say the drawer.
+    augment: meta-train episodes only: every support and query image
+      rotated (up to 10 degrees), zoomed (0.9-1.1x) and shifted (up to a
+      tenth of its side) at random (`image_ops.random_affine`). Evaluation
+      episodes are never augmented.
   """
   num_ways: int = 5
   num_shots: int = 1
   num_queries: int = 15
   episode_classes: str = 'any'
   distinct_drawers: bool = False
+  augment: bool = False
 
   def validate(self) -> 'EpisodeConfig':
     _check(self.episode_classes in EPISODE_CLASSES, 'episode_classes',

@@ -477,6 +477,7 @@ def _results_record(config, test: dict, state, step: int, strategy) -> dict:
       'dataset': config.data.dataset,
       'episode_classes': config.episode.episode_classes,
       'distinct_drawers': config.episode.distinct_drawers,
+      'augment': config.episode.augment,
       'steps': step,
       'best_step': int(state.best_step),
       'valid_accuracy': float(state.best_valid_accuracy),

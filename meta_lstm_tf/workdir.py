@@ -115,13 +115,24 @@ def relevant_config(config_dict: dict) -> dict:
 
 def config_changes(previous: dict, config: dict) -> List[Tuple[str, object,
                                                                object]]:
-  """[(part.field, old, new)] where two configs' relevant parts differ."""
+  """[(part.field, old, new)] where two configs' relevant parts differ.
+
+  A setting added after `previous` was written (absent from it) counts as
+  unchanged while `config` keeps its default, which is the behaviour every
+  new setting's default preserves: runs of earlier versions still resume
+  and still count as finished grid cells.
+  """
   previous, config = relevant_config(previous), relevant_config(config)
+  defaults = config_lib.ExperimentConfig().to_dict()
   changes = []
   for part in sorted(set(previous) | set(config)):
     old_part, new_part = previous.get(part, {}), config.get(part, {})
     for field in sorted(set(old_part) | set(new_part)):
       old, new = old_part.get(field), new_part.get(field)
+      if (field not in old_part and part in previous and
+          field in defaults.get(part, {}) and
+          new == defaults[part][field]):
+        continue
       if old != new:
         changes.append((f'{part}.{field}', old, new))
   return changes

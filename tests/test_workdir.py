@@ -115,6 +115,19 @@ class SameExperimentTest(tf.test.TestCase):
     self.assertIn({'field': 'train.seed', 'old': 5, 'new': 6},
                   recorded[0]['changes'])
 
+  def test_a_setting_newer_than_the_run_counts_at_its_default_only(self):
+    old = _config().to_dict()
+    del old['episode']['augment']  # As written before --augment existed.
+    self.assertEqual(workdir_lib.config_changes(old, _config().to_dict()), [])
+    augmented = dataclasses.replace(_config(), episode=dataclasses.replace(
+        _config().episode, augment=True))
+    self.assertEqual(workdir_lib.config_changes(old, augmented.to_dict()),
+                     [('episode.augment', None, True)])
+    # A field the old run had is compared as before.
+    self.assertEqual(
+        workdir_lib.config_changes(_config().to_dict(), augmented.to_dict()),
+        [('episode.augment', False, True)])
+
   def test_raising_the_budget_is_allowed_lowering_it_is_not(self):
     base = dataclasses.replace(_config(), train=dataclasses.replace(
         _config().train, max_steps=100, max_train_seconds=60.0))

@@ -43,6 +43,9 @@ from meta_lstm_tf.data import image_ops
 _TRAIN_STREAM = 0
 _EVAL_STREAM = 1
 _RNG_ALG = 'philox'  # Fixed so results do not depend on the device.
+# Folded into an episode's seed for its augmentation, apart from the four
+# seeds that draw it (so augmenting changes the pixels, not the drawings).
+_AUGMENT_SEED = 5
 
 Seed = Union[int, Sequence[int], tf.Tensor]
 
@@ -132,7 +135,8 @@ def _random_order(size, seed) -> tf.Tensor:
 def sample_episode(pool_images: tf.Tensor,
                    episode_config: config_lib.EpisodeConfig,
                    seed: tf.Tensor,
-                   protocol: Optional[_Protocol] = None) -> types.Episode:
+                   protocol: Optional[_Protocol] = None,
+                   augment: bool = False) -> types.Episode:
   """Samples one episode; a pure function of its inputs.
 
   Args:
@@ -142,6 +146,9 @@ def sample_episode(pool_images: tf.Tensor,
     seed: int32 or int64 [2], the episode's stateless seed.
     protocol: the pool's alphabets and drawers (`_protocol`), needed when
       the options ask for them.
+    augment: rotate, zoom and shift every image at random
+      (`image_ops.random_affine`, seeded from `seed`; the classes and
+      drawings drawn are the same as without).
 
   Returns:
     `Episode` with support [N * K, H, W, ch] / [N * K] and query
@@ -206,6 +213,10 @@ def sample_episode(pool_images: tf.Tensor,
   # One gather for support and query together.
   images = image_ops.to_model_inputs(
       tf.gather(flat_images, tf.concat([support_index, query_index], 0)))
+  if augment:
+    images = image_ops.random_affine(
+        images, tf.random.experimental.stateless_fold_in(
+            seed, _AUGMENT_SEED, alg=_RNG_ALG))
   support_images = images[:num_ways * num_shots]
   query_images = images[num_ways * num_shots:]
   image_shape = pool_images.shape[2:]
@@ -234,14 +245,17 @@ def episode_seed(seed: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
 
 def _sampler(pool: class_pools.ClassPool,
              episode_config: config_lib.EpisodeConfig, seed: Seed, stream: int):
-  """index -> the episode `index` of the stream (seed, stream)."""
+  """index -> the episode `index` of the stream (seed, stream); only the
+  training stream is augmented (`EpisodeConfig.augment`)."""
   images = tf.convert_to_tensor(pool.images)
   base_seed = _base_seed(seed, stream)
   protocol = _protocol(pool, episode_config, 'pool')
 
   def sample(index):
     return sample_episode(images, episode_config,
-                          episode_seed(base_seed, index), protocol)
+                          episode_seed(base_seed, index), protocol,
+                          augment=(episode_config.augment and
+                                   stream == _TRAIN_STREAM))
 
   return sample
 

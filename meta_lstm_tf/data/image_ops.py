@@ -135,3 +135,73 @@ def to_model_inputs(images: tf.Tensor) -> tf.Tensor:
   if images.dtype == tf.uint8:
     return tf.cast(images, tf.float32) * (1.0 / 255.0)
   return images
+
+
+# `random_affine`'s ranges: small enough that a character stays itself
+# (Omniglot's own rotations by 90 degrees are separate classes).
+AUGMENT_MAX_ROTATION_DEGREES = 10.0
+AUGMENT_MAX_SCALE_CHANGE = 0.1  # Zoom in [0.9, 1.1].
+AUGMENT_MAX_SHIFT_FRACTION = 0.1  # Of the image side, per axis.
+
+
+def affine_transforms(angles: tf.Tensor, scales: tf.Tensor,
+                      shifts: tf.Tensor, height: int,
+                      width: int) -> tf.Tensor:
+  """Output -> input pixel maps of rotations about the centre, zooms and
+  shifts, in the 8-number form of `ImageProjectiveTransformV3`.
+
+  Args:
+    angles: float32 [B], radians (counter-clockwise on screen).
+    scales: float32 [B], zoom factors (2: twice as large).
+    shifts: float32 [B, 2], (dx, dy) in pixels, applied after the zoom.
+    height, width: image size.
+
+  Returns:
+    float32 [B, 8]: output (x, y) reads input (a0 x + a1 y + a2,
+    b0 x + b1 y + b2).
+  """
+  cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+  cos, sin = tf.cos(angles) / scales, tf.sin(angles) / scales
+  # input = M (output - centre - shift) + centre, M = R(angle) / scale
+  # (rotating the sampling grid by +angle turns the image by -angle on
+  # screen, where y points down: counter-clockwise).
+  ox = -cx - shifts[:, 0]
+  oy = -cy - shifts[:, 1]
+  zeros = tf.zeros_like(angles)
+  return tf.stack([cos, -sin, cos * ox - sin * oy + cx,
+                   sin, cos, sin * ox + cos * oy + cy, zeros, zeros], axis=1)
+
+
+def random_affine(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  """Each image rotated, zoomed and shifted at random; a pure function of
+  (images, seed).
+
+  Args:
+    images: float32 [B, H, W, ch].
+    seed: int32 or int64 [2], stateless seed.
+
+  Returns:
+    float32 [B, H, W, ch]; pixels from outside the image repeat the nearest
+    edge pixel (Omniglot's background, 0, at its borders).
+  """
+  shape = tf.shape(images)
+  batch = shape[0]
+  height, width = images.shape[1], images.shape[2]
+  angle_seed, scale_seed, shift_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, num=3, alg='philox'))
+  max_angle = AUGMENT_MAX_ROTATION_DEGREES * 3.141592653589793 / 180.0
+  angles = tf.random.stateless_uniform([batch], angle_seed, -max_angle,
+                                       max_angle, alg='philox')
+  scales = tf.random.stateless_uniform(
+      [batch], scale_seed, 1.0 - AUGMENT_MAX_SCALE_CHANGE,
+      1.0 + AUGMENT_MAX_SCALE_CHANGE, alg='philox')
+  side = tf.constant([width, height], tf.float32)
+  shifts = tf.random.stateless_uniform(
+      [batch, 2], shift_seed, -1.0, 1.0,
+      alg='philox') * (AUGMENT_MAX_SHIFT_FRACTION * side)
+  transforms = affine_transforms(angles, scales, shifts, height, width)
+  return tf.raw_ops.ImageProjectiveTransformV3(
+      images=images, transforms=transforms,
+      output_shape=tf.constant([height, width], tf.int32),
+      fill_value=tf.constant(0.0, tf.float32), interpolation='BILINEAR',
+      fill_mode='NEAREST')

@@ -131,6 +131,41 @@ class EpisodeDatasetTest(tf.test.TestCase, parameterized.TestCase):
     # Different indices give different episodes.
     self.assertLen({_digest(x) for x in a}, 4)
 
+  def test_augment_changes_pixels_not_drawings(self):
+    rng = np.random.default_rng(0)
+    pool = class_pools.ClassPool(
+        tf.constant(rng.random((12, 8, 12, 12, 1), np.float32)),
+        tuple(f'a/character{c:02d}' for c in range(12)))
+    plain_config = config.EpisodeConfig(5, 1, 3)
+    augment_config = config.EpisodeConfig(5, 1, 3, augment=True)
+    plain = self._take(episodes.make_episode_dataset(pool, plain_config, 2, 4),
+                       3)
+    augmented = self._take(
+        episodes.make_episode_dataset(pool, augment_config, 2, 4), 3)
+    again = self._take(
+        episodes.make_episode_dataset(pool, augment_config, 2, 4), 3)
+    self.assertEqual([_digest(x) for x in augmented],
+                     [_digest(x) for x in again])
+    images = pool.images.numpy().reshape(96, 12, 12, 1)
+    for p, a in zip(plain, augmented):
+      self.assertAllEqual(p[1], a[1])  # Same labels,
+      self.assertAllEqual(p[3], a[3])
+      for plain_images, augmented_images in ((p[0], a[0]), (p[2], a[2])):
+        for plain_image, augmented_image in zip(
+            plain_images.reshape(-1, 12, 12, 1),
+            augmented_images.reshape(-1, 12, 12, 1)):
+          # ... the same drawing, warped: its own warp of the plain image.
+          self.assertNotAllClose(plain_image, augmented_image)
+          self.assertTrue(np.any(np.all(images == plain_image, axis=(1, 2,
+                                                                     3))))
+    # Evaluation episodes are never augmented.
+    plain_eval = self._take(
+        episodes.make_eval_dataset(pool, plain_config, 3, 4), 3)
+    augment_eval = self._take(
+        episodes.make_eval_dataset(pool, augment_config, 3, 4), 3)
+    self.assertEqual([_digest(x) for x in plain_eval],
+                     [_digest(x) for x in augment_eval])
+
   @parameterized.parameters(1, 3)
   def test_resume_equals_uninterrupted(self, meta_batch_size):
     pool, episode_config = _id_pool(), config.EpisodeConfig(4, 1, 2)

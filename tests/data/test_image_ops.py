@@ -150,3 +150,88 @@ class PhotographTest(tf.test.TestCase, parameterized.TestCase):
 
 if __name__ == '__main__':
   tf.test.main()
+
+
+def _dot(side=9, row=4, col=4, batch=1):
+  images = np.zeros((batch, side, side, 1), np.float32)
+  images[:, row, col, 0] = 1.0
+  return images
+
+
+def _warp(images, angles, scales, shifts):
+  side = images.shape[1]
+  transforms = image_ops.affine_transforms(
+      tf.constant(angles, tf.float32), tf.constant(scales, tf.float32),
+      tf.constant(shifts, tf.float32), side, side)
+  return tf.raw_ops.ImageProjectiveTransformV3(
+      images=tf.constant(images), transforms=transforms,
+      output_shape=tf.constant([side, side]), fill_value=0.0,
+      interpolation='BILINEAR', fill_mode='CONSTANT').numpy()
+
+
+class AffineTest(tf.test.TestCase):
+
+  def test_identity(self):
+    images = np.random.default_rng(0).random((2, 9, 9, 1), np.float32)
+    self.assertAllClose(_warp(images, [0, 0], [1, 1], [[0, 0], [0, 0]]),
+                        images)
+
+  def test_shift_moves_by_dx_dy(self):
+    warped = _warp(_dot(), [0], [1], [[2, -1]])
+    expected = _dot(row=3, col=6)
+    self.assertAllClose(warped, expected)
+
+  def test_quarter_turn_is_counter_clockwise(self):
+    image = _dot(row=1, col=4)  # Above the centre.
+    warped = _warp(image, [np.pi / 2], [1], [[0, 0]])
+    # np.rot90 turns counter-clockwise on screen: the dot goes left.
+    self.assertAllClose(warped[0, ..., 0], np.rot90(image[0, ..., 0]),
+                        atol=1e-5)
+    self.assertAllClose(warped, _dot(row=4, col=1), atol=1e-5)
+
+  def test_zoom_about_the_centre(self):
+    warped = _warp(_dot(row=4, col=6), [0], [2], [[0, 0]])
+    # 2 pixels right of the centre -> 4 pixels right.
+    self.assertAlmostEqual(float(warped[0, 4, 8, 0]), 1.0, places=5)
+    self.assertAlmostEqual(float(warped[0, 4, 4, 0]), 0.0, places=5)
+
+  def test_random_affine_is_a_function_of_its_seed(self):
+    images = tf.constant(np.random.default_rng(1).random((6, 28, 28, 1),
+                                                         np.float32))
+    first = image_ops.random_affine(images, tf.constant([1, 2], tf.int64))
+    again = image_ops.random_affine(images, tf.constant([1, 2], tf.int64))
+    other = image_ops.random_affine(images, tf.constant([1, 3], tf.int64))
+    self.assertEqual(first.shape, images.shape)
+    self.assertAllEqual(first, again)
+    self.assertNotAllClose(first, other)
+    # Every image gets its own transform.
+    per_image = [float(tf.reduce_max(tf.abs(first[i] - images[i])))
+                 for i in range(6)]
+    self.assertTrue(all(d > 0 for d in per_image))
+    self.assertLen(set(np.round(per_image, 6)), 6)
+    # Bilinear mixing of pixels in [0, 1] stays in [0, 1].
+    self.assertGreaterEqual(float(tf.reduce_min(first)), 0.0)
+    self.assertLessEqual(float(tf.reduce_max(first)), 1.0)
+
+  def test_random_affine_ranges(self):
+    # A centred dot stays within the shift range of the centre.
+    side = 28
+    images = np.zeros((200, side, side, 1), np.float32)
+    images[:, 13:15, 13:15, 0] = 1.0
+    warped = image_ops.random_affine(tf.constant(images),
+                                     tf.constant([0, 7], tf.int64)).numpy()
+    rows, cols = np.indices((side, side))
+    mass = warped[..., 0].sum(axis=(1, 2))
+    centre_row = (warped[..., 0] * rows).sum(axis=(1, 2)) / mass
+    centre_col = (warped[..., 0] * cols).sum(axis=(1, 2)) / mass
+    max_shift = image_ops.AUGMENT_MAX_SHIFT_FRACTION * side
+    self.assertLessEqual(np.abs(centre_row - 13.5).max(), max_shift + 0.05)
+    self.assertLessEqual(np.abs(centre_col - 13.5).max(), max_shift + 0.05)
+    # And uses most of it.
+    self.assertGreater(np.abs(centre_col - 13.5).max(), 0.8 * max_shift)
+    # Zoom changes the dot's mass by the square of the scale.
+    # (bilinear sampling keeps it only roughly).
+    low = (1 - image_ops.AUGMENT_MAX_SCALE_CHANGE) ** 2 * 4 - 0.15
+    high = (1 + image_ops.AUGMENT_MAX_SCALE_CHANGE) ** 2 * 4 + 0.15
+    self.assertTrue(np.all((mass > low) & (mass < high)))
+    self.assertGreater(mass.max() - mass.min(), 1.0)
