@@ -4,7 +4,8 @@ Shapes: S support examples, Q_total query examples, P learner coordinates,
 T inner steps.
 
 `adapt` runs T updates of the learner's flat parameters on the support set by
-an update rule (`rules.UpdateRule`: the meta-LSTM, SGD or Meta-SGD),
+an update rule (any `learners.Learner`: the built-in conv net or a Keras
+model, seen only through that interface) (`rules.UpdateRule`: the meta-LSTM, SGD or Meta-SGD),
 inside a `tf.while_loop` (so a second-order graph does not grow with T at
 trace time). First- or second-order meta-gradients are chosen in one
 place, `support_loss_and_gradient`.
@@ -15,17 +16,17 @@ from typing import Optional
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import learner
+from meta_lstm_tf import learner as learner_lib
+from meta_lstm_tf import learners
 from meta_lstm_tf import rules
 from meta_lstm_tf import runtime
 from meta_lstm_tf import types
 
 
 def support_loss_and_gradient(params: tf.Tensor, images: tf.Tensor,
-                              labels: tf.Tensor,
-                              learner_config: config_lib.LearnerConfig,
+                              labels: tf.Tensor, learner,
                               second_order: bool,
-                              patches: Optional[tf.Tensor] = None,
+                              patches=None,
                               conv_dtype=None):
   """Support loss, its gradient w.r.t. the flat parameters, and BN stats.
 
@@ -38,23 +39,23 @@ def support_loss_and_gradient(params: tf.Tensor, images: tf.Tensor,
   Args:
     params: [P] flat learner parameters.
     images: [S, H, W, C]; labels: int32 [S].
-    learner_config: learner shape.
+    learner: a `learners.Learner` (or a `LearnerConfig`).
     second_order: whether to keep the gradient differentiable.
-    patches: optional `learner.first_block_patches(images)`.
+    patches: optional `learner.prepare(images)`.
     conv_dtype: see `learner.features` (first order only).
 
   Returns:
     (loss [], grad [P], batch `types.BatchNormStats`, with no gradient).
   """
+  learner = learners.as_learner(learner)
   if not second_order:
     params = tf.stop_gradient(params)
   with tf.GradientTape() as tape:
     tape.watch(params)
     logits, batch_stats = learner.apply(
-        learner.unflatten(params, learner.param_spec(learner_config)), images,
-        learner_config, twice_differentiable=second_order, patches=patches,
+        params, images, twice_differentiable=second_order, aux=patches,
         conv_dtype=conv_dtype)
-    loss, _ = learner.loss_and_accuracy(logits, labels)
+    loss, _ = learner_lib.loss_and_accuracy(logits, labels)
   grad = tape.gradient(loss, params)
   return loss, grad, tf.nest.map_structure(tf.stop_gradient, batch_stats)
 
@@ -76,13 +77,14 @@ def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
   `learner.accumulate_bn_stats(..., bn_momentum)`.
 
   Args:
-    rule: the update rule (its learner config shapes the learner).
+    rule: the update rule (`rule.learner` is the learner).
     weights: the rule's meta-parameters, `rule.meta_weights()`.
     initial_params: [P] theta_0 (`rule.initial_params`).
     support_images: [S, H, W, C]; support_labels: int32 [S].
     inner_steps: T.
     second_order: exact meta-gradients through the learner's gradient.
-    bn_momentum: see `learner.accumulate_bn_stats` (1.0: the last pass).
+    bn_momentum: see `learner_lib.accumulate_bn_stats` (1.0: the last
+      pass).
     record_gates: also return the full [T, P] gates (for histograms).
     conv_dtype: the first-order passes' conv precision (`learner.features`;
       None: the parameters' dtype).
@@ -90,13 +92,14 @@ def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
   Returns:
     `types.AdaptationResult`.
   """
-  learner_config = rule.learner_config
+  learner = rule.learner
   dtype = initial_params.dtype
   weights = rule.prepare(weights)
-  # The first conv's input patches: the same images in all T + 1 passes.
-  patches = learner.first_block_patches(support_images)
+  # Per-episode work shared by all T + 1 passes (the built-in learner's
+  # first-conv patches).
+  patches = learner.prepare(support_images)
   state0 = rule.initial_state(weights, initial_params)
-  stats0 = learner.init_bn_stats(learner_config, dtype)
+  stats0 = learner.init_stats(dtype)
   losses = tf.TensorArray(dtype, size=inner_steps + 1)
   forget_means = tf.TensorArray(dtype, size=inner_steps)
   input_means = tf.TensorArray(dtype, size=inner_steps)
@@ -109,7 +112,7 @@ def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
   def body(t, state, stats, losses, forget_means, input_means, forget_all,
            input_all):
     loss, grad, batch_stats = support_loss_and_gradient(
-        state.params, support_images, support_labels, learner_config,
+        state.params, support_images, support_labels, learner,
         second_order, patches, conv_dtype)
     if not second_order:
       loss = tf.stop_gradient(loss)
@@ -122,7 +125,7 @@ def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
     if record_gates:
       forget_all = forget_all.write(t, tf.stop_gradient(state.forget_gate))
       input_all = input_all.write(t, tf.stop_gradient(state.input_gate))
-    stats = learner.accumulate_bn_stats(stats, batch_stats, bn_momentum)
+    stats = learner_lib.accumulate_bn_stats(stats, batch_stats, bn_momentum)
     return (t + 1, state, stats, losses, forget_means, input_means,
             forget_all, input_all)
 
@@ -135,13 +138,11 @@ def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
 
   # Final support pass at theta_T: forward only, outside any meta-gradient.
   final_logits, final_stats = learner.apply(
-      learner.unflatten(tf.stop_gradient(state.params),
-                        learner.param_spec(learner_config)),
-      support_images, learner_config, twice_differentiable=False,
-      patches=patches, conv_dtype=conv_dtype)
-  final_loss, _ = learner.loss_and_accuracy(final_logits, support_labels)
+      tf.stop_gradient(state.params), support_images,
+      twice_differentiable=False, aux=patches, conv_dtype=conv_dtype)
+  final_loss, _ = learner_lib.loss_and_accuracy(final_logits, support_labels)
   losses = losses.write(inner_steps, final_loss)
-  stats = learner.accumulate_bn_stats(
+  stats = learner_lib.accumulate_bn_stats(
       stats, tf.nest.map_structure(tf.stop_gradient, final_stats), bn_momentum)
 
   if record_gates:
@@ -156,7 +157,7 @@ def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
 
 
 def query_logits(result: types.AdaptationResult, query_images: tf.Tensor,
-                 learner_config: config_lib.LearnerConfig, *,
+                 learner, *,
                  use_support_stats: bool, conv_dtype=None,
                  differentiated: bool = True) -> tf.Tensor:
   """Logits [Q_total, N] of the adapted learner on the query set.
@@ -168,25 +169,25 @@ def query_logits(result: types.AdaptationResult, query_images: tf.Tensor,
   Args:
     result: `adapt`'s output.
     query_images: [Q_total, H, W, C].
-    learner_config: learner shape.
+    learner: the adapted `learners.Learner` (or a `LearnerConfig`).
     use_support_stats: normalise with the episode's running support
       statistics (non-transductive) instead of the query batch's own.
     conv_dtype: see `learner.features`.
-    differentiated: whether a gradient of the logits will be taken (then the
-      first conv runs over input patches, which makes its kernel gradient
-      cheap; forward only, the plain conv is cheaper).
+    differentiated: whether a gradient of the logits will be taken (passed
+      to `learner.prepare`: the built-in learner's first conv then runs over
+      input patches, which makes its kernel gradient cheap; forward only,
+      the plain conv is cheaper).
   """
+  learner = learners.as_learner(learner)
   bn_stats: Optional[types.BatchNormStats] = None
   if use_support_stats:
     bn_stats = result.bn_stats
-  params = learner.unflatten(result.params,
-                             learner.param_spec(learner_config))
 
   def forward(images):
-    patches = learner.first_block_patches(images) if differentiated else None
-    logits, _ = learner.apply(params, images, learner_config,
-                              bn_stats=bn_stats, twice_differentiable=False,
-                              patches=patches, conv_dtype=conv_dtype)
+    logits, _ = learner.apply(result.params, images, stats=bn_stats,
+                              twice_differentiable=False,
+                              aux=learner.prepare(images, differentiated),
+                              conv_dtype=conv_dtype)
     return logits
 
   if not use_support_stats:
@@ -228,7 +229,7 @@ def adapt_and_classify(rule: rules.UpdateRule,
     use_support_stats = inner_config.train_query_stats == 'support'
   else:
     use_support_stats = not inner_config.transductive
-  logits = query_logits(result, query_images, rule.learner_config,
+  logits = query_logits(result, query_images, rule.learner,
                         use_support_stats=use_support_stats,
                         conv_dtype=conv_dtype, differentiated=training)
   return logits, result

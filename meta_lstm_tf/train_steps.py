@@ -69,33 +69,49 @@ def make_meta_train_step(
   variables = rule.trainable_variables
 
   def step(episodes: types.Episode):
-    batch_size = episodes.support_images.shape[0]
-    with tf.GradientTape() as tape:
-      losses, accuracies, results = _meta_batch_losses(rule, episodes,
-                                                       inner_config)
-      meta_loss = tf.add_n(losses) / batch_size
-    grads = tape.gradient(meta_loss, variables)
+    grads, metrics = meta_gradients(rule, episodes, inner_config)
     grad_norm = tf.linalg.global_norm(grads)
     if clip_norm > 0:
       grads, _ = tf.clip_by_global_norm(grads, clip_norm, use_norm=grad_norm)
     optimizer.apply_gradients(zip(grads, variables))
-
-    def mean_of(field):
-      return tf.add_n([getattr(r, field) for r in results]) / batch_size
-
-    return {
-        'loss': meta_loss,
-        'accuracy': tf.add_n(accuracies) / batch_size,
-        'grad_norm': grad_norm,
-        'support_losses': mean_of('support_losses'),
-        'forget_gate_mean': mean_of('forget_gate_mean'),
-        'input_gate_mean': mean_of('input_gate_mean'),
-    }
+    return dict(metrics, grad_norm=grad_norm)
 
   return tf.function(step, jit_compile=jit_compile)
 
 
-def _meta_batch_losses(rule, episodes: types.Episode,
+def meta_gradients(rule: rules.UpdateRule, episodes: types.Episode,
+                   inner_config: config_lib.InnerLoopConfig):
+  """The meta-gradient of one meta-batch: the maths of every meta-train
+  step (the CLI's and `MetaLearner.train_step`).
+
+  Args:
+    rule: the meta-learner.
+    episodes: a `types.Episode` with a leading meta-batch axis B.
+    inner_config: inner-loop settings.
+
+  Returns:
+    (gradients of the mean query loss w.r.t. `rule.trainable_variables`,
+    metrics: `loss`, `accuracy`, `support_losses` [T + 1],
+    `forget_gate_mean` [T], `input_gate_mean` [T], means over the B
+    episodes).
+  """
+  batch_size = episodes.support_images.shape[0]
+  with tf.GradientTape() as tape:
+    losses, accuracies, results = meta_batch_losses(rule, episodes,
+                                                     inner_config)
+    meta_loss = tf.add_n(losses) / batch_size
+  grads = tape.gradient(meta_loss, rule.trainable_variables)
+
+  def mean_of(field):
+    return tf.add_n([getattr(r, field) for r in results]) / batch_size
+
+  metrics = {'loss': meta_loss, 'accuracy': tf.add_n(accuracies) / batch_size}
+  for field in _MEAN_RESULT_FIELDS:
+    metrics[field] = mean_of(field)
+  return grads, metrics
+
+
+def meta_batch_losses(rule, episodes: types.Episode,
                        inner_config: config_lib.InnerLoopConfig,
                        training: bool = True):
   """Adapts to each episode of a stacked batch (leading axis).
@@ -148,7 +164,7 @@ def _make_distributed_meta_train_step(rule, optimizer, inner_config,
   def replica_gradients(episodes: types.Episode):
     global_batch = episodes.support_images.shape[0] * num_replicas
     with tf.GradientTape() as tape:
-      losses, accuracies, results = _meta_batch_losses(rule, episodes,
+      losses, accuracies, results = meta_batch_losses(rule, episodes,
                                                        inner_config)
       scaled_loss = tf.add_n(losses) / global_batch
     grads = tape.gradient(scaled_loss, variables)
@@ -211,7 +227,7 @@ def make_eval_step(rule: rules.UpdateRule,
   """
 
   def step(episodes: types.Episode):
-    losses, accuracies, _ = _meta_batch_losses(rule, episodes, inner_config,
+    losses, accuracies, _ = meta_batch_losses(rule, episodes, inner_config,
                                                training=False)
     return tf.stack(losses), tf.stack(accuracies)
 

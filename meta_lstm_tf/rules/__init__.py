@@ -15,6 +15,7 @@ experiment config.
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf.rules.base import UpdateRule
 from meta_lstm_tf.rules.meta_lstm import MetaLSTMLayer
+from meta_lstm_tf.rules.meta_lstm import MetaLSTMRule
 from meta_lstm_tf.rules.meta_sgd import MetaSGDRule
 from meta_lstm_tf.rules.sgd import SGDRule
 
@@ -41,5 +42,5 @@ def make_rule(config: config_lib.ExperimentConfig) -> UpdateRule:
       config.learner, config.meta_learner, seed=config.train.seed, name=name)
 
 
-__all__ = ['RULES', 'UpdateRule', 'MetaLSTMLayer', 'SGDRule', 'MetaSGDRule',
-           'make_rule']
+__all__ = ['RULES', 'UpdateRule', 'MetaLSTMRule', 'MetaLSTMLayer', 'SGDRule',
+           'MetaSGDRule', 'make_rule']

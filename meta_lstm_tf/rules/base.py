@@ -30,37 +30,51 @@ interface: it never branches on which rule it runs.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import learner
+from meta_lstm_tf import learners
 
 
 class UpdateRule(keras.layers.Layer):
-  """Base class: holds the learner config and theta_0.
+  """Base class: holds the learner and theta_0.
 
   Subclasses create their variables (theta_0 with `_create_initial_params`)
   and implement `config_kwargs`, `meta_weights`, `initial_state` and
   `update`.
+
+  Args:
+    learner: what the rule adapts: a `LearnerConfig` (the built-in conv
+      learner, or its dict as `get_config` writes it), a built `keras.Model`
+      (any architecture, `learners.KerasLearner`; theta_0 starts as its
+      weights) or a `learners.Learner`.
+    seed: the built-in learner's initialisation seed.
+    learner_config: the same as `learner` (the name earlier configs use).
   """
 
-  def __init__(self, learner_config, seed: int = 0, **kwargs):
+  def __init__(self, learner=None, seed: int = 0, *, learner_config=None,
+               **kwargs):
     super().__init__(**kwargs)
-    if not isinstance(learner_config, config_lib.LearnerConfig):
-      # As `get_config` writes it.
-      learner_config = config_lib.LearnerConfig(**dict(learner_config))
-    self.learner_config = learner_config.validate()
+    if learner is None:
+      learner = learner_config
+    if learner is None:
+      raise ValueError('an update rule needs a learner (a LearnerConfig or a '
+                       'built keras.Model)')
+    self.learner = learners.as_learner(learner)
+    # The built-in learner's config (None for other learners).
+    self.learner_config = getattr(self.learner, 'config', None)
     self.seed = int(seed)
-    self.param_spec = learner.param_spec(self.learner_config)
-    self.num_coordinates = learner.num_params(self.learner_config)
+    self.param_spec = self.learner.param_spec
+    self.num_coordinates = self.learner.num_coordinates
 
   def _create_initial_params(self) -> None:
-    """theta_0, initialised from `learner.init_params(config, seed)`."""
-    init = learner.flatten(learner.init_params(self.learner_config, self.seed),
-                           self.param_spec).numpy()
+    """theta_0, initialised from the learner (`Learner.initial_params`)."""
+    init = np.asarray(self.learner.initial_params(self.seed))
     self.initial_params = self.add_weight(
         name='initial_params', shape=(self.num_coordinates,),
-        initializer=keras.initializers.Constant(init))
+        initializer=keras.initializers.Constant(init),
+        dtype=keras.backend.standardize_dtype(init.dtype))
 
   def set_initial_params(self, values) -> None:
     """theta_0 <- `values` [P], e.g. a pretrained learner's parameters.
@@ -118,6 +132,7 @@ class UpdateRule(keras.layers.Layer):
 
   def get_config(self):
     base = super().get_config()
-    base.update({'learner_config': dict(self.learner_config.__dict__),
-                 'seed': self.seed})
+    key = ('learner_config' if self.learner_config is not None
+           else 'learner')
+    base.update({key: self.learner.get_config(), 'seed': self.seed})
     return base

@@ -64,12 +64,12 @@ class MetaLSTMLayer(base.UpdateRule):
   loss [] and state a `meta_lstm_cell.MetaLSTMState`.
   """
 
-  def __init__(self, learner_config: dict, hidden_size: int = 20,
+  def __init__(self, learner=None, hidden_size: int = 20,
                preprocess_p: float = 10.0, weight_init_scale: float = 0.01,
                forget_bias_range=(4.0, 5.0), input_bias_range=(-5.0, -4.0),
                gate_bias: str = 'shared', gate_bias_scale: float = 1.0,
                seed: int = 0, **kwargs):
-    super().__init__(learner_config, seed=seed, **kwargs)
+    super().__init__(learner, seed=seed, **kwargs)
     if gate_bias not in config_lib.GATE_BIASES:
       raise ValueError(f'gate_bias={gate_bias!r}: must be one of '
                        f'{config_lib.GATE_BIASES}')
@@ -187,3 +187,9 @@ class MetaLSTMLayer(base.UpdateRule):
         'gate_bias_scale': self.gate_bias_scale,
     })
     return base
+
+
+# The name the API uses, alike `SGDRule` and `MetaSGDRule`; the class keeps
+# its registered Keras name (`meta_lstm_tf>MetaLSTMLayer`) so saved configs
+# load.
+MetaLSTMRule = MetaLSTMLayer

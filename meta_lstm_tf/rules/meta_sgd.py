@@ -22,9 +22,9 @@ from meta_lstm_tf.rules import sgd
 class MetaSGDRule(sgd.GradientDescentRule):
   """Learned per-coordinate learning rates `learning_rates` [P] and theta_0."""
 
-  def __init__(self, learner_config, initial_learning_rate: float = 0.1,
+  def __init__(self, learner=None, initial_learning_rate: float = 0.1,
                seed: int = 0, **kwargs):
-    super().__init__(learner_config, seed=seed, **kwargs)
+    super().__init__(learner, seed=seed, **kwargs)
     if not initial_learning_rate > 0:
       raise ValueError(f'initial_learning_rate={initial_learning_rate!r}: '
                        'must be > 0')

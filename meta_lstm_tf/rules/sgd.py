@@ -80,9 +80,9 @@ class SGDRule(GradientDescentRule):
   learning rate as a constant tensor.
   """
 
-  def __init__(self, learner_config, learning_rate: float = 0.1,
+  def __init__(self, learner=None, learning_rate: float = 0.1,
                seed: int = 0, **kwargs):
-    super().__init__(learner_config, seed=seed, **kwargs)
+    super().__init__(learner, seed=seed, **kwargs)
     if not learning_rate > 0:
       raise ValueError(f'learning_rate={learning_rate!r}: must be > 0')
     self.learning_rate = float(learning_rate)

@@ -57,15 +57,18 @@ class AdaptAndClassifyModule(tf.Module):
     # each value is saved once.
     self.meta_lstm_variables = {v.name: _tf_variable(v)
                                 for v in rule.variables}
+    # A Keras learner's own weights (its non-trainable ones are read).
+    self.learner_variables = _learner_variables(rule.learner)
     # A partial, not the rule: tf.Module would track the rule and save
     # every value twice.
     self._evaluate = functools.partial(inner_loop.adapt_and_classify, rule)
     self.inner_config = dataclasses.replace(config.inner_loop,
                                             conv_dtype=conv_dtype)
     self.learner_config = rule.learner_config
-    self.num_ways = rule.learner_config.num_ways
-    self.image_size = rule.learner_config.image_size
-    self.channels = rule.learner_config.channels
+    self.learner = rule.learner
+    self.num_ways = rule.learner.num_ways
+    self.image_size = rule.learner.image_size
+    self.channels = rule.learner.channels
     self.invert = config.data.inverted
     self.classify = tf.function(
         self._classify, input_signature=[
@@ -155,9 +158,25 @@ def _tf_variable(variable) -> tf.Variable:
   return inner
 
 
+def _learner_variables(learner) -> Dict[str, tf.Variable]:
+  return {f'{i}/{v.path}': _tf_variable(v)
+          for i, v in enumerate(getattr(learner, 'variables', []))}
+
+
 def _check_exportable(rule: rules.UpdateRule,
                       config: config_lib.ExperimentConfig) -> None:
   config.validate()
+  if rule.learner_config is None:  # A Keras learner: its own shape.
+    if (rule.learner.num_ways, rule.learner.image_size,
+        rule.learner.channels) != (config.learner.num_ways,
+                                   config.learner.image_size,
+                                   config.learner.channels):
+      raise ValueError(
+          f'the learner is {rule.learner.num_ways}-way on '
+          f'{rule.learner.image_size}x{rule.learner.image_size}x'
+          f'{rule.learner.channels} images; config.learner says '
+          f'{config.learner}')
+    return
   if rule.learner_config != config.learner:
     raise ValueError(f'the rule\'s learner config {rule.learner_config} '
                      f'differs from config.learner={config.learner}')
@@ -170,11 +189,13 @@ class AdaptedLearnerModule(tf.Module):
   """
 
   def __init__(self, result: types.AdaptationResult,
-               learner_config: config_lib.LearnerConfig, transductive: bool,
+               learner_config, transductive: bool,
                class_names: Sequence[str], invert: bool = True,
                limits: validation.ServingLimits = validation.ServingLimits()):
     super().__init__(name=ADAPTED_LEARNER)
+    # A `LearnerConfig` or a `learners.Learner`.
     self.learner_config = learner_config
+    self.learner_variables = _learner_variables(learner_config)
     self.invert = invert
     self.limits = limits.validate()
     # As evaluation (`inner_loop.adapt_and_classify(training=False)`):
@@ -305,6 +326,6 @@ def make_adapted_learner(rule: rules.UpdateRule,
   # The support set doubles as the query set: only the adaptation is kept.
   _, result = tf.function(serving.adapt_and_classify)(
       inputs, tf.constant(labels, tf.int32), inputs)
-  return AdaptedLearnerModule(result, serving.learner_config,
+  return AdaptedLearnerModule(result, serving.learner,
                               config.inner_loop.transductive, class_names,
                               invert=serving.invert, limits=limits)
