@@ -15,6 +15,13 @@ import os
 import shlex
 import shutil
 import sys
+
+from meta_lstm_tf import verbosity
+
+# Before TensorFlow loads: its C++ INFO and WARNING lines off by default.
+verbosity.quiet_tensorflow_by_default(sys.argv)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from typing import Dict, Sequence
 
 from absl import app
@@ -118,7 +125,7 @@ def setting_flags_from_flags(argv: Sequence[str],
     if not sep or not path:
       raise ValueError(f'setting_flagfiles={item}: expected NwKs:PATH')
     setting = grid_spec.parse_setting(name)
-    if not os.path.isfile(path):
+    if not os.path.isfile(cli.resolve_flagfile(path)):
       raise ValueError(f'setting_flagfiles={item}: no such file {path!r}')
     if setting.name in by_setting:
       raise ValueError(f'setting_flagfiles={item}: {setting.name} is given '
@@ -126,7 +133,8 @@ def setting_flags_from_flags(argv: Sequence[str],
     own = flags.FlagValues()
     define_flags(own)
     try:
-      own([argv[0], f'--flagfile={path}', *argv[1:]], known_only=True)
+      own(cli.expand_flagfiles([argv[0], f'--flagfile={path}', *argv[1:]]),
+          known_only=True)
     except flags.Error as e:
       raise ValueError(f'setting_flagfiles={item}: {e}') from None
     if (own.num_ways, own.num_shots) != tuple(setting):
@@ -204,7 +212,7 @@ def run():
   # and define them on their own FlagValues.
   define_flags(flags.FLAGS)
   flags.mark_flag_as_required('workdir')
-  app.run(main)
+  cli.run_binary(main)
 
 
 if __name__ == '__main__':
