@@ -174,7 +174,8 @@ def probe_download(url: str = catalog.TFDS_DOWNLOAD_URL,
   parsed = urllib.parse.urlsplit(url)
   host = parsed.hostname
   port = parsed.port or (443 if parsed.scheme == 'https' else 80)
-  proxy = urllib.request.getproxies().get(parsed.scheme)
+  proxies = urllib.request.getproxies()
+  proxy = proxies.get(parsed.scheme) or proxies.get('all')
   if proxy and not urllib.request.proxy_bypass(host):
     proxied = urllib.parse.urlsplit(proxy if '://' in proxy
                                     else f'http://{proxy}')

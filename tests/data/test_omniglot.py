@@ -614,6 +614,9 @@ class DownloadFailureTest(tf.test.TestCase):
       # names; and refused where NO_PROXY bypasses that proxy.
       with mock.patch.dict(os.environ, _proxies(f'http://127.0.0.1:{port}')):
         omniglot.probe_download('https://omniglot.invalid/')
+        with mock.patch.dict(os.environ, {'https_proxy': '',
+                                          'HTTPS_PROXY': ''}):
+          omniglot.probe_download('https://omniglot.invalid/')  # ALL_PROXY.
         with mock.patch.dict(os.environ, {'no_proxy': '127.0.0.1',
                                           'NO_PROXY': '127.0.0.1'}):
           with self.assertRaises(ConnectionRefusedError):
