@@ -13,7 +13,6 @@ With `--update_readme=README.md` the README's block between
 
 import os
 import shlex
-import shutil
 import sys
 
 from meta_lstm_tf import verbosity
@@ -26,6 +25,7 @@ from typing import Dict, Sequence
 
 from absl import app
 from absl import flags
+import tensorflow as tf
 
 from meta_lstm_tf import baselines
 from meta_lstm_tf import cli
@@ -178,7 +178,7 @@ def main(argv):
   except ValueError as e:
     raise app.UsageError(f'bad flag: --{e}') from None
   root = flags.FLAGS.workdir
-  if flags.FLAGS.update_readme and not os.path.exists(
+  if flags.FLAGS.update_readme and not tf.io.gfile.exists(
       flags.FLAGS.update_readme):
     raise app.UsageError(f'--update_readme={flags.FLAGS.update_readme}: no '
                          'such file')
@@ -193,9 +193,10 @@ def main(argv):
       readme = flags.FLAGS.update_readme
       plot = os.path.join(root, grid_spec.PLOT_FILE)
       if flags.FLAGS.readme_image:
-        os.makedirs(os.path.dirname(os.path.abspath(
-            flags.FLAGS.readme_image)), exist_ok=True)
-        shutil.copyfile(plot, flags.FLAGS.readme_image)
+        tf.io.gfile.makedirs(os.path.dirname(os.path.abspath(
+            flags.FLAGS.readme_image)))
+        # The plot may be in a gs:// grid root.
+        tf.io.gfile.copy(plot, flags.FLAGS.readme_image, overwrite=True)
         grid_report.update_readme(readme, report, image=os.path.relpath(
             flags.FLAGS.readme_image,
             os.path.dirname(os.path.abspath(readme))))
