@@ -346,6 +346,8 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
   test_start = time.perf_counter()
   test, best_checkpoint = _test_best(rule, eval_step, best_manager, workdir,
                                      pools, config)
+  writer.test_scalars(step, test['accuracy'], test['ci95'], test['loss'])
+  writer.flush()
   results = _results_record(config, test, state, step, strategy)
   results.update({
       'train_seconds': train_seconds,

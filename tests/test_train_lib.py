@@ -24,6 +24,7 @@ from meta_lstm_tf.data import class_pools
 from meta_lstm_tf.data import splits
 from meta_lstm_tf.serving import export as serving_export
 from tests import test_file_lock
+from tests import test_summaries
 
 
 def synthetic_pools(num_classes=12, drawings=6, size=8, seed=0, nan=False):
@@ -117,6 +118,17 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
     self.assertTrue(os.path.exists(os.path.join(workdir, 'flags.txt')))
     self.assertNotEmpty(tf.io.gfile.glob(os.path.join(workdir, 'logs', 'train',
                                                       'events*')))
+    # Every metric the HParams dashboard is told of is in its run's logs;
+    # the test accuracy at the last step.
+    logs = os.path.join(workdir, 'logs')
+    metrics = test_summaries.declared_metrics(logs)
+    self.assertIn(('test', 'accuracy'), metrics)
+    for group, tag in metrics:
+      logged = test_summaries.scalars(os.path.join(logs, group))
+      self.assertIn(tag, {t for t, _ in logged}, msg=group)
+    self.assertAlmostEqual(
+        test_summaries.scalars(os.path.join(logs, 'test'))[('accuracy', 6)],
+        results['test_accuracy'], places=6)
 
   def test_workdir_on_another_file_system(self):
     """A ram:// workdir (TensorFlow's in-memory file system, as gs:// would
