@@ -2,7 +2,8 @@
 
 Each SavedModel goes to `EXPORT_BASE/<version>/` (integer versions, as TF
 Serving expects), with its metadata in `assets.extra/`: among it the request
-limits the graph enforces (`serving_limits`, `validation.ServingLimits`).
+limits the graph enforces (`serving_limits`, `validation.ServingLimits`),
+and TF Serving's warm-up requests, one per signature (`warmup.py`).
 Everything is written through `tf.io.gfile`, so EXPORT_BASE may be on any
 file system TensorFlow knows. A local version directory appears only once
 complete (written under a temporary name beside it, then renamed); for
@@ -26,6 +27,7 @@ from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.serving import modules
 from meta_lstm_tf.serving import support
 from meta_lstm_tf.serving import validation
+from meta_lstm_tf.serving import warmup
 from meta_lstm_tf.serving.modules import ADAPTED_LEARNER
 from meta_lstm_tf.serving.modules import ADAPT_AND_CLASSIFY
 from meta_lstm_tf.serving.modules import ENCODED_SIGNATURE
@@ -77,9 +79,11 @@ _VERSION_ATTEMPTS = 100
 
 def _save_versioned(module: tf.Module, signatures, export_base: str,
                     metadata: dict) -> str:
-  """Saves into a temporary directory, then moves it to the next version
-  (a rename on local disks: TF Serving never sees a half-written version;
-  a copy to other file systems, see the module docstring)."""
+  """Saves into a temporary directory, with the metadata and one warm-up
+  request per signature (`module.warmup_inputs()`, `warmup.py`) in
+  assets.extra/, then moves it to the next version (a rename on local
+  disks: TF Serving never sees a half-written version; a copy to other file
+  systems, see the module docstring)."""
   tf.io.gfile.makedirs(export_base)
   local = workdir_lib.is_local(export_base)
   tmp = (os.path.join(export_base, f'.tmp-export-{uuid.uuid4().hex}')
@@ -87,6 +91,9 @@ def _save_versioned(module: tf.Module, signatures, export_base: str,
   try:
     tf.saved_model.save(module, tmp, signatures=signatures)
     workdir_lib.write_json(os.path.join(tmp, METADATA_FILE), metadata)
+    requests = module.warmup_inputs()
+    if requests:
+      warmup.write_warmup_requests(tmp, requests)
     for _ in range(_VERSION_ATTEMPTS):
       target = os.path.join(export_base, str(next_version(export_base)))
       try:
