@@ -52,7 +52,9 @@ Layout, from the maths outwards:
   grid/                          the results grid and its report
   benchmarks/                    speed and memory measurements
   config.py, cli.py, runtime.py  frozen configs; flags -> configs (the only
-                                 reader of FLAGS); thread pools
+                                 reader of FLAGS; flagfiles from the
+                                 installed configs/); thread pools
+  verbosity.py                   the binaries' log levels (quiet by default)
   main.py, results.py, evaluate.py, export_main.py, benchmark.py
                                  the binaries (`python -m meta_lstm_tf.X`)
 """

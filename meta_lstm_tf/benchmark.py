@@ -41,7 +41,12 @@ import os
 import subprocess
 import sys
 
-from absl import app
+from meta_lstm_tf import verbosity
+
+# Before TensorFlow loads: its C++ INFO and WARNING lines off by default.
+verbosity.quiet_tensorflow_by_default(sys.argv)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
 import tensorflow as tf
 
@@ -251,7 +256,7 @@ _EXTRA_BENCHMARKS = (
 
 
 def run():
-  app.run(main)
+  cli.run_binary(main)
 
 
 if __name__ == '__main__':

@@ -3,11 +3,23 @@ imports `absl.flags`.
 
 Flag names equal the config field names, so a validation error
 (`field=value: requirement`) names the flag to fix.
+
+The binaries start through `run_binary`: absl's logging at WARNING unless
+`--verbosity` says otherwise (`verbosity.py`), and flagfiles read with
+`expand_flagfiles`, so `--flagfile=configs/mini.flags` (and the
+`--flagfile=configs/base.flags` line inside it) work from any directory:
+a `configs/...` path missing from the working directory is read from the
+configs installed with the package.
 """
 
 import os
+import sys
+from typing import Callable, List, Optional, Sequence
 
+from absl import app
 from absl import flags
+
+from meta_lstm_tf import verbosity
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import runtime
@@ -18,6 +30,111 @@ from meta_lstm_tf.data import omniglot_sources
 # Omniglot copy (the layout of ../shared/data/omniglot and of the ProtoNets
 # repository's data/omniglot/).
 VINYALS_SPLIT_SUBDIR = ('splits', 'vinyals')
+
+
+# The configs shipped with the package (the repository's configs/, installed
+# as meta_lstm_tf/configs/), and how flagfile paths name them.
+CONFIGS = 'configs'
+_FLAGFILE_FLAGS = ('--flagfile', '-flagfile')
+
+
+def configs_dir() -> Optional[str]:
+  """The installed configs: meta_lstm_tf/configs/ of an installed package,
+  else the repository's configs/ beside a source checkout's package; None
+  if neither exists."""
+  package = os.path.dirname(os.path.abspath(__file__))
+  for candidate in (os.path.join(package, CONFIGS),
+                    os.path.join(os.path.dirname(package), CONFIGS)):
+    if os.path.isdir(candidate):
+      return candidate
+  return None
+
+
+def resolve_flagfile(path: str) -> str:
+  """Where a flagfile path points: `path` itself (relative to the working
+  directory) if it exists, else, for `configs/NAME`, the installed config
+  NAME (`configs_dir()`) if there is one, else `path` unchanged."""
+  path = os.path.expanduser(path)
+  if os.path.exists(path) or os.path.isabs(path):
+    return path
+  parts = os.path.normpath(path).split(os.sep)
+  directory = configs_dir()
+  if len(parts) > 1 and parts[0] == CONFIGS and directory:
+    candidate = os.path.join(directory, *parts[1:])
+    if os.path.isfile(candidate):
+      return candidate
+  return path
+
+
+def expand_flagfiles(argv: Sequence[str]) -> List[str]:
+  """`argv` with every --flagfile replaced by the flags it holds.
+
+  As absl's own flagfile reading (nested --flagfile lines expanded where
+  they stand; blank lines and lines starting with # or // skipped; nothing
+  after `--`), except that each path goes through `resolve_flagfile`. A
+  flagfile that cannot be read is left in place for absl to report.
+  """
+  expanded = list(argv[:1])
+  rest = list(argv[1:])
+  while rest:
+    arg = rest.pop(0)
+    if arg == '--':
+      expanded += [arg] + rest
+      break
+    if arg in _FLAGFILE_FLAGS and rest:
+      path = rest.pop(0)
+    elif arg.partition('=')[0] in _FLAGFILE_FLAGS and '=' in arg:
+      path = arg.partition('=')[2]
+    else:
+      expanded.append(arg)
+      continue
+    expanded += _flagfile_lines(path, [])
+  return expanded
+
+
+def _flagfile_lines(path: str, stack: List[str]) -> List[str]:
+  """The flags of one flagfile, nested flagfiles expanded."""
+  path = path.strip()
+  if not path:
+    return []  # As absl: an empty --flagfile= is ignored.
+  resolved = resolve_flagfile(path)
+  if resolved in stack:
+    sys.stderr.write('Warning: Hit circular flagfile dependency. Ignoring '
+                     f'flagfile: {path}\n')
+    return []
+  try:
+    with open(resolved) as f:
+      lines = f.readlines()
+  except OSError:
+    return [f'--flagfile={path}']  # absl's error names it.
+  stack.append(resolved)
+  flag_lines = []
+  for line in lines:
+    if line.isspace() or line.startswith('#') or line.startswith('//'):
+      continue
+    name, sep, value = line.strip().partition('=')
+    if sep and name in _FLAGFILE_FLAGS:
+      flag_lines += _flagfile_lines(value, stack)
+    else:
+      flag_lines.append(line.strip())
+  stack.pop()
+  return flag_lines
+
+
+def parse_flags(argv: Sequence[str]) -> List[str]:
+  """The binaries' `app.run` flags parser: absl's, after
+  `expand_flagfiles`; absl's logging at WARNING unless --verbosity (or -v)
+  is given. Returns the arguments left over."""
+  args = app.parse_flags_with_usage(expand_flagfiles(argv))
+  if not flags.FLAGS['verbosity'].present:
+    # Set, not a new default: absl raises a default verbosity to INFO.
+    flags.FLAGS.verbosity = verbosity.QUIET_VERBOSITY
+  return args
+
+
+def run_binary(main: Callable[[List[str]], None]) -> None:
+  """Runs a binary's `main` with absl, its flags parsed by `parse_flags`."""
+  app.run(main, flags_parser=parse_flags)
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:

@@ -111,7 +111,7 @@ def test_workdir(workdir: str, *,
       protocol=protocol_name(episode, config.inner_loop.transductive),
       transductive=config.inner_loop.transductive,
       episode=dataclasses.asdict(episode), checkpoint=checkpoint,
-      workdir=os.path.abspath(workdir), dataset=config.data.dataset,
+      workdir=workdir_lib.absolute(workdir), dataset=config.data.dataset,
       split=config.data.split, seconds=time.perf_counter() - start)
   if output is None:
     output = default_output(workdir, episode, pool,

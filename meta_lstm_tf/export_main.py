@@ -18,9 +18,18 @@ metadata as `serving_limits`) with INVALID_ARGUMENT, before decoding or
 adapting anything.
 """
 
+import sys
+
+from meta_lstm_tf import verbosity
+
+# Before TensorFlow loads: its C++ INFO and WARNING lines off by default.
+verbosity.quiet_tensorflow_by_default(sys.argv)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app
 from absl import flags
 
+from meta_lstm_tf import cli
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import stopping
 from meta_lstm_tf.serving import export as serving_export
@@ -92,7 +101,7 @@ def main(argv):
 
 def run():
   flags.mark_flag_as_required('workdir')
-  app.run(main)
+  cli.run_binary(main)
 
 
 if __name__ == '__main__':

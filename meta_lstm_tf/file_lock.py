@@ -10,16 +10,24 @@ names the holder's pid, which the holder writes into the lock file.
 Both are `fcntl.flock` locks, so the kernel releases them when the holder
 exits, however it exits (SIGKILL included): a stale lock file never blocks
 anybody. They are advisory and local to one machine (NFS may not honour
-them).
+them). On other file systems (a path with `://`: `gs://`, `ram://`, ...)
+there is nothing to flock: both run unlocked, with a logged warning, and
+keeping to one process per directory is up to the user.
 """
 
 import contextlib
 import errno
 import fcntl
 import os
-from typing import Iterator
+from typing import Iterator, Optional
+
+from absl import logging
 
 LOCK_FILE = '.lock'
+
+
+def _is_local(path: str) -> bool:
+  return '://' not in os.fspath(path)
 
 
 class DirectoryBusyError(RuntimeError):
@@ -28,7 +36,13 @@ class DirectoryBusyError(RuntimeError):
 
 @contextlib.contextmanager
 def wait_for_lock(path: str) -> Iterator[None]:
-  """Holds an exclusive lock on the file `path`, waiting for it."""
+  """Holds an exclusive lock on the file `path`, waiting for it (on a
+  non-local path: no lock, a warning)."""
+  if not _is_local(path):
+    logging.warning('%s is not on a local file system: no lock is taken '
+                    '(flock is local only).', path)
+    yield
+    return
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path, 'a') as f:
     fcntl.flock(f, fcntl.LOCK_EX)
@@ -48,8 +62,12 @@ def _holder(path: str) -> str:
 
 
 @contextlib.contextmanager
-def exclusive_lock(directory: str, what: str = 'directory') -> Iterator[str]:
+def exclusive_lock(directory: str,
+                   what: str = 'directory') -> Iterator[Optional[str]]:
   """Holds DIRECTORY/.lock for this process alone; yields the lock's path.
+
+  On a non-local directory (`gs://...`) it yields None and does nothing
+  else (the caller creates the directory): no lock, a logged warning.
 
   Args:
     directory: created if missing.
@@ -58,6 +76,13 @@ def exclusive_lock(directory: str, what: str = 'directory') -> Iterator[str]:
   Raises:
     DirectoryBusyError: another process holds it (naming its pid).
   """
+  if not _is_local(directory):
+    logging.warning(
+        '%s %r is not on a local file system: it is not locked (flock is '
+        'local only), so make sure no other process uses it.', what,
+        directory)
+    yield None
+    return
   os.makedirs(directory, exist_ok=True)
   path = os.path.join(directory, LOCK_FILE)
   # 'a+': opening must not truncate the holder's pid before we hold the lock.

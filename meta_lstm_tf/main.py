@@ -3,9 +3,20 @@ r"""The main job: meta-train, validate, test and export.
     python -m meta_lstm_tf.main --flagfile=configs/mini.flags \
         --workdir=/tmp/meta_lstm_mini
 
-Rerunning the same command resumes from the last checkpoint.
+Rerunning the same command resumes from the last checkpoint. Works from
+any directory: `--flagfile=configs/...` falls back to the configs installed
+with the package (`cli.expand_flagfiles`). Logs warnings and errors;
+`--verbosity=0` brings INFO back (`verbosity.py`).
 """
 
+import sys
+
+from meta_lstm_tf import verbosity
+
+# Before TensorFlow loads: its C++ INFO and WARNING lines off by default.
+verbosity.quiet_tensorflow_by_default(sys.argv)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app
 from absl import flags
 
@@ -35,7 +46,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run_binary(main)
 
 
 if __name__ == '__main__':

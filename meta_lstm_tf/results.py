@@ -13,12 +13,19 @@ With `--update_readme=README.md` the README's block between
 
 import os
 import shlex
-import shutil
 import sys
+
+from meta_lstm_tf import verbosity
+
+# Before TensorFlow loads: its C++ INFO and WARNING lines off by default.
+verbosity.quiet_tensorflow_by_default(sys.argv)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from typing import Dict, Sequence
 
 from absl import app
 from absl import flags
+import tensorflow as tf
 
 from meta_lstm_tf import baselines
 from meta_lstm_tf import cli
@@ -118,7 +125,7 @@ def setting_flags_from_flags(argv: Sequence[str],
     if not sep or not path:
       raise ValueError(f'setting_flagfiles={item}: expected NwKs:PATH')
     setting = grid_spec.parse_setting(name)
-    if not os.path.isfile(path):
+    if not os.path.isfile(cli.resolve_flagfile(path)):
       raise ValueError(f'setting_flagfiles={item}: no such file {path!r}')
     if setting.name in by_setting:
       raise ValueError(f'setting_flagfiles={item}: {setting.name} is given '
@@ -126,7 +133,8 @@ def setting_flags_from_flags(argv: Sequence[str],
     own = flags.FlagValues()
     define_flags(own)
     try:
-      own([argv[0], f'--flagfile={path}', *argv[1:]], known_only=True)
+      own(cli.expand_flagfiles([argv[0], f'--flagfile={path}', *argv[1:]]),
+          known_only=True)
     except flags.Error as e:
       raise ValueError(f'setting_flagfiles={item}: {e}') from None
     if (own.num_ways, own.num_shots) != tuple(setting):
@@ -170,7 +178,7 @@ def main(argv):
   except ValueError as e:
     raise app.UsageError(f'bad flag: --{e}') from None
   root = flags.FLAGS.workdir
-  if flags.FLAGS.update_readme and not os.path.exists(
+  if flags.FLAGS.update_readme and not tf.io.gfile.exists(
       flags.FLAGS.update_readme):
     raise app.UsageError(f'--update_readme={flags.FLAGS.update_readme}: no '
                          'such file')
@@ -185,9 +193,10 @@ def main(argv):
       readme = flags.FLAGS.update_readme
       plot = os.path.join(root, grid_spec.PLOT_FILE)
       if flags.FLAGS.readme_image:
-        os.makedirs(os.path.dirname(os.path.abspath(
-            flags.FLAGS.readme_image)), exist_ok=True)
-        shutil.copyfile(plot, flags.FLAGS.readme_image)
+        tf.io.gfile.makedirs(os.path.dirname(os.path.abspath(
+            flags.FLAGS.readme_image)))
+        # The plot may be in a gs:// grid root.
+        tf.io.gfile.copy(plot, flags.FLAGS.readme_image, overwrite=True)
         grid_report.update_readme(readme, report, image=os.path.relpath(
             flags.FLAGS.readme_image,
             os.path.dirname(os.path.abspath(readme))))
@@ -204,7 +213,7 @@ def run():
   # and define them on their own FlagValues.
   define_flags(flags.FLAGS)
   flags.mark_flag_as_required('workdir')
-  app.run(main)
+  cli.run_binary(main)
 
 
 if __name__ == '__main__':

@@ -1,4 +1,12 @@
-"""TensorBoard summaries of a training run (WORKDIR/logs/{train,valid}).
+"""TensorBoard summaries of a training run.
+
+    WORKDIR/logs/        the run's hyperparameters and the metrics that
+                         compare runs in TensorBoard's HParams dashboard
+                         (`HPARAMS_METRICS`); the dashboard reads each
+                         metric's scalar from the subfolder of its group:
+    WORKDIR/logs/train/  meta-train scalars, gate histograms, an episode
+    WORKDIR/logs/valid/  validation accuracy, its CI, loss, training time
+    WORKDIR/logs/test/   the final test of the best checkpoint
 
 Shapes: T inner steps, P learner coordinates.
 """
@@ -26,17 +34,40 @@ def _flatten(prefix: str, value, out: dict) -> dict:
   return out
 
 
+# (group, tag, display name, dataset type): the scalars by which the HParams
+# dashboard compares runs, each read from WORKDIR/logs/<group>/.
+HPARAMS_METRICS = (
+    ('valid', 'accuracy', 'validation accuracy',
+     hparams_api.Metric.VALIDATION),
+    ('train', 'meta_loss', 'meta-train loss', hparams_api.Metric.TRAINING),
+    ('train', 'accuracy', 'meta-train accuracy', hparams_api.Metric.TRAINING),
+    ('test', 'accuracy', 'test accuracy', None),
+)
+
+
 class Writer:
   """Writes the run's scalars, histograms, images and hparams."""
 
   def __init__(self, log_dir: str):
+    self.log_dir = log_dir
     self.train = tf.summary.create_file_writer(os.path.join(log_dir, 'train'))
     self.valid = tf.summary.create_file_writer(os.path.join(log_dir, 'valid'))
+    self._test = None  # Made at the test, so logs/test/ means "tested".
 
   def hparams(self, config: config_lib.ExperimentConfig) -> None:
+    """The config's fields as hyperparameters, and `HPARAMS_METRICS`
+    declared, in the log directory itself: one HParams session per run,
+    whose metrics are its train/, valid/ and test/ scalars."""
     flat = _flatten('', config.to_dict(), {})
-    with self.train.as_default():
+    writer = tf.summary.create_file_writer(self.log_dir)
+    with writer.as_default():
+      hparams_api.hparams_config(
+          hparams=[hparams_api.HParam(name) for name in sorted(flat)],
+          metrics=[hparams_api.Metric(tag, group=group, display_name=name,
+                                      dataset_type=dataset_type)
+                   for group, tag, name, dataset_type in HPARAMS_METRICS])
       hparams_api.hparams(flat)
+    writer.close()
 
   def train_scalars(self, step: int, metrics: dict, learning_rate: float,
                     episodes_per_sec: float) -> None:
@@ -80,6 +111,18 @@ class Writer:
       tf.summary.scalar('accuracy_ci95', ci95)
       tf.summary.scalar('meta_loss', loss)
 
+  def test_scalars(self, step: int, accuracy: float, ci95: float,
+                   loss: float) -> None:
+    """The final test (of the best checkpoint), at the run's last step."""
+    if self._test is None:
+      self._test = tf.summary.create_file_writer(
+          os.path.join(self.log_dir, 'test'))
+    with self._test.as_default(step=step):
+      tf.summary.scalar('accuracy', accuracy)
+      tf.summary.scalar('accuracy_ci95', ci95)
+      tf.summary.scalar('meta_loss', loss)
+
   def flush(self) -> None:
-    self.train.flush()
-    self.valid.flush()
+    for writer in (self.train, self.valid, self._test):
+      if writer is not None:
+        writer.flush()

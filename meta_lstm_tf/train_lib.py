@@ -84,7 +84,9 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
   Args:
     config: validated experiment config.
     workdir: run directory (see `workdir.py`); an existing run is resumed.
-      Under `multi_worker` every worker must see it (a shared file system).
+      Any file system `tf.io.gfile` knows (`gs://...`; not locked there,
+      `file_lock.py`). Under `multi_worker` every worker must see it (a
+      shared file system).
     flags_text: the command line as a flagfile, saved beside the results.
     strategy: the distribution strategy; None builds the one
       `config.train.strategy` names (`distribute.make_strategy`). Pass one
@@ -119,7 +121,7 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
   chief = distribute.is_chief(strategy)
   # Data first: a data error in a new run leaves no workdir behind (the lock
   # would create it).
-  pools = None if os.path.isdir(workdir) else load_pools(config)
+  pools = None if tf.io.gfile.isdir(workdir) else load_pools(config)
   lock = (file_lock.exclusive_lock(workdir, 'workdir') if chief
           else contextlib.nullcontext())
   with lock:
@@ -134,7 +136,7 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
                                                 allow_config_change)
     # Before anything is written, as above.
     pools = pools or load_pools(config)
-    os.makedirs(workdir, exist_ok=True)
+    tf.io.gfile.makedirs(workdir)
     out_dir = distribute.write_dir(workdir, strategy)
     try:
       return _train_and_evaluate(config, workdir, out_dir, flags_text,
@@ -145,7 +147,7 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
 
 def _export_exists(results: dict) -> bool:
   path = results.get('export_path')
-  return bool(path) and os.path.isdir(path)
+  return bool(path) and tf.io.gfile.isdir(path)
 
 
 def _export_and_record(config, workdir: str, results: dict, rule) -> dict:
@@ -344,6 +346,8 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
   test_start = time.perf_counter()
   test, best_checkpoint = _test_best(rule, eval_step, best_manager, workdir,
                                      pools, config)
+  writer.test_scalars(step, test['accuracy'], test['ci95'], test['loss'])
+  writer.flush()
   results = _results_record(config, test, state, step, strategy)
   results.update({
       'train_seconds': train_seconds,
@@ -364,8 +368,9 @@ def _retire_previous_results(workdir: str) -> None:
   """A finished run trained further: its results.json moves aside (to
   results_previous.json), so results.json always belongs to config.json."""
   path = os.path.join(workdir, workdir_lib.RESULTS_FILE)
-  if os.path.exists(path):
-    os.replace(path, os.path.join(workdir, 'results_previous.json'))
+  if tf.io.gfile.exists(path):
+    tf.io.gfile.rename(path, os.path.join(workdir, 'results_previous.json'),
+                       overwrite=True)
 
 
 def _write_run_records(config, out_dir: str, flags_text: Optional[str]):

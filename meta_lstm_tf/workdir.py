@@ -17,15 +17,20 @@
     WORKDIR/export/<version>/ adapt-and-classify SavedModel for TF Serving
     WORKDIR/export_adapted_learner/<version>/
                               adapted-learner SavedModels (meta-lstm-export)
+
+Every file of a workdir is read and written through `tf.io.gfile`, so a
+workdir may be on any file system TensorFlow knows (`gs://...`, `ram://...`;
+`is_local` tells them apart). Files are replaced atomically where the file
+system renames atomically (a temporary name, then a rename; local files are
+also synced to disk first). The lock is local only (`file_lock.py`).
 """
 
 import json
 import os
 import re
-import shutil
-import tempfile
 import time
 from typing import List, Optional, Tuple, Union
+import uuid
 
 from absl import logging
 import tensorflow as tf
@@ -44,25 +49,52 @@ EXPORT_DIR = 'export'
 PRETRAIN_DIR = 'pretrain'
 
 
-def write_atomic(path: str, data: Union[str, bytes]) -> None:
-  """Writes text or bytes to path atomically (temporary file + rename)."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-')
+def is_local(path: str) -> bool:
+  """Whether `path` is on the local file system (no `scheme://`)."""
+  return '://' not in os.fspath(path)
+
+
+def absolute(path: str) -> str:
+  """`os.path.abspath` for local paths; other file systems' paths as they
+  are (their URLs are absolute)."""
+  return os.path.abspath(path) if is_local(path) else path
+
+
+def _sync(path: str) -> None:
+  fd = os.open(path, os.O_RDONLY)
   try:
-    with os.fdopen(fd, 'wb' if isinstance(data, bytes) else 'w') as f:
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+def write_atomic(path: str, data: Union[str, bytes]) -> None:
+  """Writes text or bytes to path atomically: to a temporary name in the
+  same directory, then renamed over `path` (`tf.io.gfile`, any file
+  system; a local file is synced to disk before the rename)."""
+  directory = os.path.dirname(absolute(path))
+  tf.io.gfile.makedirs(directory)
+  tmp = os.path.join(directory, f'.tmp-{uuid.uuid4().hex}')
+  try:
+    with tf.io.gfile.GFile(tmp, 'wb') as f:
+      f.write(data.encode('utf-8') if isinstance(data, str) else data)
+    if is_local(tmp):
+      _sync(tmp)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
   except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+    if tf.io.gfile.exists(tmp):
+      tf.io.gfile.remove(tmp)
     raise
 
 
 def write_json(path: str, value) -> None:
   write_atomic(path, json.dumps(value, indent=2, sort_keys=True) + '\n')
+
+
+def read_json(path: str):
+  """The JSON value of a file (`tf.io.gfile`: any file system)."""
+  with tf.io.gfile.GFile(path, 'r') as f:
+    return json.loads(f.read())
 
 
 def config_from_dict(value: dict) -> config_lib.ExperimentConfig:
@@ -84,11 +116,10 @@ def config_from_dict(value: dict) -> config_lib.ExperimentConfig:
 
 def load_config(workdir: str) -> config_lib.ExperimentConfig:
   path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
+  if not tf.io.gfile.exists(path):
     raise FileNotFoundError(f'{path} not found: is {workdir!r} a training '
                             'workdir?')
-  with open(path) as f:
-    return config_from_dict(json.load(f))
+  return config_from_dict(read_json(path))
 
 
 # Train settings that change neither the numbers nor the budget of a run
@@ -170,12 +201,11 @@ def check_same_experiment(workdir: str,
       changed field with its old and new value.
   """
   path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
+  if not tf.io.gfile.exists(path):
     return []
   try:
-    with open(path) as f:
-      previous = json.load(f)
-  except (OSError, ValueError) as e:
+    previous = read_json(path)
+  except (OSError, ValueError, tf.errors.OpError) as e:
     raise ValueError(f'{path} is unreadable ({e}): cannot tell which '
                      'experiment this workdir holds; use a new --workdir') from None
   changes = config_changes(previous, config.to_dict())
@@ -197,9 +227,8 @@ def record_config_changes(workdir: str, changes) -> None:
     return
   path = os.path.join(workdir, CONFIG_CHANGES_FILE)
   history = []
-  if os.path.exists(path):
-    with open(path) as f:
-      history = json.load(f)
+  if tf.io.gfile.exists(path):
+    history = read_json(path)
   history.append({'time': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
                   'changes': [{'field': name, 'old': old, 'new': new}
                               for name, old, new in changes]})
@@ -216,14 +245,12 @@ def finished_results(workdir: str, config: config_lib.ExperimentConfig
   """
   results_path = os.path.join(workdir, RESULTS_FILE)
   config_path = os.path.join(workdir, CONFIG_FILE)
-  if not (os.path.exists(results_path) and os.path.exists(config_path)):
+  if not (tf.io.gfile.exists(results_path) and
+          tf.io.gfile.exists(config_path)):
     return None
-  with open(config_path) as f:
-    previous = json.load(f)
-  if config_changes(previous, config.to_dict()):
+  if config_changes(read_json(config_path), config.to_dict()):
     return None
-  with open(results_path) as f:
-    return json.load(f)
+  return read_json(results_path)
 
 
 class CheckpointStateError(ValueError):
@@ -233,7 +260,7 @@ class CheckpointStateError(ValueError):
 def _checkpoint_files(checkpoint_dir: str) -> List[str]:
   """Prefixes of the complete-looking checkpoints present, oldest first."""
   prefixes = []
-  for name in os.listdir(checkpoint_dir):
+  for name in tf.io.gfile.listdir(checkpoint_dir):
     match = re.fullmatch(r'(ckpt-(\d+))\.index', name)
     if match:
       prefixes.append((int(match.group(2)),
@@ -252,7 +279,7 @@ def resume_candidates(checkpoint_dir: str) -> List[str]:
       is missing, unreadable, or names checkpoints that are not there;
       starting over would silently drop the run (and its best checkpoint).
   """
-  if not os.path.isdir(checkpoint_dir):
+  if not tf.io.gfile.isdir(checkpoint_dir):
     return []
   present = _checkpoint_files(checkpoint_dir)
   state_path = os.path.join(checkpoint_dir, 'checkpoint')
@@ -265,7 +292,7 @@ def resume_candidates(checkpoint_dir: str) -> List[str]:
     raise CheckpointStateError(
         f'{state_path} is unreadable ({type(e).__name__}) but {names} '
         f'{"are" if len(present) > 1 else "is"} present: {fix}') from None
-  if state is None and os.path.exists(state_path):
+  if state is None and tf.io.gfile.exists(state_path):
     # get_checkpoint_state logs a parse error and returns None.
     raise CheckpointStateError(
         f'{state_path} is unreadable but {names or "no checkpoint"} '
@@ -278,8 +305,8 @@ def resume_candidates(checkpoint_dir: str) -> List[str]:
     return []
   listed = list(state.all_model_checkpoint_paths) or [
       state.model_checkpoint_path]
-  listed = [p if os.path.isabs(p) else os.path.join(checkpoint_dir, p)
-            for p in listed if p]
+  listed = [p if os.path.isabs(p) or not is_local(p)
+            else os.path.join(checkpoint_dir, p) for p in listed if p]
   missing = [p for p in listed if not tf.io.gfile.exists(p + '.index')]
   if missing:
     raise CheckpointStateError(
@@ -341,12 +368,17 @@ def remove_stale_exports(export_base: str) -> List[str]:
   Only call it while holding the workdir's lock (no export is running).
   """
   removed = []
-  if not os.path.isdir(export_base):
+  if not tf.io.gfile.isdir(export_base):
     return removed
-  for name in os.listdir(export_base):
+  for name in tf.io.gfile.listdir(export_base):
+    name = name.rstrip('/')  # Some file systems list directories so.
     if name.startswith('.tmp-export'):
       path = os.path.join(export_base, name)
-      shutil.rmtree(path, ignore_errors=True)
+      try:
+        tf.io.gfile.rmtree(path)
+      except tf.errors.OpError as e:
+        logging.warning('Could not remove %s: %s', path, e)
+        continue
       removed.append(path)
   return removed
 

@@ -4,6 +4,7 @@ import glob
 import os
 import subprocess
 import sys
+import tempfile
 
 from absl import flags
 from absl.testing import parameterized
@@ -116,6 +117,88 @@ class CliTest(tf.test.TestCase, parameterized.TestCase):
       f.write(text)
     again = cli.config_from_flags(parse([f'--flagfile={path}']))
     self.assertEqual(again, cli.config_from_flags(flag_values))
+
+  def test_configs_resolve_from_another_directory_nested_lines_included(
+      self):
+    elsewhere = tempfile.mkdtemp(dir=self.get_temp_dir())
+    cwd = os.getcwd()
+    os.chdir(elsewhere)
+    try:
+      # absl alone reads flagfiles relative to the working directory.
+      with self.assertRaises(flags.CantOpenFlagFileError):
+        parse(['--flagfile=configs/mini.flags'])
+      flag_values = parse(cli.expand_flagfiles(
+          ['prog', '--flagfile=configs/mini.flags', '--seed=7']))
+    finally:
+      os.chdir(cwd)
+    self.assertEqual(cli.configs_dir(), os.path.join(REPO, 'configs'))
+    # From mini.flags, from the base.flags it nests, and the command line.
+    self.assertEqual((flag_values.workdir, flag_values.max_train_seconds),
+                     ('runs/mini', 450.0))
+    self.assertEqual((flag_values.gate_bias, flag_values.gate_bias_scale,
+                      flag_values.split), ('per_tensor', 30.0, 'lake'))
+    self.assertEqual(flag_values.seed, 7)
+    self.assertEqual(cli.config_from_flags(flag_values),
+                     cli.config_from_flags(self._parse_in_repo(
+                         ['--flagfile=configs/mini.flags', '--seed=7'])))
+
+  def _parse_in_repo(self, argv):
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+      return parse(argv)
+    finally:
+      os.chdir(cwd)
+
+  def test_a_configs_folder_in_the_working_directory_wins(self):
+    elsewhere = tempfile.mkdtemp(dir=self.get_temp_dir())
+    # Its own mini.flags nests a base.flags it does not have: the installed
+    # one is read for that line.
+    os.makedirs(os.path.join(elsewhere, 'configs'))
+    with open(os.path.join(elsewhere, 'configs', 'mini.flags'), 'w') as f:
+      f.write('# mine\n--flagfile=configs/base.flags\n--num_ways=7\n\n'
+              '// another comment\n')
+    cwd = os.getcwd()
+    os.chdir(elsewhere)
+    try:
+      flag_values = parse(cli.expand_flagfiles(
+          ['prog', '--flagfile', 'configs/mini.flags'])[1:])
+    finally:
+      os.chdir(cwd)
+    self.assertEqual((flag_values.num_ways, flag_values.gate_bias_scale),
+                     (7, 30.0))
+    self.assertIsNone(flag_values.workdir)  # Not the installed mini.flags.
+    # What cannot be read is left for absl to report, naming it.
+    self.assertEqual(cli.expand_flagfiles(['p', '--flagfile=configs/nope']),
+                     ['p', '--flagfile=configs/nope'])
+    self.assertEqual(cli.expand_flagfiles(['p', '--', '--flagfile=x']),
+                     ['p', '--', '--flagfile=x'])
+
+  def test_setting_flagfiles_resolve_from_another_directory(self):
+    flag_values = parse(['--workdir=/tmp/x', '--setting_flagfiles=5w1s:'
+                         'configs/vinyals_5w1s.flags'], results.define_flags)
+    cwd = os.getcwd()
+    os.chdir(tempfile.mkdtemp(dir=self.get_temp_dir()))
+    try:
+      by_setting = results.setting_flags_from_flags(
+          ['prog', '--seed=5'], flag_values)
+    finally:
+      os.chdir(cwd)
+    own = by_setting['5w1s']
+    self.assertEqual((own.split, own.num_ways, own.num_shots, own.seed),
+                     ('vinyals', 5, 1, 5))
+    self.assertEqual(own.gate_bias_scale, 30.0)  # Nested base.flags.
+
+  def test_main_reads_the_installed_config_from_another_directory(self):
+    env = dict(os.environ, PYTHONPATH=REPO)
+    result = subprocess.run(
+        [sys.executable, '-m', 'meta_lstm_tf.main',
+         '--flagfile=configs/mini.flags', '--num_ways=1'],
+        capture_output=True, text=True, cwd=tempfile.mkdtemp(dir=self.get_temp_dir()),
+        env=env, timeout=120, check=False)
+    self.assertNotEqual(result.returncode, 0)
+    self.assertNotIn('Unable to open flagfile', result.stderr)
+    self.assertIn('num_ways=1', result.stderr)
 
   def test_main_exits_non_zero_naming_the_flag(self):
     result = subprocess.run(

@@ -64,6 +64,25 @@ class ExclusiveLockTest(tf.test.TestCase):
     with file_lock.wait_for_lock(path):
       pass
 
+  def test_non_local_paths_are_not_locked_and_say_so(self):
+    cwd = os.getcwd()
+    os.chdir(tempfile.mkdtemp(dir=self.get_temp_dir()))
+    try:
+      with self.assertLogs(level='WARNING') as logs:
+        with file_lock.exclusive_lock('ram://lock_test/w', 'workdir') as path:
+          self.assertIsNone(path)
+          # A second holder is not refused: there is no lock.
+          with file_lock.exclusive_lock('ram://lock_test/w', 'workdir'):
+            pass
+        with file_lock.wait_for_lock('ram://lock_test/x.lock'):
+          pass
+      self.assertEqual(os.listdir('.'), [])  # No local 'ram:' folder.
+    finally:
+      os.chdir(cwd)
+    self.assertLen(logs.output, 3)
+    self.assertIn("workdir 'ram://lock_test/w' is not on a local file "
+                  'system: it is not locked', logs.output[0])
+
 
 if __name__ == '__main__':
   tf.test.main()

@@ -6,12 +6,16 @@ import tempfile
 
 import numpy as np
 import tensorflow as tf
+from tensorboard.plugins.hparams import api as hparams_api
+from tensorboard.plugins.hparams import metadata as hparams_metadata
+from tensorboard.plugins.hparams import plugin_data_pb2
 
+from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import summaries
 from meta_lstm_tf import types
 
 
-def _scalars(log_dir):
+def scalars(log_dir):
   values = {}
   for path in glob.glob(os.path.join(log_dir, 'events.out.tfevents.*')):
     for event in tf.compat.v1.train.summary_iterator(path):
@@ -30,7 +34,63 @@ def _tags(log_dir):
   return tags
 
 
+def hparams_data(log_dir):
+  """{tag: HParamsPluginData} of the hparams summaries in `log_dir` itself."""
+  found = {}
+  for path in glob.glob(os.path.join(log_dir, 'events.out.tfevents.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if (value.metadata.plugin_data.plugin_name ==
+            hparams_metadata.PLUGIN_NAME):
+          found[value.tag] = plugin_data_pb2.HParamsPluginData.FromString(
+              value.metadata.plugin_data.content)
+  return found
+
+
+def declared_metrics(log_dir):
+  """{(group, tag)} of the metrics the run's experiment declares."""
+  experiment = hparams_data(log_dir)[hparams_metadata.EXPERIMENT_TAG]
+  return {(m.name.group, m.name.tag) for m in experiment.experiment
+          .metric_infos}
+
+
 class WriterTest(tf.test.TestCase):
+
+  def test_hparams_declare_the_metrics_of_the_run_folders(self):
+    log_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
+    writer = summaries.Writer(log_dir)
+    config = config_lib.ExperimentConfig()
+    writer.hparams(config)
+    writer.flush()
+    data = hparams_data(log_dir)
+    self.assertEqual(declared_metrics(log_dir),
+                     {('valid', 'accuracy'), ('train', 'meta_loss'),
+                      ('train', 'accuracy'), ('test', 'accuracy')})
+    experiment = data[hparams_metadata.EXPERIMENT_TAG].experiment
+    by_tag = {(m.name.group, m.name.tag): m for m in experiment.metric_infos}
+    self.assertEqual(by_tag[('valid', 'accuracy')].dataset_type,
+                     hparams_api.Metric.VALIDATION)
+    self.assertEqual(by_tag[('test', 'accuracy')].display_name,
+                     'test accuracy')
+    self.assertIn('train.learning_rate',
+                  {h.name for h in experiment.hparam_infos})
+    session = data[hparams_metadata.SESSION_START_INFO_TAG].session_start_info
+    self.assertAlmostEqual(session.hparams['train.learning_rate'].number_value,
+                           config.train.learning_rate)
+    self.assertEqual(session.hparams['meta_learner.update_rule'].string_value,
+                     'meta_lstm')
+    # The session is the log directory itself, not one of its metric runs.
+    self.assertEmpty(hparams_data(os.path.join(log_dir, 'train')))
+
+  def test_test_scalars(self):
+    log_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
+    writer = summaries.Writer(log_dir)
+    self.assertFalse(os.path.exists(os.path.join(log_dir, 'test')))
+    writer.test_scalars(12, accuracy=0.8125, ci95=0.01, loss=0.4)
+    writer.flush()
+    test = scalars(os.path.join(log_dir, 'test'))
+    self.assertAlmostEqual(test[('accuracy', 12)], 0.8125)
+    self.assertAlmostEqual(test[('accuracy_ci95', 12)], 0.01)
 
   def test_train_and_valid_scalars(self):
     log_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
@@ -44,7 +104,7 @@ class WriterTest(tf.test.TestCase):
     writer.valid_scalars(10, accuracy=0.625, ci95=0.05, loss=0.7,
                          train_seconds=33.0)
     writer.flush()
-    train = _scalars(os.path.join(log_dir, 'train'))
+    train = scalars(os.path.join(log_dir, 'train'))
     self.assertAlmostEqual(train[('meta_loss', 10)], 0.5)
     self.assertAlmostEqual(train[('accuracy', 10)], 0.75)
     self.assertAlmostEqual(train[('episodes_per_sec', 10)], 12.5)
@@ -53,7 +113,7 @@ class WriterTest(tf.test.TestCase):
     # Gates are numbered by the inner step they come out of (t = 1..T).
     self.assertAlmostEqual(train[('forget_gate_mean/t02', 10)], 0.8)
     self.assertAlmostEqual(train[('input_gate_mean/t01', 10)], 0.1)
-    valid = _scalars(os.path.join(log_dir, 'valid'))
+    valid = scalars(os.path.join(log_dir, 'valid'))
     self.assertAlmostEqual(valid[('accuracy', 10)], 0.625)
     self.assertAlmostEqual(valid[('train_seconds', 10)], 33.0)
 

@@ -24,6 +24,7 @@ from meta_lstm_tf.data import class_pools
 from meta_lstm_tf.data import splits
 from meta_lstm_tf.serving import export as serving_export
 from tests import test_file_lock
+from tests import test_summaries
 
 
 def synthetic_pools(num_classes=12, drawings=6, size=8, seed=0, nan=False):
@@ -117,6 +118,58 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
     self.assertTrue(os.path.exists(os.path.join(workdir, 'flags.txt')))
     self.assertNotEmpty(tf.io.gfile.glob(os.path.join(workdir, 'logs', 'train',
                                                       'events*')))
+    # Every metric the HParams dashboard is told of is in its run's logs;
+    # the test accuracy at the last step.
+    logs = os.path.join(workdir, 'logs')
+    metrics = test_summaries.declared_metrics(logs)
+    self.assertIn(('test', 'accuracy'), metrics)
+    for group, tag in metrics:
+      logged = test_summaries.scalars(os.path.join(logs, group))
+      self.assertIn(tag, {t for t, _ in logged}, msg=group)
+    self.assertAlmostEqual(
+        test_summaries.scalars(os.path.join(logs, 'test'))[('accuracy', 6)],
+        results['test_accuracy'], places=6)
+
+  def test_workdir_on_another_file_system(self):
+    """A ram:// workdir (TensorFlow's in-memory file system, as gs:// would
+    be): records, checkpoints, logs and the export all go there, nothing
+    to the working directory, and the run resumes from it."""
+    here = tempfile.mkdtemp(dir=self.get_temp_dir())
+    cwd = os.getcwd()
+    os.chdir(here)
+    self.addCleanup(os.chdir, cwd)
+    workdir = f'ram://test_train_lib_{os.getpid()}_{id(self)}/run'
+    config = tiny_config(max_steps=4, export=True)
+    with self.assertLogs(level='WARNING') as logs:
+      first = train_lib.train_and_evaluate(config, workdir, '--x=1\n')
+    self.assertTrue(any('is not on a local file system' in line
+                        for line in logs.output))
+    names = {name.rstrip('/') for name in tf.io.gfile.listdir(workdir)}
+    self.assertEqual(names, {'config.json', 'flags.txt', 'results.json',
+                             'checkpoints', 'best', 'logs', 'export'})
+    self.assertEqual(workdir_lib.load_config(workdir), config)
+    self.assertEqual(workdir_lib.read_json(f'{workdir}/results.json'),
+                     json.loads(json.dumps(first)))
+    self.assertTrue(tf.io.gfile.exists(f'{workdir}/checkpoints/ckpt-4.index'))
+    self.assertNotEmpty(tf.io.gfile.glob(f'{workdir}/logs/valid/events*'))
+    self.assertEqual(first['export_path'], f'{workdir}/export/1')
+    self.assertEqual(serving_export.read_metadata(first['export_path'])[
+        'model'], 'adapt_and_classify')
+    self.assertIn('serving_default',
+                  tf.saved_model.load(first['export_path']).signatures)
+    # Resumed with a larger budget: the same numbers as a local run
+    # trained in one go; the first results kept aside.
+    resumed = train_lib.train_and_evaluate(tiny_config(export=True), workdir)
+    full = train_lib.train_and_evaluate(
+        tiny_config(), tempfile.mkdtemp(dir=self.get_temp_dir()))
+    self.assertEqual(resumed['steps'], 6)
+    for key in ('test_loss', 'valid_accuracy', 'best_step'):
+      self.assertEqual(resumed[key], full[key], msg=key)
+    self.assertEqual(
+        workdir_lib.read_json(f'{workdir}/results_previous.json')['steps'],
+        4)
+    self.assertEqual(resumed['export_path'], f'{workdir}/export/2')
+    self.assertEqual(os.listdir(here), [])
 
   def test_resume_equals_uninterrupted(self):
     full_dir = tempfile.mkdtemp(dir=self.get_temp_dir())

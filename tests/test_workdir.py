@@ -42,12 +42,24 @@ class WriteAtomicTest(tf.test.TestCase):
     directory = tempfile.mkdtemp(dir=self.get_temp_dir())
     path = os.path.join(directory, 'results.json')
     workdir_lib.write_atomic(path, 'old')
-    with mock.patch.object(os, 'replace', side_effect=OSError('disk full')):
+    with mock.patch.object(tf.io.gfile, 'rename',
+                           side_effect=OSError('disk full')):
       with self.assertRaisesRegex(OSError, 'disk full'):
         workdir_lib.write_atomic(path, 'new')
     with open(path) as f:
       self.assertEqual(f.read(), 'old')
     self.assertEqual(os.listdir(directory), ['results.json'])
+
+  def test_other_file_systems(self):
+    directory = f'ram://test_write_atomic_{id(self)}/a'
+    path = f'{directory}/results.json'
+    workdir_lib.write_json(path, {'x': 1})
+    workdir_lib.write_atomic(path, b'{"x": 2}')
+    self.assertEqual(workdir_lib.read_json(path), {'x': 2})
+    self.assertEqual(tf.io.gfile.listdir(directory), ['results.json'])
+    self.assertEqual(workdir_lib.absolute(path), path)
+    self.assertFalse(workdir_lib.is_local(path))
+    self.assertTrue(workdir_lib.is_local('runs/x'))
 
 
 class ConfigRoundTripTest(tf.test.TestCase):

@@ -152,11 +152,10 @@ def _pretrain_settings(learner_config: config_lib.LearnerConfig,
 
 def _check_settings(path: str, settings: dict) -> None:
   """Writes `settings`, or refuses an out_dir made with other settings."""
-  if not os.path.exists(path):
+  if not tf.io.gfile.exists(path):
     workdir_lib.write_json(path, settings)
     return
-  with open(path) as f:
-    previous = json.load(f)
+  previous = workdir_lib.read_json(path)
   # JSON turns tuples into lists; compare in that form.
   current = json.loads(json.dumps(settings))
   if previous != current:
@@ -170,9 +169,10 @@ def _check_settings(path: str, settings: dict) -> None:
 
 
 def _load_result(out_dir: str) -> dict:
-  with open(os.path.join(out_dir, RESULT_FILE)) as f:
-    result = json.load(f)
-  with np.load(os.path.join(out_dir, PARAMS_FILE)) as arrays:
+  result = workdir_lib.read_json(os.path.join(out_dir, RESULT_FILE))
+  with tf.io.gfile.GFile(os.path.join(out_dir, PARAMS_FILE), 'rb') as f:
+    params = io.BytesIO(f.read())
+  with np.load(params) as arrays:
     result['params'] = arrays['feature_params']
     result['head_params'] = arrays['head_params']
   return result
@@ -227,12 +227,12 @@ def _pretrain(config: config_lib.ExperimentConfig,
   num_classes, num_drawings = pretrain_data.check_pool(
       pools.meta_train, config.learner, 'meta_train')
   learner_config = pretrain_learner_config(config.learner, num_classes)
-  os.makedirs(out_dir, exist_ok=True)
+  tf.io.gfile.makedirs(out_dir)
   _check_settings(os.path.join(out_dir, SETTINGS_FILE),
                   _pretrain_settings(learner_config, baseline_config,
                                      pools.meta_train, num_drawings))
-  if (os.path.exists(os.path.join(out_dir, RESULT_FILE)) and
-      os.path.exists(os.path.join(out_dir, PARAMS_FILE))):
+  if (tf.io.gfile.exists(os.path.join(out_dir, RESULT_FILE)) and
+      tf.io.gfile.exists(os.path.join(out_dir, PARAMS_FILE))):
     result = _load_result(out_dir)
     result['reused'] = True
     logging.info('Reusing the pretraining in %s (%d steps, %.0f s)', out_dir,

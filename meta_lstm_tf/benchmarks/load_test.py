@@ -32,17 +32,26 @@ import json
 import os
 import re
 import struct
+import sys
 import tempfile
 import threading
 import time
 import zlib
 from typing import Dict, List, Optional
 
+from meta_lstm_tf import verbosity
+
+if __name__ == '__main__':
+  # Before TensorFlow loads: its C++ INFO and WARNING lines off by default.
+  verbosity.quiet_tensorflow_by_default(sys.argv)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
 
+from meta_lstm_tf import cli
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import rules
 from meta_lstm_tf import runtime
@@ -452,4 +461,4 @@ def _define_flags():
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(main)
+  cli.run_binary(main)

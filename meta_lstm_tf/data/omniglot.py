@@ -22,6 +22,12 @@ used, because its bytes can be checked against the SHA-256 TFDS registers for
 it. Only the splits whose source is present are prepared. Every image is
 decoded once during preparation, so corrupt files fail there, naming the file.
 
+Online, before TFDS downloads anything, the download host is probed with a
+short timeout (through the proxy the environment names, as TFDS's
+downloader would go): without a network the load fails at once, naming
+`--omniglot_dir` / `$OMNIGLOT_DIR`, instead of after minutes of TFDS's
+download retries. A data set TFDS prepared before loads without a probe.
+
 Preparation happens once per distinct source content (the builder config name
 is a fingerprint of the sources) under a file lock, so concurrent processes do
 not corrupt the prepared copy; later loads only read the TFRecords.
@@ -32,7 +38,11 @@ strokes).
 """
 
 import os
+import socket
+import threading
 from typing import Optional
+import urllib.parse
+import urllib.request
 
 import numpy as np
 import tensorflow as tf
@@ -129,17 +139,80 @@ _DOWNLOAD_ERRORS = (OSError,) + tuple(
                         None),) if isinstance(e, type))
 
 
+_LOCAL_COPY_HINT = (
+    f'point --omniglot_dir (or ${sources_lib.OMNIGLOT_DIR_ENV}) at a local '
+    'copy: a folder holding images_background.zip and '
+    'images_evaluation.zip, or their extracted folders '
+    'images_background/ALPHABET/characterNN/*.png and '
+    'images_evaluation/... (from github.com/brendenlake/omniglot, python/).')
+
+
+def _first_line(error: BaseException) -> str:
+  return (str(error).strip().splitlines() or [''])[0][:200]
+
+
 def download_failed_message(error: BaseException) -> str:
   """What to do when TFDS could not download Omniglot."""
-  first_line = (str(error).strip().splitlines() or [''])[0][:200]
-  return (
-      'TFDS could not download Omniglot '
-      f'({type(error).__name__}: {first_line}). Without network access, '
-      f'point --omniglot_dir (or ${sources_lib.OMNIGLOT_DIR_ENV}) at a local '
-      'copy: a folder holding images_background.zip and '
-      'images_evaluation.zip, or their extracted folders '
-      'images_background/ALPHABET/characterNN/*.png and '
-      'images_evaluation/... (from github.com/brendenlake/omniglot, python/).')
+  return ('TFDS could not download Omniglot '
+          f'({type(error).__name__}: {_first_line(error)}). Without network '
+          f'access, {_LOCAL_COPY_HINT}')
+
+
+# How long the download host may take to accept a connection.
+PROBE_TIMEOUT_SECONDS = 3.0
+
+
+def probe_download(url: str = catalog.TFDS_DOWNLOAD_URL,
+                   timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
+  """Raises OSError unless a TCP connection to `url`'s host opens in time.
+
+  Connects where an HTTP client would: to the proxy the environment names
+  for the URL's scheme (`HTTPS_PROXY`, `ALL_PROXY`, ...; `NO_PROXY`
+  respected), else to the host. Name resolution counts towards `timeout`
+  (it runs in a daemon thread, since `getaddrinfo` has no timeout).
+  """
+  parsed = urllib.parse.urlsplit(url)
+  host = parsed.hostname
+  port = parsed.port or (443 if parsed.scheme == 'https' else 80)
+  proxies = urllib.request.getproxies()
+  proxy = proxies.get(parsed.scheme) or proxies.get('all')
+  if proxy and not urllib.request.proxy_bypass(host):
+    proxied = urllib.parse.urlsplit(proxy if '://' in proxy
+                                    else f'http://{proxy}')
+    host, port = proxied.hostname, proxied.port or 80
+  outcome = []
+
+  def connect():
+    try:
+      socket.create_connection((host, port), timeout=timeout).close()
+      outcome.append(None)
+    except OSError as e:
+      outcome.append(e)
+
+  thread = threading.Thread(target=connect, daemon=True)
+  thread.start()
+  thread.join(timeout)
+  if not outcome:
+    raise TimeoutError(f'no connection to {host}:{port} within {timeout:g} s')
+  if outcome[0] is not None:
+    raise outcome[0]
+
+
+def _check_download_possible(data_dir: Optional[str]) -> None:
+  """Raises DataError at once when TFDS would have to download Omniglot
+  and its download host is unreachable."""
+  builder = tfds.builder(catalog.TFDS_NAME, data_dir=data_dir)
+  if builder.is_prepared():
+    return
+  try:
+    probe_download()
+  except OSError as e:
+    host = urllib.parse.urlsplit(catalog.TFDS_DOWNLOAD_URL).hostname
+    raise errors.DataError(
+        f'Omniglot is not prepared in the TFDS data directory '
+        f'{os.fspath(builder.data_dir)} and TFDS cannot download it: '
+        f'{host} is unreachable ({type(e).__name__}: {_first_line(e)}). '
+        f'Without network access, {_LOCAL_COPY_HINT}') from e
 
 
 def load_omniglot_split(split_name: str,
@@ -165,14 +238,17 @@ def load_omniglot_split(split_name: str,
 
   Raises:
     DataError: unknown split, or any problem with the local copy, including a
-      split whose source is not in it.
+      split whose source is not in it; without one, a failed download, or
+      (at once) Omniglot not prepared in `data_dir` while its download host
+      is unreachable.
   """
   if split_name not in catalog.SPLIT_NAMES:
     raise errors.DataError(f'split_name={split_name!r}: unknown Omniglot '
                            f'split, expected one of {catalog.SPLIT_NAMES}')
   if omniglot_dir is None:
+    _check_download_possible(data_dir)
     try:
-      return tfds.load('omniglot', split=split_name, data_dir=data_dir,
+      return tfds.load(catalog.TFDS_NAME, split=split_name, data_dir=data_dir,
                        decoders=decoders, shuffle_files=False)
     except _DOWNLOAD_ERRORS as e:
       raise errors.DataError(download_failed_message(e)) from e

@@ -9,6 +9,9 @@ import dataclasses
 from typing import Dict
 
 SPLIT_NAMES = ('train', 'test', 'small1', 'small2')
+# Where TFDS `omniglot` 3.0.0 downloads the archives from (its _BASE_URL).
+TFDS_DOWNLOAD_URL = 'https://github.com/brendenlake/omniglot/'
+TFDS_NAME = 'omniglot'
 IMAGE_SHAPE = (105, 105, 3)
 NUM_CLASSES = 1623
 NUM_ALPHABETS = 50

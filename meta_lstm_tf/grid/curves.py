@@ -1,8 +1,8 @@
 """Validation curves of a grid's runs: read from TensorBoard events, and
 plotted against meta-training time."""
 
+import io
 import os
-import tempfile
 from typing import Dict, List, NamedTuple, Sequence
 
 import tensorflow as tf
@@ -33,10 +33,10 @@ def read_valid_curve(workdir: str) -> List[CurvePoint]:
     Points sorted by step; [] when there are no logs.
   """
   log_dir = os.path.join(workdir, workdir_lib.LOG_DIR, 'valid')
-  if not os.path.isdir(log_dir):
+  if not tf.io.gfile.isdir(log_dir):
     return []
   events = []
-  for name in sorted(os.listdir(log_dir)):
+  for name in sorted(tf.io.gfile.listdir(log_dir)):
     if 'tfevents' not in name:
       continue
     for record in tf.data.TFRecordDataset(os.path.join(log_dir, name)):
@@ -64,7 +64,7 @@ def write_valid_curves_plot(curves: Dict[str, Dict[str, List[CurvePoint]]],
     baseline_levels: {setting name: {baseline: meta-valid accuracy}}, drawn
       as dashed horizontal lines.
     settings: the subplots, in order.
-    path: the PNG to write (atomically).
+    path: the PNG to write (atomically; `tf.io.gfile`, any file system).
 
   Returns:
     path.
@@ -99,15 +99,7 @@ def write_valid_curves_plot(curves: Dict[str, Dict[str, List[CurvePoint]]],
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
       ax.legend(fontsize='small')
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix='.png')
-  os.close(fd)
-  try:
-    fig.savefig(tmp, format='png', dpi=100)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  png = io.BytesIO()
+  fig.savefig(png, format='png', dpi=100)
+  workdir_lib.write_atomic(path, png.getvalue())
   return path

@@ -12,6 +12,9 @@ Layout of a grid root (ROOT):
     ROOT/results.json            every raw number of the report
     ROOT/valid_curves.png        validation accuracy against training time
 
+Every file goes through `tf.io.gfile` (`workdir.py`), so ROOT may be on any
+file system TensorFlow knows (`gs://...`; not locked there, `file_lock.py`).
+
 Every cell of one setting is tested on the same fixed meta-test episodes
 (`evaluation.TEST_SEED`), so the rows of a column are directly comparable.
 Rerunning the same command skips finished cells and resumes unfinished ones.
@@ -25,6 +28,7 @@ import time
 from typing import Callable, Dict, List, Optional
 
 from absl import logging
+import tensorflow as tf
 
 from meta_lstm_tf import baselines
 from meta_lstm_tf import config as config_lib
@@ -108,9 +112,8 @@ def run_baselines(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
            'baseline_config': baseline_config_dict(baseline_config)}
     path = os.path.join(root, f'baselines_{setting.name}.json')
     cached = None
-    if os.path.exists(path):
-      with open(path) as f:
-        cached = json.load(f)
+    if tf.io.gfile.exists(path):
+      cached = workdir_lib.read_json(path)
     if (cached and cached.get('key') == key and
         all(b in cached['results'] for b in spec.baselines)):
       logging.info('%s: finished, skipped.', path)

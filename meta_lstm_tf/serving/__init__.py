@@ -4,6 +4,7 @@
     decoding.py    bounded decoding of encoded images, naming bad files
     modules.py     the two servable tf.Modules
     export.py      versioned export, from a rule or a training workdir
+    warmup.py      TF Serving's warm-up requests, one per signature
     support.py     support sets from image folders
 
 

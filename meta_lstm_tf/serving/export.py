@@ -1,17 +1,24 @@
 """Versioned export of the servable modules, from a rule or a workdir.
 
 Each SavedModel goes to `EXPORT_BASE/<version>/` (integer versions, as TF
-Serving expects; a version directory appears only once complete), with its
-metadata in `assets.extra/`: among it the request limits the graph enforces
-(`serving_limits`, `validation.ServingLimits`).
+Serving expects), with its metadata in `assets.extra/`: among it the request
+limits the graph enforces (`serving_limits`, `validation.ServingLimits`),
+and TF Serving's warm-up requests, one per signature (`warmup.py`).
+Everything is written through `tf.io.gfile`, so EXPORT_BASE may be on any
+file system TensorFlow knows. A local version directory appears only once
+complete (written under a temporary name beside it, then renamed); for
+other file systems (`gs://...`), which rename directories object by object
+if at all, the model is written to a local temporary directory and then
+copied into the version directory, `saved_model.pb` last.
 """
 
-import json
 import os
 import shutil
 import tempfile
 from typing import Optional, Sequence
+import uuid
 
+from absl import logging
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
@@ -20,6 +27,7 @@ from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.serving import modules
 from meta_lstm_tf.serving import support
 from meta_lstm_tf.serving import validation
+from meta_lstm_tf.serving import warmup
 from meta_lstm_tf.serving.modules import ADAPTED_LEARNER
 from meta_lstm_tf.serving.modules import ADAPT_AND_CLASSIFY
 from meta_lstm_tf.serving.modules import ENCODED_SIGNATURE
@@ -37,35 +45,78 @@ METADATA_FILE = os.path.join('assets.extra', 'meta_lstm_export.json')
 
 def next_version(export_base: str) -> int:
   """1 + the largest integer version under `export_base` (1 if none)."""
-  if not os.path.isdir(export_base):
+  if not tf.io.gfile.isdir(export_base):
     return 1
-  versions = [int(name) for name in os.listdir(export_base)
-              if name.isdigit()]
+  names = [name.rstrip('/') for name in tf.io.gfile.listdir(export_base)]
+  versions = [int(name) for name in names if name.isdigit()]
   return max(versions, default=0) + 1
+
+
+def _copy_tree(source: str, target: str) -> None:
+  """Copies a finished SavedModel directory, saved_model.pb last (TF
+  Serving loads a version once that file is there)."""
+  if tf.io.gfile.exists(target):
+    raise FileExistsError(target)
+  last = []
+  for directory, _, files in tf.io.gfile.walk(source):
+    relative = os.path.relpath(directory, source)
+    destination = (target if relative == '.'
+                   else os.path.join(target, relative))
+    tf.io.gfile.makedirs(destination)
+    for name in files:
+      pair = (os.path.join(directory, name), os.path.join(destination, name))
+      if relative == '.' and name == 'saved_model.pb':
+        last.append(pair)
+      else:
+        tf.io.gfile.copy(*pair)
+  for pair in last:
+    tf.io.gfile.copy(*pair)
+
+
+# Versions a concurrent export may take before this one gives up.
+_VERSION_ATTEMPTS = 100
 
 
 def _save_versioned(module: tf.Module, signatures, export_base: str,
                     metadata: dict) -> str:
-  """Saves into a hidden temporary directory, then renames it to the next
-  version, so TF Serving never sees a half-written version."""
-  os.makedirs(export_base, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix='.tmp-export-', dir=export_base)
+  """Saves into a temporary directory, with the metadata and one warm-up
+  request per signature (`module.warmup_inputs()`, `warmup.py`) in
+  assets.extra/, then moves it to the next version (a rename on local
+  disks: TF Serving never sees a half-written version; a copy to other file
+  systems, see the module docstring)."""
+  tf.io.gfile.makedirs(export_base)
+  local = workdir_lib.is_local(export_base)
+  tmp = (os.path.join(export_base, f'.tmp-export-{uuid.uuid4().hex}')
+         if local else tempfile.mkdtemp(prefix='meta_lstm_tf-export-'))
   try:
-    # mkdtemp makes it private; the server may run as another user.
-    os.chmod(tmp, 0o755)
     tf.saved_model.save(module, tmp, signatures=signatures)
     workdir_lib.write_json(os.path.join(tmp, METADATA_FILE), metadata)
-    while True:
+    requests = module.warmup_inputs()
+    if requests:
+      warmup.write_warmup_requests(tmp, requests)
+    for _ in range(_VERSION_ATTEMPTS):
       target = os.path.join(export_base, str(next_version(export_base)))
       try:
-        os.rename(tmp, target)
+        if local:
+          tf.io.gfile.rename(tmp, target)
+        else:
+          _copy_tree(tmp, target)
         return target
-      except OSError:
-        # A concurrent export took this version; take the next one.
-        if not os.path.exists(target):
-          raise
+      except FileExistsError:
+        continue  # A concurrent export took this version: the next one.
+      except (OSError, tf.errors.OpError):
+        if local and tf.io.gfile.exists(target):
+          continue  # Likewise, seen by the rename.
+        raise
+    raise FileExistsError(f'{export_base}: every version up to {target} was '
+                          'taken while exporting')
   finally:
-    if os.path.exists(tmp):
+    try:
+      if local and tf.io.gfile.exists(tmp):
+        tf.io.gfile.rmtree(tmp)
+    except tf.errors.OpError as e:  # Left for `remove_stale_exports`.
+      logging.warning('Could not remove %s: %s', tmp, e)
+    if not local:
       shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -175,10 +226,10 @@ def export_from_workdir(workdir: str, model: str = ADAPT_AND_CLASSIFY, *,
   """
   if model not in MODELS:
     raise ExportArgumentError('model', model, f'must be one of {MODELS}')
-  if not workdir or not os.path.isdir(workdir):
+  if not workdir or not tf.io.gfile.isdir(workdir):
     raise ExportArgumentError('workdir', workdir,
                               'is not a directory (a training workdir)')
-  if not os.path.isfile(os.path.join(workdir, workdir_lib.CONFIG_FILE)):
+  if not tf.io.gfile.exists(os.path.join(workdir, workdir_lib.CONFIG_FILE)):
     raise ExportArgumentError(
         'workdir', workdir, f'has no {workdir_lib.CONFIG_FILE}: not a '
         'training workdir')
@@ -237,5 +288,4 @@ def _check_checkpoint(prefix: str) -> None:
 
 def read_metadata(saved_model_dir: str) -> dict:
   """The export metadata written next to a SavedModel."""
-  with open(os.path.join(saved_model_dir, METADATA_FILE)) as f:
-    return json.load(f)
+  return workdir_lib.read_json(os.path.join(saved_model_dir, METADATA_FILE))

@@ -149,6 +149,43 @@ class AdaptAndClassifyModule(tf.Module):
         ENCODED_SIGNATURE: self.classify_encoded.get_concrete_function(),
     }
 
+  def warmup_inputs(self) -> Dict[str, Dict[str, np.ndarray]]:
+    """{signature: inputs} of one valid request each, for TF Serving's
+    warm-up (`warmup.py`): an N-way 1-shot episode with N queries (fewer
+    if the limits say so) of small drawings at the learner's side; {} if
+    the limits admit no N-way request."""
+    if self.num_ways > self.limits.max_support_images:
+      return {}
+    images = _warmup_images(self.num_ways, self.image_size, self.channels)
+    labels = np.arange(self.num_ways, dtype=np.int32)
+    queries = images[:self.limits.max_query_images]
+    return {
+        SERVING_DEFAULT: dict(support_images=_as_float(images),
+                              support_labels=labels,
+                              query_images=_as_float(queries)),
+        ENCODED_SIGNATURE: dict(support_images=_as_png(images),
+                                support_labels=labels,
+                                query_images=_as_png(queries)),
+    }
+
+
+def _warmup_images(count: int, side: int, channels: int) -> np.ndarray:
+  """uint8 [count, side, side, channels]: white, a dark bar each."""
+  images = np.full((count, side, side, channels), 255, np.uint8)
+  for i, image in enumerate(images):
+    row = (i * max(side // count, 1)) % side
+    image[row:row + max(side // 8, 1), side // 8:side - side // 8] = 0
+  return images
+
+
+def _as_float(images: np.ndarray) -> np.ndarray:
+  return images.astype(np.float32) / 255.0
+
+
+def _as_png(images: np.ndarray) -> np.ndarray:
+  return np.array([tf.io.encode_png(image).numpy() for image in images],
+                  dtype=object)
+
 
 def _tf_variable(variable) -> tf.Variable:
   """The `tf.Variable` behind a Keras 3 variable (or the variable itself)."""
@@ -259,6 +296,16 @@ class AdaptedLearnerModule(tf.Module):
         SERVING_DEFAULT: self.classify.get_concrete_function(),
         ENCODED_SIGNATURE: self.classify_encoded.get_concrete_function(),
     }
+
+  def warmup_inputs(self) -> Dict[str, Dict[str, np.ndarray]]:
+    """{signature: inputs} of one valid request each, for TF Serving's
+    warm-up (`warmup.py`): N small drawings (fewer if the limits say so)."""
+    num_ways = int(self.class_names.shape[0])
+    images = _warmup_images(num_ways, self.image_size,
+                            self.learner_config.channels)
+    images = images[:self.limits.max_query_images]
+    return {SERVING_DEFAULT: dict(images=_as_float(images)),
+            ENCODED_SIGNATURE: dict(images=_as_png(images))}
 
 
 def preprocess_support(images: Images, image_size: int, channels: int = 1,

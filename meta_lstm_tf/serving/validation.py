@@ -15,10 +15,13 @@ from typing import Dict, Sequence
 
 import tensorflow as tf
 
-# The signatures' input specs: any shape, checked in the graph.
-FLOAT_IMAGES = tf.TensorSpec(None, tf.float32)
-ENCODED_IMAGES = tf.TensorSpec(None, tf.string)
-LABELS = tf.TensorSpec(None, tf.int32)
+# The signatures' input specs. Their ranks are declared, so that TF
+# Serving's model metadata says what to send ([-1, -1, -1, -1] float images,
+# [-1] strings and labels); TF Serving does not hold requests to them, so
+# ranks, sizes, counts and values are all checked in the graph.
+FLOAT_IMAGES = tf.TensorSpec([None, None, None, None], tf.float32)
+ENCODED_IMAGES = tf.TensorSpec([None], tf.string)
+LABELS = tf.TensorSpec([None], tf.int32)
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 JPEG_SIGNATURE = b'\xff\xd8\xff'
@@ -32,7 +35,10 @@ JPEG_SIGNATURE = b'\xff\xd8\xff'
 # the model computes with is `reshape(x, padded_shape)`, whose static rank
 # comes from the shape vector's length, not from `x`; (3) nothing is computed
 # from the raw input outside the checks (values are checked on the flattened
-# tensor), and everything downstream is gated on the checks.
+# tensor), and everything downstream is gated on the checks; (4) the rank
+# the signature declares is hidden from the checks (`_checked_shape`):
+# Grappler trusts it and would fold the rank check away, while TF Serving
+# (and a loaded SavedModel's signature) feeds whatever a request holds.
 
 
 class LimitError(ValueError):
@@ -105,6 +111,9 @@ def _checked_shape(tensor: tf.Tensor, rank: int, name: str, expected: str):
   The returned shape is `tf.shape(tensor)` padded with ones (or cut) to
   length `rank`, so it has a static length even for a bad request.
   """
+  # An identity whose output's static shape is unknown: the declared rank
+  # of a signature input must not let Grappler drop the check.
+  tensor = tf.compat.v1.placeholder_with_default(tensor, shape=None)
   shape = tf.shape(tensor)
   actual_rank = tf.size(shape)
   check = tf.debugging.Assert(

@@ -8,10 +8,12 @@ import hashlib
 import io
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from unittest import mock
 import zipfile
 
@@ -492,6 +494,13 @@ class ConcurrentPreparationTest(tf.test.TestCase):
 class OnlineSourceTest(tf.test.TestCase):
   """`omniglot_dir=None` goes through `tfds.load('omniglot')` (mocked)."""
 
+  def setUp(self):
+    super().setUp()
+    # mock_data stands in for the download: no network, so no probe of it.
+    probe = mock.patch.object(omniglot, 'probe_download')
+    probe.start()
+    self.addCleanup(probe.stop)
+
   def test_load_uses_tfds_omniglot(self):
     with tfds.testing.mock_data(num_examples=3):
       examples = _examples(omniglot.load_omniglot_split('small2'))
@@ -532,21 +541,100 @@ if __name__ == '__main__':
   tf.test.main()
 
 
+def _closed_port() -> int:
+  """A local TCP port nothing listens on (connections are refused)."""
+  with socket.socket() as sock:
+    sock.bind(('127.0.0.1', 0))
+    return sock.getsockname()[1]
+
+
+def _proxies(url: str) -> dict:
+  """Environment variables sending every HTTP(S) client to `url`."""
+  return {name: value for key in ('http_proxy', 'https_proxy', 'all_proxy',
+                                  'no_proxy')
+          for name, value in ((key, url if key != 'no_proxy' else ''),
+                              (key.upper(), url if key != 'no_proxy'
+                               else ''))}
+
+
 class DownloadFailureTest(tf.test.TestCase):
-  """Without a local copy and without network: one clear message."""
+  """Without a local copy and without network: one clear message, at once."""
 
   def test_failed_download_names_the_local_copy_flags(self):
     import requests  # pylint: disable=g-import-not-at-top
     error = requests.exceptions.ConnectionError(
         "HTTPSConnectionPool(host='raw.githubusercontent.com'): Max retries")
-    with mock.patch.object(omniglot.tfds, 'load', side_effect=error):
+    with mock.patch.object(omniglot, 'probe_download'), \
+         mock.patch.object(omniglot.tfds, 'load', side_effect=error):
       with self.assertRaises(errors.DataError) as raised:
-        omniglot.load_omniglot_split('train', None)
+        omniglot.load_omniglot_split('train', None, data_dir=_tempdir(self))
     message = str(raised.exception)
     self.assertIn('could not download Omniglot (ConnectionError', message)
     self.assertIn('--omniglot_dir', message)
     self.assertIn('$OMNIGLOT_DIR', message)
     self.assertIn('images_background.zip', message)
+
+  def test_unreachable_download_host_fails_before_tfds_downloads(self):
+    data_dir = _tempdir(self)
+    with mock.patch.dict(os.environ,
+                         _proxies(f'http://127.0.0.1:{_closed_port()}')), \
+         mock.patch.object(omniglot.tfds, 'load',
+                           side_effect=AssertionError('TFDS downloads')):
+      with self.assertRaises(errors.DataError) as raised:
+        omniglot.load_omniglot_split('train', None, data_dir=data_dir)
+    message = str(raised.exception)
+    self.assertIn('Omniglot is not prepared in the TFDS data directory '
+                  f'{data_dir}', message)
+    self.assertIn('github.com is unreachable (ConnectionRefusedError', message)
+    self.assertIn('--omniglot_dir (or $OMNIGLOT_DIR)', message)
+
+  def test_prepared_data_set_loads_without_a_probe(self):
+    builder = mock.Mock()
+    builder.is_prepared.return_value = True
+    with mock.patch.object(omniglot.tfds, 'builder', return_value=builder), \
+         mock.patch.object(omniglot, 'probe_download',
+                           side_effect=AssertionError('probed')), \
+         mock.patch.object(omniglot.tfds, 'load',
+                           return_value='the data set') as load:
+      self.assertEqual(omniglot.load_omniglot_split('test', None),
+                       'the data set')
+    load.assert_called_once()
+
+  def test_probe_connects_directly_or_through_the_proxy(self):
+    with socket.socket() as server:
+      server.bind(('127.0.0.1', 0))
+      server.listen(4)
+      port = server.getsockname()[1]
+      closed = _closed_port()
+      with mock.patch.dict(os.environ, _proxies('')):
+        omniglot.probe_download(f'http://127.0.0.1:{port}/')
+        with self.assertRaises(ConnectionRefusedError):
+          omniglot.probe_download(f'http://127.0.0.1:{closed}/')
+      # An unresolvable host, reached through the proxy the environment
+      # names; and refused where NO_PROXY bypasses that proxy.
+      with mock.patch.dict(os.environ, _proxies(f'http://127.0.0.1:{port}')):
+        omniglot.probe_download('https://omniglot.invalid/')
+        with mock.patch.dict(os.environ, {'https_proxy': '',
+                                          'HTTPS_PROXY': ''}):
+          omniglot.probe_download('https://omniglot.invalid/')  # ALL_PROXY.
+        with mock.patch.dict(os.environ, {'no_proxy': '127.0.0.1',
+                                          'NO_PROXY': '127.0.0.1'}):
+          with self.assertRaises(ConnectionRefusedError):
+            omniglot.probe_download(f'https://127.0.0.1:{closed}/')
+
+  def test_probe_gives_up_after_its_timeout(self):
+    # Name resolution has no timeout of its own: a resolver that hangs
+    # counts towards the probe's.
+    def hang(*args, **kwargs):
+      del args, kwargs
+      time.sleep(3)
+
+    start = time.monotonic()
+    with mock.patch.dict(os.environ, _proxies('')), \
+         mock.patch.object(omniglot.socket, 'create_connection', hang):
+      with self.assertRaisesRegex(TimeoutError, 'within 0.5 s'):
+        omniglot.probe_download('https://github.com/', timeout=0.5)
+    self.assertLess(time.monotonic() - start, 2.0)
 
   def test_main_job_ends_in_one_error_line(self):
     workdir = tempfile.mkdtemp(prefix='test_download_failure_')
@@ -554,16 +642,20 @@ class DownloadFailureTest(tf.test.TestCase):
     code = (
         'import sys, requests\n'
         'import tensorflow_datasets as tfds\n'
+        'from meta_lstm_tf.data import omniglot\n'
         'def load(*args, **kwargs):\n'
         '  raise requests.exceptions.ConnectionError("no network")\n'
         'tfds.load = load\n'
+        'omniglot.probe_download = lambda *args, **kwargs: None\n'
         'from meta_lstm_tf import main\n'
         'sys.argv = ["main", "--workdir=" + sys.argv[1], "--max_steps=1"]\n'
         'main.run()\n')
     root = os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
     env = {k: v for k, v in os.environ.items() if k != 'OMNIGLOT_DIR'}
-    env.update(PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL='3')
+    env.update(PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL='3',
+               HOME=tempfile.mkdtemp(dir=workdir))
+    env.pop('TFDS_DATA_DIR', None)
     result = subprocess.run([sys.executable, '-c', code, workdir],
                             capture_output=True, text=True, env=env,
                             check=False)
@@ -572,3 +664,32 @@ class DownloadFailureTest(tf.test.TestCase):
     self.assertStartsWith(result.stderr.strip().splitlines()[-1],
                           'error: TFDS could not download Omniglot '
                           '(ConnectionError: no network)')
+
+  def test_offline_first_run_of_the_readme_fails_fast_and_briefly(self):
+    """The README's command, no local copy, no TFDS data, no network."""
+    tmp = _tempdir(self)
+    home = os.path.join(tmp, 'home')
+    os.makedirs(home)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('OMNIGLOT_DIR', 'TFDS_DATA_DIR', 'TF_CPP_MIN_LOG_LEVEL',
+                        'PYTHONPATH')}
+    # No cached TFDS data (~/tensorflow_datasets), and every HTTP(S)
+    # connection refused, as on a machine without network.
+    env.update(HOME=home, **_proxies(f'http://127.0.0.1:{_closed_port()}'))
+    workdir = os.path.join(tmp, 'run')
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, '-m', 'meta_lstm_tf.main',
+         '--flagfile=configs/mini.flags', f'--workdir={workdir}'],
+        cwd=_REPO_ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, timeout=300, check=False)
+    seconds = time.monotonic() - start
+    lines = result.stdout.strip().splitlines()
+    self.assertEqual(result.returncode, 1, result.stdout[-3000:])
+    self.assertLess(seconds, 10.0, result.stdout[-3000:])
+    self.assertLessEqual(len(lines), 15, result.stdout)
+    self.assertStartsWith(lines[-1], 'error: Omniglot is not prepared')
+    self.assertIn('--omniglot_dir (or $OMNIGLOT_DIR)', lines[-1])
+    self.assertNotIn('Traceback', result.stdout)
+    self.assertFalse(os.path.exists(workdir))
+

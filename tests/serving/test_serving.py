@@ -42,6 +42,7 @@ from meta_lstm_tf.serving import export as serving_export
 from meta_lstm_tf.serving import modules as serving_modules
 from meta_lstm_tf.serving import support as serving_support
 from meta_lstm_tf.serving import validation as serving_validation
+from meta_lstm_tf.serving import warmup as serving_warmup
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -218,6 +219,85 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(
         serving_export.read_metadata(self.learner_path)['class_names'],
         list(_CLASS_NAMES))
+
+  # ---------------------------------------------- TF Serving conventions
+
+  def _signature_defs(self, path):
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, 'saved_model.pb'), 'rb') as f:
+      proto.ParseFromString(f.read())
+    return proto.meta_graphs[0].signature_def
+
+  def test_signature_inputs_declare_their_rank(self):
+    # What TF Serving's /metadata shows clients: [-1, -1, -1, -1] float
+    # images, [-1] encoded images and labels.
+    expected = {
+        'support_images': {'serving_default': 4, 'encoded_images': 1},
+        'query_images': {'serving_default': 4, 'encoded_images': 1},
+        'images': {'serving_default': 4, 'encoded_images': 1},
+        'support_labels': {'serving_default': 1, 'encoded_images': 1},
+    }
+    for path, loaded in ((self.model_path, self.model),
+                         (self.learner_path, self.learner)):
+      for name, signature in self._signature_defs(path).items():
+        if name.startswith('__'):
+          continue
+        self.assertNotEmpty(signature.inputs)
+        for key, info in signature.inputs.items():
+          self.assertFalse(info.tensor_shape.unknown_rank, msg=(name, key))
+          self.assertEqual([d.size for d in info.tensor_shape.dim],
+                           [-1] * expected[key][name], msg=(name, key))
+          spec = loaded.signatures[name].structured_input_signature[1][key]
+          self.assertEqual(spec.shape.rank, expected[key][name])
+
+  def test_warmup_requests_parse_and_run(self):
+    try:
+      # pylint: disable-next=g-import-not-at-top,unused-import
+      from tensorflow_serving.apis import prediction_log_pb2
+    except ImportError:
+      self.skipTest('tensorflow-serving-api is not installed')
+    for path, loaded, outputs in (
+        (self.model_path, self.model, 'logits'),
+        (self.learner_path, self.learner, 'class_names')):
+      warmup_file = os.path.join(path, 'assets.extra',
+                                 'tf_serving_warmup_requests')
+      self.assertTrue(os.path.isfile(warmup_file))
+      records = list(tf.data.TFRecordDataset(warmup_file))
+      logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
+              for r in records]
+      self.assertTrue(all(log.HasField('predict_log') for log in logs))
+      requests = serving_warmup.read_warmup_requests(path)
+      # One request per signature, each answered.
+      self.assertCountEqual([name for name, _ in requests],
+                            ['serving_default', 'encoded_images'])
+      for name, inputs in requests:
+        result = loaded.signatures[name](
+            **{k: tf.constant(v) for k, v in inputs.items()})
+        self.assertIn(outputs, result)
+        probabilities = result['probabilities'].numpy()
+        self.assertEqual(probabilities.shape[1], _NUM_WAYS)
+        self.assertAllClose(probabilities.sum(-1),
+                            np.ones(probabilities.shape[0]), atol=1e-5)
+      # As TF Serving runs them: in a TF1 session of the C++ loader's graph.
+      with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(
+            session, ['serve'], path)
+        for name, inputs in requests:
+          signature = meta_graph.signature_def[name]
+          feed = {signature.inputs[k].name: v for k, v in inputs.items()}
+          session.run(signature.outputs['probabilities'].name, feed)
+
+  def test_warmup_protos_written_by_hand_match_tensorflow_serving(self):
+    if importlib.util.find_spec('tensorflow_serving') is None:
+      self.skipTest('tensorflow-serving-api is not installed')
+    inputs = dict(support_images=self.support, support_labels=self.labels,
+                  query_images=_pngs(self.query_u8))
+    for model_name in ('', 'meta_lstm'):
+      self.assertEqual(
+          serving_warmup._prediction_log_bytes(  # pylint: disable=protected-access
+              'encoded_images', inputs, model_name),
+          serving_warmup.prediction_log_bytes('encoded_images', inputs,
+                                              model_name))
 
   def test_float_signature_matches_evaluation(self):
     outputs = self._classify()
@@ -479,10 +559,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
   # --------------------------------------------------------------- clients
 
   def test_grpc_request_runs_through_signature(self):
-    try:
-      # pylint: disable-next=g-import-not-at-top,unused-import
-      import tensorflow_serving
-    except ImportError:
+    if importlib.util.find_spec('tensorflow_serving') is None:
       self.skipTest('tensorflow-serving-api is not installed')
     grpc_client = _load_script('grpc_client')
     for signature, support, query in (
