@@ -628,6 +628,7 @@ class DownloadFailureTest(tf.test.TestCase):
     def hang(*args, **kwargs):
       del args, kwargs
       time.sleep(3)
+      return mock.Mock()  # A socket, closed by the abandoned thread.
 
     start = time.monotonic()
     with mock.patch.dict(os.environ, _proxies('')), \
