@@ -293,8 +293,10 @@ def conv_gflops(num_images: int, image_size: int, num_filters: int = 32,
             lambda kernel=kernel, dy=dy: tf.compat.v1.nn.conv2d_backprop_input(
                 shape, kernel, dy, [1, 1, 1, 1], 'SAME')),
     }
+    # Three significant digits: a small shape on a busy machine can run
+    # below 0.05 GFLOP/s, which one decimal would print as 0.
     result[dtype.name] = {
-        name: round(flops / 1e6 / _median_ms(fn, (), calls, repeats), 1)
+        name: float(f'{flops / 1e6 / _median_ms(fn, (), calls, repeats):.3g}')
         for name, fn in ops.items()}
   return result
 

@@ -286,3 +286,66 @@ class MetaLearnerModelTest(tf.test.TestCase):
     self.assertTrue(learner_ids <=
                     {id(v) for v in model.non_trainable_variables})
     self.assertFalse(learner_ids & {id(v) for v in model.trainable_variables})
+
+
+class _Block(keras.layers.Layer):
+  """A nested layer owning a BatchNormalization (found at any depth)."""
+
+  def __init__(self, filters, **kwargs):
+    super().__init__(**kwargs)
+    self.conv = keras.layers.Conv2D(filters, 3, padding='same')
+    self.norm = keras.layers.BatchNormalization()
+
+  def call(self, x, training=None):
+    return keras.ops.relu(self.norm(self.conv(x), training=training))
+
+
+class _Subclassed(keras.Model):
+
+  def __init__(self, **kwargs):
+    super().__init__(**kwargs)
+    self.block = _Block(4)
+    self.pool = keras.layers.GlobalAveragePooling2D()
+    self.head = keras.layers.Dense(3)
+
+  def call(self, x, training=None):
+    return self.head(self.pool(self.block(x, training=training)))
+
+
+class ModelKindsTest(tf.test.TestCase):
+
+  def _adapt(self, learner, seed=0):
+    rule = meta_lstm.MetaLSTMLayer(learner, hidden_size=3, seed=3)
+    data = episode(np.random.default_rng(seed), 3, 8)
+    result = inner_loop.adapt(rule, rule.meta_weights(),
+                              tf.convert_to_tensor(rule.initial_params),
+                              data[0], data[1], inner_steps=STEPS)
+    return rule, result
+
+  def test_functional_model_is_the_sequential_one(self):
+    sequential = same_as_builtin()
+    inputs = keras.Input((8, 8, 1))
+    x = inputs
+    for layer in sequential.layers:
+      x = layer(x)
+    functional = keras.Model(inputs, x)
+    _, expected = self._adapt(sequential)
+    _, result = self._adapt(functional)
+    self.assertAllClose(result.support_losses, expected.support_losses)
+    self.assertAllClose(result.params, expected.params)
+
+  def test_subclassed_model_with_nested_batch_norm(self):
+    model = _Subclassed()
+    model(tf.zeros((1, 8, 8, 1)))  # Built by a call: no input_shape known.
+    with self.assertRaisesRegex(ValueError, 'input_shape'):
+      learners.KerasLearner(model)
+    learner = learners.KerasLearner(model, input_shape=(8, 8, 1))
+    self.assertEqual(learner.num_ways, 3)
+    self.assertLen(learner.init_stats().means, 1)  # The nested BN.
+    rule, result = self._adapt(learner)
+    self.assertLess(float(result.support_losses[-1]),
+                    float(result.support_losses[0]))
+    # The BN statistics are the support passes' (not the reset values).
+    self.assertNotAllClose(result.bn_stats.means[0], np.zeros(4))
+    self.assertEqual(float(result.bn_stats.count), STEPS + 1)
+    self.assertIs(rule.learner, learner)
