@@ -104,7 +104,6 @@ class MetaLearner(keras.Model):
     self._rule_name = rule if isinstance(rule, str) else None
     self._rule_kwargs = dict(rule_kwargs or {})
     self._seed = seed
-    self._learner_arg = learner
     self.loss_tracker = keras.metrics.Mean(name='loss')
     self.accuracy_tracker = keras.metrics.Mean(name='accuracy')
     self.built = True
@@ -246,8 +245,8 @@ class MetaLearner(keras.Model):
   def get_config(self):
     base = super().get_config()
     base.update({
-        'learner': keras.saving.serialize_keras_object(self._learner_arg)
-                   if isinstance(self._learner_arg, keras.Model)
+        'learner': keras.saving.serialize_keras_object(self.learner_model)
+                   if self.learner_model is not None
                    else dict(self.rule.learner_config.__dict__),
         'rule': self._rule_name or 'meta_lstm',
         'inner_steps': self.inner_config.inner_steps,
