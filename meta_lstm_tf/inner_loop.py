@@ -16,7 +16,7 @@ from typing import Optional
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import learner as learner_lib
+from meta_lstm_tf.learners import conv_ops as learner_lib
 from meta_lstm_tf import learners
 from meta_lstm_tf import rules
 from meta_lstm_tf import runtime
@@ -233,3 +233,39 @@ def adapt_and_classify(rule: rules.UpdateRule,
                         use_support_stats=use_support_stats,
                         conv_dtype=conv_dtype, differentiated=training)
   return logits, result
+
+
+def episode_loss(rule: rules.UpdateRule, episode: types.Episode,
+                 inner_config: config_lib.InnerLoopConfig, *, training: bool,
+                 record_gates: bool = False):
+  """Adapts to one episode and scores the query set.
+
+  Returns:
+    (query loss [], query accuracy [], `types.AdaptationResult`).
+  """
+  logits, result = adapt_and_classify(
+      rule, episode.support_images, episode.support_labels,
+      episode.query_images, inner_config, training=training,
+      record_gates=record_gates)
+  loss, accuracy = learner_lib.loss_and_accuracy(logits, episode.query_labels)
+  return loss, accuracy, result
+
+
+def meta_batch_losses(rule, episodes: types.Episode,
+                       inner_config: config_lib.InnerLoopConfig,
+                       training: bool = True):
+  """Adapts to each episode of a stacked batch (leading axis).
+
+  Returns:
+    Lists (one item per episode) of query losses, query accuracies and
+    `types.AdaptationResult`s.
+  """
+  losses, accuracies, results = [], [], []
+  for b in range(episodes.support_images.shape[0]):
+    episode = tf.nest.map_structure(lambda x, b=b: x[b], episodes)
+    loss, accuracy, result = episode_loss(rule, episode, inner_config,
+                                          training=training)
+    losses.append(loss)
+    accuracies.append(accuracy)
+    results.append(result)
+  return losses, accuracies, results

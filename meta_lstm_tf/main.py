@@ -1,53 +1,14 @@
-r"""The main job: meta-train, validate, test and export.
+r"""`python -m meta_lstm_tf.main`: the main job (`bin/train.py`).
 
-    python -m meta_lstm_tf.main --flagfile=configs/mini.flags \
-        --workdir=/tmp/meta_lstm_mini
+    python -m meta_lstm_tf.main --flagfile=configs/mini.flags
 
-Rerunning the same command resumes from the last checkpoint. Works from
-any directory: `--flagfile=configs/...` falls back to the configs installed
-with the package (`cli.expand_flagfiles`). Logs warnings and errors;
-`--verbosity=0` brings INFO back (`verbosity.py`).
+The command the project has always documented; the binary itself lives with
+the others in `meta_lstm_tf/bin/`.
 """
 
-import sys
+from meta_lstm_tf.bin.train import main, run
 
-from meta_lstm_tf import verbosity
-
-# Before TensorFlow loads: its C++ INFO and WARNING lines off by default.
-verbosity.quiet_tensorflow_by_default(sys.argv)
-
-# pylint: disable=g-import-not-at-top,wrong-import-position
-from absl import app
-from absl import flags
-
-from meta_lstm_tf import cli
-from meta_lstm_tf import stopping
-from meta_lstm_tf import train_lib
-
-cli.define_flags(flags.FLAGS)
-flags.mark_flag_as_required('workdir')
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  cli.configure_threads(flags.FLAGS)
-  try:
-    config = cli.config_from_flags(flags.FLAGS)
-  except ValueError as e:
-    raise app.UsageError(f'bad flag: --{e}') from None
-  with stopping.exit_on_error():
-    results = train_lib.train_and_evaluate(
-        config, flags.FLAGS.workdir, cli.flags_as_text(flags.FLAGS),
-        allow_config_change=flags.FLAGS.allow_config_change)
-  print(f"test accuracy {results['test_accuracy']:.4f} "
-        f"+- {results['test_ci95']:.4f} over {results['test_episodes']} "
-        f"episodes; results in {flags.FLAGS.workdir}/results.json")
-
-
-def run():
-  cli.run_binary(main)
-
+__all__ = ['main', 'run']
 
 if __name__ == '__main__':
   run()

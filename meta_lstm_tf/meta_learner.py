@@ -30,7 +30,7 @@ import tensorflow as tf
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import inner_loop
 from meta_lstm_tf import rules
-from meta_lstm_tf import train_steps
+from meta_lstm_tf.training import train_steps
 from meta_lstm_tf import types
 
 
@@ -151,12 +151,12 @@ class MetaLearner(keras.Model):
   def test_step(self, data):
     episodes = _as_episodes(data)
     if episodes.support_images.shape[0] is not None:
-      losses, accuracies, _ = train_steps.meta_batch_losses(
+      losses, accuracies, _ = inner_loop.meta_batch_losses(
           self.rule, episodes, self.inner_config, training=False)
       losses, accuracies = tf.stack(losses), tf.stack(accuracies)
     else:  # A batch of unknown size (e.g. a last, smaller one).
       losses, accuracies = tf.map_fn(
-          lambda episode: train_steps.episode_loss(
+          lambda episode: inner_loop.episode_loss(
               self.rule, types.Episode(*episode), self.inner_config,
               training=False)[:2], tuple(episodes),
           fn_output_signature=(tf.float32, tf.float32))

@@ -41,9 +41,9 @@ def _step_params(strategy, optimizer_fn, clip_norm, episodes, steps=2):
   """Meta-parameters and metrics after `steps` steps on `episodes`."""
   import keras
   from meta_lstm_tf import config as config_lib
-  from meta_lstm_tf import distribute
+  from meta_lstm_tf.training import distribute
   from meta_lstm_tf.rules import meta_lstm as meta_lstm_layer
-  from meta_lstm_tf import train_steps
+  from meta_lstm_tf.training import train_steps
   learner_config = config_lib.LearnerConfig(num_ways=3, num_filters=4,
                                             num_blocks=2, image_size=8)
   with strategy.scope():
@@ -79,9 +79,9 @@ def equality(out_path):
   _two_cpu_devices()
   from meta_lstm_tf.benchmarks import training
   from meta_lstm_tf import config as config_lib
-  from meta_lstm_tf import distribute
-  from meta_lstm_tf import train_lib
-  from meta_lstm_tf import workdir as workdir_lib
+  from meta_lstm_tf.training import distribute
+  from meta_lstm_tf.training import train_lib
+  from meta_lstm_tf.training import workdir as workdir_lib
   from meta_lstm_tf.data import splits
   from tests import test_train_lib
 
@@ -150,9 +150,9 @@ def multi_worker(out_dir, workdir):
   Validation runs at step 3 only, so the layer ends with this worker's own
   step-3 parameters (the best checkpoint it wrote and read back).
   """
-  from meta_lstm_tf import distribute
+  from meta_lstm_tf.training import distribute
   strategy = distribute.make_strategy('multi_worker')  # Before other TF.
-  from meta_lstm_tf import train_lib
+  from meta_lstm_tf.training import train_lib
   from meta_lstm_tf.data import splits
   from tests import test_train_lib
   task = json.loads(os.environ['TF_CONFIG'])['task']

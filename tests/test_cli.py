@@ -10,10 +10,10 @@ from absl import flags
 from absl.testing import parameterized
 import tensorflow as tf
 
-from meta_lstm_tf import cli
+from meta_lstm_tf.bin import cli
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import workdir
-from meta_lstm_tf import results
+from meta_lstm_tf.training import workdir
+from meta_lstm_tf.bin import results
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, 'configs', '*.flags')))

@@ -16,11 +16,11 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
-from meta_lstm_tf import cli
+from meta_lstm_tf.bin import cli
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import distribute
+from meta_lstm_tf.training import distribute
 from meta_lstm_tf import rules
-from meta_lstm_tf import train_lib
+from meta_lstm_tf.training import train_lib
 from meta_lstm_tf.data import episodes as episodes_lib
 from meta_lstm_tf.data import splits
 from tests import test_train_lib

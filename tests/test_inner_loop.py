@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import inner_loop
-from meta_lstm_tf import learner
+from meta_lstm_tf.learners import conv_ops as learner
 from meta_lstm_tf import types
 from meta_lstm_tf.rules import meta_lstm as meta_lstm_layer
 from meta_lstm_tf.rules import meta_lstm_cell

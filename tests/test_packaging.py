@@ -29,7 +29,7 @@ _PARSE_SCRIPT = r'''
 import json, sys
 from absl import flags
 import meta_lstm_tf
-from meta_lstm_tf import cli
+from meta_lstm_tf.bin import cli
 values = flags.FlagValues()
 cli.define_flags(values)
 values(cli.expand_flagfiles(['prog', '--flagfile=configs/mini.flags']))

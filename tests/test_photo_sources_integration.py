@@ -18,9 +18,9 @@ from PIL import Image
 import tensorflow as tf
 
 from meta_lstm_tf import config
-from meta_lstm_tf import evaluate_lib
-from meta_lstm_tf import train_lib
-from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf import evaluation
+from meta_lstm_tf.training import train_lib
+from meta_lstm_tf.training import workdir as workdir_lib
 from meta_lstm_tf.serving import export as serving_export
 from tests.data import image_trees
 
@@ -84,7 +84,7 @@ class PhotoSourcesIntegrationTest(tf.test.TestCase):
     self.assertEqual(encoded['classes'].shape, [4])
 
     # A finished run retested without training, nothing else written.
-    retest = evaluate_lib.test_workdir(workdir, num_episodes=4, output='')
+    retest = evaluation.test_workdir(workdir, num_episodes=4, output='')
     self.assertAlmostEqual(retest['accuracy'], results['test_accuracy'],
                            places=5)
     self.assertFalse(any(name.startswith('eval_')
@@ -92,7 +92,7 @@ class PhotoSourcesIntegrationTest(tf.test.TestCase):
     self.assertFalse(retest['transductive'])
     # The same episodes with the query batch's own BN statistics (MAML's
     # protocol): another loss, and a result file named for the protocol.
-    transductive = evaluate_lib.test_workdir(workdir, num_episodes=4,
+    transductive = evaluation.test_workdir(workdir, num_episodes=4,
                                              transductive=True)
     self.assertTrue(transductive['transductive'])
     self.assertEqual(transductive['protocol'], 'any_transductive')

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from meta_lstm_tf import preprocessing
+from meta_lstm_tf.rules import preprocessing
 
 
 def numpy_preprocess(x, p=10.0):

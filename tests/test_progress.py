@@ -5,7 +5,7 @@ import io
 import keras
 import tensorflow as tf
 
-from meta_lstm_tf import progress
+from meta_lstm_tf.training import progress
 
 
 class _Clock:

@@ -6,7 +6,7 @@ from absl.testing import parameterized
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import schedules
+from meta_lstm_tf.training import schedules
 
 
 def _train(**kwargs):

@@ -8,8 +8,8 @@ import signal
 
 import tensorflow as tf
 
-from meta_lstm_tf import file_lock
-from meta_lstm_tf import stopping
+from meta_lstm_tf.training import file_lock
+from meta_lstm_tf.training import stopping
 
 
 class SignalFlagTest(tf.test.TestCase):

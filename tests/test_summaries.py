@@ -11,7 +11,7 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import summaries
+from meta_lstm_tf.training import summaries
 from meta_lstm_tf import types
 
 

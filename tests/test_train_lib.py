@@ -14,12 +14,12 @@ import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import evaluation
-from meta_lstm_tf import file_lock
+from meta_lstm_tf.training import file_lock
 from meta_lstm_tf import rules
-from meta_lstm_tf import stopping
-from meta_lstm_tf import train_lib
-from meta_lstm_tf import train_steps
-from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf.training import stopping
+from meta_lstm_tf.training import train_lib
+from meta_lstm_tf.training import train_steps
+from meta_lstm_tf.training import workdir as workdir_lib
 from meta_lstm_tf.data import class_pools
 from meta_lstm_tf.data import splits
 from meta_lstm_tf.serving import export as serving_export

@@ -9,7 +9,7 @@ from unittest import mock
 from absl.testing import parameterized
 import tensorflow as tf
 
-from meta_lstm_tf import verbosity
+from meta_lstm_tf.bin import verbosity
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -17,11 +17,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # cli.run_binary. Prints the C++ log level it left, logs at INFO and WARNING.
 _BINARY = r'''
 import os, sys
-from meta_lstm_tf import verbosity
+from meta_lstm_tf.bin import verbosity
 verbosity.quiet_tensorflow_by_default(sys.argv)
 print('TF_CPP_MIN_LOG_LEVEL=' + os.environ.get('TF_CPP_MIN_LOG_LEVEL', ''))
 from absl import logging
-from meta_lstm_tf import cli
+from meta_lstm_tf.bin import cli
 import tensorflow as tf
 def main(argv):
   logging.info('info from absl')

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import rules
-from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf.training import workdir as workdir_lib
 from meta_lstm_tf.rules import meta_lstm as meta_lstm_layer
 from meta_lstm_tf.rules import meta_sgd as meta_sgd_rule
 from meta_lstm_tf.rules import sgd as sgd_rule

@@ -18,8 +18,7 @@ import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import evaluation
-from meta_lstm_tf import learner
-from meta_lstm_tf import train_steps
+from meta_lstm_tf.learners import conv_ops as learner
 from meta_lstm_tf import types
 from meta_lstm_tf.rules import sgd as sgd_rule
 
@@ -62,7 +61,7 @@ def evaluate_finetune(feature_params: tf.Tensor,
     `evaluation.evaluate`'s dict: `accuracy`, `ci95`, `loss`, `episodes`.
   """
   rule = make_finetune_rule(feature_params, config.learner, learning_rate)
-  eval_step = train_steps.make_eval_step(
+  eval_step = evaluation.make_eval_step(
       rule, finetune_inner_config(config, inner_steps))
   return evaluation.evaluate(eval_step, batches)
 

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import evaluation
-from meta_lstm_tf import learner
+from meta_lstm_tf.learners import conv_ops as learner
 from meta_lstm_tf import types
 
 

@@ -35,9 +35,9 @@ import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import file_lock
-from meta_lstm_tf import learner
-from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf.training import file_lock
+from meta_lstm_tf.learners import conv_ops as learner
+from meta_lstm_tf.training import workdir as workdir_lib
 from meta_lstm_tf.baselines import config as baseline_config_lib
 from meta_lstm_tf.baselines import pretrain_data
 from meta_lstm_tf.data import class_pools

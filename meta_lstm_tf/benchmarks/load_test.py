@@ -39,7 +39,7 @@ import time
 import zlib
 from typing import Dict, List, Optional
 
-from meta_lstm_tf import verbosity
+from meta_lstm_tf.bin import verbosity
 
 if __name__ == '__main__':
   # Before TensorFlow loads: its C++ INFO and WARNING lines off by default.
@@ -51,7 +51,7 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from meta_lstm_tf import cli
+from meta_lstm_tf.bin import cli
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import rules
 from meta_lstm_tf import runtime

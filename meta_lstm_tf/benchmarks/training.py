@@ -14,12 +14,12 @@ import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import distribute
+from meta_lstm_tf.training import distribute
 from meta_lstm_tf import inner_loop
-from meta_lstm_tf import learner
+from meta_lstm_tf.learners import conv_ops as learner
 from meta_lstm_tf import rules
 from meta_lstm_tf import runtime
-from meta_lstm_tf import train_steps
+from meta_lstm_tf.training import train_steps
 from meta_lstm_tf import types
 
 # The meta-LSTM settings of configs/base.flags (tests/test_benchmark.py checks

@@ -48,7 +48,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from meta_lstm_tf import file_lock
+from meta_lstm_tf.training import file_lock
 from meta_lstm_tf.data import errors
 from meta_lstm_tf.data import omniglot_catalog as catalog
 from meta_lstm_tf.data import omniglot_sources as sources_lib

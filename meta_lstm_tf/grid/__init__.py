@@ -1,5 +1,5 @@
 """The results grid: update rules and baselines x N-way K-shot settings, run
-on the same episodes and reported (`python -m meta_lstm_tf.results`).
+on the same episodes and reported (`python -m meta_lstm_tf.bin.results`).
 
     spec.py     named grids, settings, cells and the grid root's files
     runner.py   running (or resuming) every cell and the baselines

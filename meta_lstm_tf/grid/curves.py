@@ -7,7 +7,7 @@ from typing import Dict, List, NamedTuple, Sequence
 
 import tensorflow as tf
 
-from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf.training import workdir as workdir_lib
 from meta_lstm_tf.grid import spec as grid_lib
 
 class CurvePoint(NamedTuple):

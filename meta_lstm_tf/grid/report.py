@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf.training import workdir as workdir_lib
 from meta_lstm_tf.grid import spec as grid_lib
 
 METHOD_NAMES = {

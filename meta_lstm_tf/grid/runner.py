@@ -32,9 +32,9 @@ import tensorflow as tf
 
 from meta_lstm_tf import baselines
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import file_lock
-from meta_lstm_tf import train_lib
-from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf.training import file_lock
+from meta_lstm_tf.training import train_lib
+from meta_lstm_tf.training import workdir as workdir_lib
 from meta_lstm_tf.data import splits
 from meta_lstm_tf.grid import curves as curves_lib
 from meta_lstm_tf.grid import report as report_lib

@@ -11,7 +11,7 @@ value, fresh per-episode batch-norm statistics, and one pure forward pass
 that never mutates anything. Two implementations:
 
     conv.py         `ConvLearner`, the built-in four-block conv net
-                    (`meta_lstm_tf.learner`'s functions, with its fast
+                    (`meta_lstm_tf.learners.conv_ops`'s functions, with its fast
                     first-order path)
     keras_model.py  `KerasLearner`, any built Keras 3 model, through
                     `stateless_call`

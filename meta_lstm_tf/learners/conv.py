@@ -1,7 +1,7 @@
 """`ConvLearner`: the built-in conv learner behind the `Learner` interface.
 
 Its maths and its fast first-order path (the first conv over per-episode
-patches, fused batch norm, bfloat16 convolutions) are `meta_lstm_tf.learner`'s
+patches, fused batch norm, bfloat16 convolutions) are `meta_lstm_tf.learners.conv_ops`'s
 functions; this class only binds them to a `LearnerConfig`.
 """
 
@@ -10,7 +10,7 @@ from typing import Optional
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import learner
+from meta_lstm_tf.learners import conv_ops as learner
 from meta_lstm_tf import types
 from meta_lstm_tf.learners import base
 

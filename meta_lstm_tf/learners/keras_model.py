@@ -227,7 +227,7 @@ def conv_net(config=None, seed: int = 0, **fields) -> keras.Sequential:
     seed: `learner.init_params`'s seed.
   """
   from meta_lstm_tf import config as config_lib  # pylint: disable=g-import-not-at-top
-  from meta_lstm_tf import learner as learner_lib  # pylint: disable=g-import-not-at-top
+  from meta_lstm_tf.learners import conv_ops as learner_lib  # pylint: disable=g-import-not-at-top
   config = (config or config_lib.LearnerConfig(**fields)).validate()
   layers = [keras.Input((config.image_size, config.image_size,
                          config.channels))]

@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from meta_lstm_tf import preprocessing
+from meta_lstm_tf.rules import preprocessing
 
 
 class MetaLSTMWeights(NamedTuple):

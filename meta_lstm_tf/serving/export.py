@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import rules
-from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf.training import workdir as workdir_lib
 from meta_lstm_tf.serving import modules
 from meta_lstm_tf.serving import support
 from meta_lstm_tf.serving import validation

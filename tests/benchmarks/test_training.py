@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import learner
+from meta_lstm_tf.learners import conv_ops as learner
 from meta_lstm_tf.benchmarks import training
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -36,7 +36,7 @@ class BenchmarkSettingsTest(tf.test.TestCase):
   def test_conv_dtype_default_is_what_base_flags_trains(self):
     flags_file = _flagfile_values(os.path.join(_ROOT, 'configs',
                                                'base.flags'))
-    from meta_lstm_tf import benchmark  # pylint: disable=g-import-not-at-top
+    from meta_lstm_tf.bin import benchmark  # pylint: disable=g-import-not-at-top
     self.assertEqual(flags_file['conv_dtype'], benchmark._CONV_DTYPE.default)
 
   def test_learner_bound_and_conv_throughput(self):

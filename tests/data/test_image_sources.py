@@ -13,7 +13,7 @@ import shutil
 import tensorflow as tf
 
 from meta_lstm_tf import config
-from meta_lstm_tf import train_lib
+from meta_lstm_tf.training import train_lib
 from meta_lstm_tf.data import episodes
 from meta_lstm_tf.data import errors
 from meta_lstm_tf.data import splits
@@ -152,7 +152,7 @@ class ImageSourcesTest(tf.test.TestCase):
 
   def test_flags_choose_per_data_set_defaults(self):
     from absl import flags  # pylint: disable=g-import-not-at-top
-    from meta_lstm_tf import cli  # pylint: disable=g-import-not-at-top
+    from meta_lstm_tf.bin import cli  # pylint: disable=g-import-not-at-top
 
     def parse(*argv):
       values = flags.FlagValues()

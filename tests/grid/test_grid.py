@@ -18,10 +18,10 @@ import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import baselines
-from meta_lstm_tf import cli
+from meta_lstm_tf.bin import cli
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import results
-from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf.bin import results
+from meta_lstm_tf.training import workdir as workdir_lib
 from meta_lstm_tf.grid import curves as grid_curves
 from meta_lstm_tf.grid import report as grid_report
 from meta_lstm_tf.grid import runner as grid_runner
@@ -364,7 +364,7 @@ class RunGridTest(tf.test.TestCase):
     return grid_runner.run_grid(
         grid_spec.make_grid('mini'), base, root,
         baseline_config=baselines.BaselineConfig(pretrain_steps=7),
-        command='python -m meta_lstm_tf.results --grid=mini',
+        command='python -m meta_lstm_tf.bin.results --grid=mini',
         flags_text='--grid=mini\n', train_fn=training,
         pretrain_fn=fake_baselines.pretrain,
         evaluate_baselines_fn=fake_baselines.evaluate, pools=object(), **kwargs)
@@ -396,7 +396,7 @@ class RunGridTest(tf.test.TestCase):
     self.assertIn('(`sgd`) | -10.00 ± 0.00 | -10.00 ± 0.00 |', markdown)
     self.assertIn('(`finetune`) | -21.00 ± 0.00 | -25.00 ± 0.00 |', markdown)
     self.assertIn('(`nearest_neighbour`) | – | – |', markdown)
-    self.assertIn('python -m meta_lstm_tf.results --grid=mini', markdown)
+    self.assertIn('python -m meta_lstm_tf.bin.results --grid=mini', markdown)
     self.assertIn('at most 20 meta-train steps', markdown)
     self.assertIn('CPU cores', markdown)
     self.assertIn(tf.__version__, markdown)

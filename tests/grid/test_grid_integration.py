@@ -28,7 +28,7 @@ def test_command_end_to_end_on_real_omniglot():
   with open(readme, 'w') as f:
     f.write('<!-- results:begin -->\n<!-- results:end -->\n')
   command = [
-      sys.executable, '-m', 'meta_lstm_tf.results',
+      sys.executable, '-m', 'meta_lstm_tf.bin.results',
       '--flagfile=configs/results_mini.flags', f'--workdir={root}/grid',
       f'--omniglot_dir={OMNIGLOT_DIR}', '--settings=5w1s',
       '--max_steps=3', '--max_train_seconds=0', '--eval_every=2',

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import inner_loop
-from meta_lstm_tf import learner as learner_lib
+from meta_lstm_tf.learners import conv_ops as learner_lib
 from meta_lstm_tf import learners
 from meta_lstm_tf.rules import meta_lstm
 from meta_lstm_tf.rules import meta_lstm_cell

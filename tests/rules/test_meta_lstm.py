@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import learner
+from meta_lstm_tf.learners import conv_ops as learner
 from meta_lstm_tf.rules import meta_lstm as meta_lstm_layer
 from meta_lstm_tf.rules import meta_lstm_cell
 

@@ -33,9 +33,9 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import inner_loop
-from meta_lstm_tf import learner as learner_lib
+from meta_lstm_tf.learners import conv_ops as learner_lib
 from meta_lstm_tf import rules
-from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf.training import workdir as workdir_lib
 from meta_lstm_tf.benchmarks import serving as serving_benchmark
 from meta_lstm_tf.data import image_ops
 from meta_lstm_tf.serving import export as serving_export
@@ -726,7 +726,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
   def test_export_main_binary(self):
     workdir = self._make_workdir()
     export_dir = os.path.join(self.tmp, 'binary_export')
-    command = [sys.executable, '-m', 'meta_lstm_tf.export_main',
+    command = [sys.executable, '-m', 'meta_lstm_tf.bin.export',
                f'--workdir={workdir}', f'--export_dir={export_dir}']
     result = subprocess.run(
         command + ['--max_query_images=9', '--max_image_width=640'],

@@ -1,6 +1,6 @@
 r"""Runs a named grid of update rules and baselines and writes its report.
 
-    python -m meta_lstm_tf.results --flagfile=configs/results_mini.flags
+    python -m meta_lstm_tf.bin.results --flagfile=configs/results_mini.flags
 
 Every flag of the main job applies to every cell (`--workdir` is the grid
 root; `--max_steps` / `--max_train_seconds` are the budget of each update-rule
@@ -15,7 +15,7 @@ import os
 import shlex
 import sys
 
-from meta_lstm_tf import verbosity
+from meta_lstm_tf.bin import verbosity
 
 # Before TensorFlow loads: its C++ INFO and WARNING lines off by default.
 verbosity.quiet_tensorflow_by_default(sys.argv)
@@ -28,8 +28,7 @@ from absl import flags
 import tensorflow as tf
 
 from meta_lstm_tf import baselines
-from meta_lstm_tf import cli
-from meta_lstm_tf import stopping
+from meta_lstm_tf.bin import cli
 from meta_lstm_tf.grid import report as grid_report
 from meta_lstm_tf.grid import runner as grid_runner
 from meta_lstm_tf.grid import spec as grid_spec
@@ -158,15 +157,13 @@ def baseline_config_from_flags(flag_values: flags.FlagValues = flags.FLAGS):
 
 def command_line(argv) -> str:
   """The command as typed, with OMNIGLOT_DIR when the data came from it."""
-  command = 'python -m meta_lstm_tf.results ' + shlex.join(argv[1:])
+  command = 'python -m meta_lstm_tf.bin.results ' + shlex.join(argv[1:])
   if flags.FLAGS.omniglot_dir is None and os.environ.get('OMNIGLOT_DIR'):
     command = f'OMNIGLOT_DIR={os.environ["OMNIGLOT_DIR"]} {command}'
   return command
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   cli.configure_threads(flags.FLAGS)
   try:
     config = cli.config_from_flags(flags.FLAGS)
@@ -182,26 +179,25 @@ def main(argv):
       flags.FLAGS.update_readme):
     raise app.UsageError(f'--update_readme={flags.FLAGS.update_readme}: no '
                          'such file')
-  with stopping.exit_on_error():
-    report = grid_runner.run_grid(
-        spec, config, root, baseline_config=baseline_config,
-        command=command_line(sys.argv), flags_text=cli.flags_as_text(
-            flags.FLAGS), setting_bases=setting_bases,
-        setting_flags_texts={name: cli.flags_as_text(own)
-                             for name, own in setting_flags.items()})
-    if flags.FLAGS.update_readme:
-      readme = flags.FLAGS.update_readme
-      plot = os.path.join(root, grid_spec.PLOT_FILE)
-      if flags.FLAGS.readme_image:
-        tf.io.gfile.makedirs(os.path.dirname(os.path.abspath(
-            flags.FLAGS.readme_image)))
-        # The plot may be in a gs:// grid root.
-        tf.io.gfile.copy(plot, flags.FLAGS.readme_image, overwrite=True)
-        grid_report.update_readme(readme, report, image=os.path.relpath(
-            flags.FLAGS.readme_image,
-            os.path.dirname(os.path.abspath(readme))))
-      else:
-        grid_report.update_readme(readme, report, plot_path=plot)
+  report = grid_runner.run_grid(
+      spec, config, root, baseline_config=baseline_config,
+      command=command_line(sys.argv), flags_text=cli.flags_as_text(
+          flags.FLAGS), setting_bases=setting_bases,
+      setting_flags_texts={name: cli.flags_as_text(own)
+                           for name, own in setting_flags.items()})
+  if flags.FLAGS.update_readme:
+    readme = flags.FLAGS.update_readme
+    plot = os.path.join(root, grid_spec.PLOT_FILE)
+    if flags.FLAGS.readme_image:
+      tf.io.gfile.makedirs(os.path.dirname(os.path.abspath(
+          flags.FLAGS.readme_image)))
+      # The plot may be in a gs:// grid root.
+      tf.io.gfile.copy(plot, flags.FLAGS.readme_image, overwrite=True)
+      grid_report.update_readme(readme, report, image=os.path.relpath(
+          flags.FLAGS.readme_image,
+          os.path.dirname(os.path.abspath(readme))))
+    else:
+      grid_report.update_readme(readme, report, plot_path=plot)
   print(grid_report.accuracy_table(
       report['rows'], report['rules'] + report['baselines'],
       [grid_spec.Setting(*s) for s in report['settings']]))

@@ -20,7 +20,7 @@ adapting anything.
 
 import sys
 
-from meta_lstm_tf import verbosity
+from meta_lstm_tf.bin import verbosity
 
 # Before TensorFlow loads: its C++ INFO and WARNING lines off by default.
 verbosity.quiet_tensorflow_by_default(sys.argv)
@@ -29,9 +29,8 @@ verbosity.quiet_tensorflow_by_default(sys.argv)
 from absl import app
 from absl import flags
 
-from meta_lstm_tf import cli
+from meta_lstm_tf.bin import cli
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import stopping
 from meta_lstm_tf.serving import export as serving_export
 from meta_lstm_tf.serving import modules as serving_modules
 from meta_lstm_tf.serving import validation as serving_validation
@@ -79,23 +78,20 @@ _MAX_IMAGE_WIDTH = flags.DEFINE_integer(
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   if not _WORKDIR.value:
     raise app.UsageError('--workdir is required')
-  with stopping.exit_on_error():
-    try:
-      path = serving_export.export_from_workdir(
-          _WORKDIR.value, _MODEL.value, checkpoint=_CHECKPOINT.value,
-          export_dir=_EXPORT_DIR.value, support_dir=_SUPPORT_DIR.value,
-          conv_dtype=_CONV_DTYPE.value,
-          limits=serving_validation.ServingLimits(
-              max_support_images=_MAX_SUPPORT_IMAGES.value,
-              max_query_images=_MAX_QUERY_IMAGES.value,
-              max_image_height=_MAX_IMAGE_HEIGHT.value,
-              max_image_width=_MAX_IMAGE_WIDTH.value))
-    except serving_export.ExportArgumentError as e:
-      raise app.UsageError(f'--{e}') from e
+  try:
+    path = serving_export.export_from_workdir(
+        _WORKDIR.value, _MODEL.value, checkpoint=_CHECKPOINT.value,
+        export_dir=_EXPORT_DIR.value, support_dir=_SUPPORT_DIR.value,
+        conv_dtype=_CONV_DTYPE.value,
+        limits=serving_validation.ServingLimits(
+            max_support_images=_MAX_SUPPORT_IMAGES.value,
+            max_query_images=_MAX_QUERY_IMAGES.value,
+            max_image_height=_MAX_IMAGE_HEIGHT.value,
+            max_image_width=_MAX_IMAGE_WIDTH.value))
+  except serving_export.ExportArgumentError as e:
+    raise app.UsageError(f'--{e}') from e
   print(path)
 
 

@@ -19,10 +19,11 @@ from typing import Callable, List, Optional, Sequence
 from absl import app
 from absl import flags
 
-from meta_lstm_tf import verbosity
+from meta_lstm_tf.bin import verbosity
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import runtime
+from meta_lstm_tf.training import stopping
 from meta_lstm_tf.data import omniglot_sources
 
 
@@ -42,7 +43,7 @@ def configs_dir() -> Optional[str]:
   """The installed configs: meta_lstm_tf/configs/ of an installed package,
   else the repository's configs/ beside a source checkout's package; None
   if neither exists."""
-  package = os.path.dirname(os.path.abspath(__file__))
+  package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   for candidate in (os.path.join(package, CONFIGS),
                     os.path.join(os.path.dirname(package), CONFIGS)):
     if os.path.isdir(candidate):
@@ -133,8 +134,21 @@ def parse_flags(argv: Sequence[str]) -> List[str]:
 
 
 def run_binary(main: Callable[[List[str]], None]) -> None:
-  """Runs a binary's `main` with absl, its flags parsed by `parse_flags`."""
-  app.run(main, flags_parser=parse_flags)
+  """Runs a binary's `main` with absl, its flags parsed by `parse_flags`.
+
+  The one error handler of every binary: arguments left over after the
+  flags are a usage error, and an expected failure (bad config or data, a
+  busy workdir, a signal; `stopping.exit_on_error`) ends in one `error:`
+  line and a non-zero exit status instead of a traceback.
+  """
+
+  def guarded_main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+    with stopping.exit_on_error():
+      main(argv)
+
+  app.run(guarded_main, flags_parser=parse_flags)
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:

@@ -15,27 +15,10 @@ import keras
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import distribute
+from meta_lstm_tf.training import distribute
 from meta_lstm_tf import inner_loop
-from meta_lstm_tf import learner
 from meta_lstm_tf import rules
 from meta_lstm_tf import types
-
-
-def episode_loss(rule: rules.UpdateRule, episode: types.Episode,
-                 inner_config: config_lib.InnerLoopConfig, *, training: bool,
-                 record_gates: bool = False):
-  """Adapts to one episode and scores the query set.
-
-  Returns:
-    (query loss [], query accuracy [], `types.AdaptationResult`).
-  """
-  logits, result = inner_loop.adapt_and_classify(
-      rule, episode.support_images, episode.support_labels,
-      episode.query_images, inner_config, training=training,
-      record_gates=record_gates)
-  loss, accuracy = learner.loss_and_accuracy(logits, episode.query_labels)
-  return loss, accuracy, result
 
 
 def make_meta_train_step(
@@ -97,7 +80,7 @@ def meta_gradients(rule: rules.UpdateRule, episodes: types.Episode,
   """
   batch_size = episodes.support_images.shape[0]
   with tf.GradientTape() as tape:
-    losses, accuracies, results = meta_batch_losses(rule, episodes,
+    losses, accuracies, results = inner_loop.meta_batch_losses(rule, episodes,
                                                      inner_config)
     meta_loss = tf.add_n(losses) / batch_size
   grads = tape.gradient(meta_loss, rule.trainable_variables)
@@ -109,26 +92,6 @@ def meta_gradients(rule: rules.UpdateRule, episodes: types.Episode,
   for field in _MEAN_RESULT_FIELDS:
     metrics[field] = mean_of(field)
   return grads, metrics
-
-
-def meta_batch_losses(rule, episodes: types.Episode,
-                       inner_config: config_lib.InnerLoopConfig,
-                       training: bool = True):
-  """Adapts to each episode of a stacked batch (leading axis).
-
-  Returns:
-    Lists (one item per episode) of query losses, query accuracies and
-    `types.AdaptationResult`s.
-  """
-  losses, accuracies, results = [], [], []
-  for b in range(episodes.support_images.shape[0]):
-    episode = tf.nest.map_structure(lambda x, b=b: x[b], episodes)
-    loss, accuracy, result = episode_loss(rule, episode, inner_config,
-                                          training=training)
-    losses.append(loss)
-    accuracies.append(accuracy)
-    results.append(result)
-  return losses, accuracies, results
 
 
 _MEAN_RESULT_FIELDS = ('support_losses', 'forget_gate_mean',
@@ -164,7 +127,7 @@ def _make_distributed_meta_train_step(rule, optimizer, inner_config,
   def replica_gradients(episodes: types.Episode):
     global_batch = episodes.support_images.shape[0] * num_replicas
     with tf.GradientTape() as tape:
-      losses, accuracies, results = meta_batch_losses(rule, episodes,
+      losses, accuracies, results = inner_loop.meta_batch_losses(rule, episodes,
                                                        inner_config)
       scaled_loss = tf.add_n(losses) / global_batch
     grads = tape.gradient(scaled_loss, variables)
@@ -213,34 +176,3 @@ def _disable_optimizer_all_reduce(optimizer: keras.optimizers.Optimizer):
         f'{type(optimizer).__name__} has no {hook}(): cannot tell whether '
         'apply_gradients all-reduces gradients under a distribution strategy')
   setattr(optimizer, hook, lambda grads_and_vars: list(grads_and_vars))
-
-
-def make_eval_step(rule: rules.UpdateRule,
-                   inner_config: config_lib.InnerLoopConfig,
-                   jit_compile: bool = False):
-  """Builds the compiled evaluation step.
-
-  The step takes a batch of E episodes (leading axis) and returns per-episode
-  (loss [E], accuracy [E]). The E adaptations are independent, so the runtime
-  overlaps them on the available cores. Uses non-transductive batch norm (the
-  episode's running support statistics) unless `inner_config.transductive`.
-  """
-
-  def step(episodes: types.Episode):
-    losses, accuracies, _ = meta_batch_losses(rule, episodes, inner_config,
-                                               training=False)
-    return tf.stack(losses), tf.stack(accuracies)
-
-  return tf.function(step, jit_compile=jit_compile)
-
-
-def make_diagnostics_step(rule: rules.UpdateRule,
-                          inner_config: config_lib.InnerLoopConfig):
-  """Builds a step that also returns the full [T, P] gates, for histograms."""
-
-  def step(episode: types.Episode):
-    _, _, result = episode_loss(rule, episode, inner_config, training=False,
-                                record_gates=True)
-    return result
-
-  return tf.function(step)

@@ -29,17 +29,17 @@ import tensorflow as tf
 
 from meta_lstm_tf import baselines
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import distribute
+from meta_lstm_tf.training import distribute
 from meta_lstm_tf import evaluation
-from meta_lstm_tf import file_lock
-from meta_lstm_tf import progress as progress_lib
+from meta_lstm_tf.training import file_lock
+from meta_lstm_tf.training import progress as progress_lib
 from meta_lstm_tf import rules
 from meta_lstm_tf import runtime
-from meta_lstm_tf import schedules
-from meta_lstm_tf import stopping
-from meta_lstm_tf import summaries
-from meta_lstm_tf import train_steps
-from meta_lstm_tf import workdir as workdir_lib
+from meta_lstm_tf.training import schedules
+from meta_lstm_tf.training import stopping
+from meta_lstm_tf.training import summaries
+from meta_lstm_tf.training import train_steps
+from meta_lstm_tf.training import workdir as workdir_lib
 from meta_lstm_tf.data import class_pools
 from meta_lstm_tf.data import episodes as episodes_lib
 from meta_lstm_tf.data import splits
@@ -224,9 +224,9 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
   train_step = train_steps.make_meta_train_step(
       rule, optimizer, config.inner_loop, train_cfg.clip_norm,
       jit_compile=train_cfg.jit_compile, strategy=strategy)
-  eval_step = train_steps.make_eval_step(rule, config.inner_loop,
+  eval_step = evaluation.make_eval_step(rule, config.inner_loop,
                                          jit_compile=train_cfg.jit_compile)
-  diagnostics_step = train_steps.make_diagnostics_step(rule,
+  diagnostics_step = evaluation.make_diagnostics_step(rule,
                                                        config.inner_loop)
   writer = summaries.Writer(os.path.join(out_dir, workdir_lib.LOG_DIR))
   if start_step == 0:

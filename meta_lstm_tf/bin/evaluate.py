@@ -1,29 +1,27 @@
 r"""Tests a finished run again, e.g. under Lake et al.'s one-shot protocol.
 
-    python -m meta_lstm_tf.evaluate --workdir=runs/mini_20w1s \
+    python -m meta_lstm_tf.bin.evaluate --workdir=runs/mini_20w1s \
         --episode_classes=within_alphabet --distinct_drawers \
         --output=/tmp/lake.json
 
 Restores the run's best checkpoint and scores it on fixed meta-test episodes
-(`evaluate_lib.test_workdir`); nothing is trained. Writes the result to
+(`evaluation.test_workdir`); nothing is trained. Writes the result to
 --output (default WORKDIR/eval_<pool>_<protocol>.json) and prints it.
 """
 
 import sys
 
-from meta_lstm_tf import verbosity
+from meta_lstm_tf.bin import verbosity
 
 # Before TensorFlow loads: its C++ INFO and WARNING lines off by default.
 verbosity.quiet_tensorflow_by_default(sys.argv)
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from absl import app
 from absl import flags
 
-from meta_lstm_tf import cli
+from meta_lstm_tf.bin import cli
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import evaluate_lib
-from meta_lstm_tf import stopping
+from meta_lstm_tf import evaluation
 
 _WORKDIR = flags.DEFINE_string('workdir', None,
                                'Training workdir of the run to test.')
@@ -43,7 +41,7 @@ _TRANSDUCTIVE = flags.DEFINE_bool(
     'statistics (as MAML\'s code), --notransductive with the support '
     'set\'s.')
 _EPISODES = flags.DEFINE_integer('test_episodes', 600, 'Episodes.')
-_POOL = flags.DEFINE_enum('pool', 'meta_test', list(evaluate_lib.POOLS),
+_POOL = flags.DEFINE_enum('pool', 'meta_test', list(evaluation.POOLS),
                           'Classes to test on.')
 _OMNIGLOT_DIR = flags.DEFINE_string(
     'omniglot_dir', None, 'Where the run\'s Omniglot copy is now, if moved.')
@@ -55,16 +53,13 @@ _OUTPUT = flags.DEFINE_string(
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  with stopping.exit_on_error():
-    result = evaluate_lib.test_workdir(
-        _WORKDIR.value, episode_classes=_EPISODE_CLASSES.value,
-        distinct_drawers=_DISTINCT_DRAWERS.value,
-        num_queries=_NUM_QUERIES.value, num_shots=_NUM_SHOTS.value,
-        transductive=_TRANSDUCTIVE.value, num_episodes=_EPISODES.value,
-        pool=_POOL.value, omniglot_dir=_OMNIGLOT_DIR.value,
-        data_root=_DATA_ROOT.value, output=_OUTPUT.value)
+  result = evaluation.test_workdir(
+      _WORKDIR.value, episode_classes=_EPISODE_CLASSES.value,
+      distinct_drawers=_DISTINCT_DRAWERS.value,
+      num_queries=_NUM_QUERIES.value, num_shots=_NUM_SHOTS.value,
+      transductive=_TRANSDUCTIVE.value, num_episodes=_EPISODES.value,
+      pool=_POOL.value, omniglot_dir=_OMNIGLOT_DIR.value,
+      data_root=_DATA_ROOT.value, output=_OUTPUT.value)
   print(f"{result['pool']} {result['protocol']}: accuracy "
         f"{result['accuracy']:.4f} +- {result['ci95']:.4f} over "
         f"{result['episodes']} episodes ({result['seconds']:.0f} s)")
