@@ -1,12 +1,58 @@
-"""Frozen, validated configuration objects.
+"""Frozen, validated configuration objects, and the one declaration of
+every setting.
 
-Library code receives these; only `cli.py` knows about flags. Every config has a
-`validate()` that raises `ValueError` naming the offending field and value.
+Library code receives these; only `bin/cli.py` knows about flags. Every
+config has a `validate()` that raises `ValueError` naming the offending field
+and value.
+
+Each field is declared once, with `setting(...)`: its default, its help text
+(a field with help is a command-line flag of the same name), its choices and
+its role. The flags (`bin/cli.define_flags`), the flags-to-config mapping
+(`bin/cli.config_from_flags`), results.json's settings (`recorded_settings`)
+and which settings change a run's numbers (`training/workdir.relevant_config`)
+are all derived from these declarations. Roles:
+
+  `experiment`  changes the numbers (the default)
+  `budget`      how long a run trains: a resumed run may raise it
+  `path`        where the data is: moving it changes nothing
+  `runtime`     how the same computation runs or is recorded (every field of
+                `RuntimeConfig`): strategy, XLA, logging, checkpoints, export
 """
 
 import dataclasses
 import math
 from typing import Optional
+
+ROLES = ('experiment', 'budget', 'path', 'runtime')
+
+
+def setting(default, help_text: Optional[str] = None, *, choices=None,
+            role: str = 'experiment', record: bool = False,
+            flag_default=dataclasses.MISSING):
+  """A config field declared once.
+
+  Args:
+    default: the field's default.
+    help_text: the flag's help; None: the field is not a flag.
+    choices: the allowed values (an enum flag).
+    role: one of `ROLES`.
+    record: whether results.json records the setting (`recorded_settings`).
+    flag_default: the flag's default when it differs from the field's (None
+      for "the data set's default", resolved by `bin/cli.config_from_flags`).
+  """
+  if role not in ROLES:
+    raise ValueError(f'role={role!r}: must be one of {ROLES}')
+  metadata = {'help': help_text, 'choices': choices, 'role': role,
+              'record': record}
+  if flag_default is not dataclasses.MISSING:
+    metadata['flag_default'] = flag_default
+  return dataclasses.field(default=default, metadata=metadata)
+
+
+def derived(default):
+  """A field an `ExperimentConfig` derives from its other parts (never
+  stored in config.json, never a flag)."""
+  return dataclasses.field(default=default, metadata={'derived': True})
 
 SPLITS = ('lake', 'minimal', 'vinyals')
 MINIMAL_SUBSETS = ('small1', 'small2')
@@ -28,6 +74,7 @@ DATASETS = ('omniglot', 'mini_imagenet', 'image_folder')
 DATASET_DEFAULTS = {'omniglot': (28, 1), 'mini_imagenet': (84, 3),
                     'image_folder': (84, 3)}
 EPISODE_CLASSES = ('any', 'within_alphabet')
+TRAIN_QUERY_STATS = ('batch', 'support')
 
 
 def _check(condition: bool, field: str, value, requirement: str) -> None:
@@ -65,16 +112,38 @@ class DataConfig:
     rotations: add 90/180/270 degree rotations of every class as new classes.
     image_size: images are resized to image_size x image_size.
   """
-  dataset: str = 'omniglot'
-  data_root: Optional[str] = None
-  channels: int = 1
-  omniglot_dir: Optional[str] = None
-  data_dir: Optional[str] = None
-  split: str = 'lake'
-  split_dir: Optional[str] = None
-  minimal_subset: str = 'small1'
-  rotations: bool = False
-  image_size: int = 28
+  dataset: str = setting(
+      'omniglot', 'Data set: omniglot (TFDS, or --omniglot_dir), '
+      'mini_imagenet (Ravi & Larochelle\'s split, a local copy in '
+      '--data_root) or image_folder (--data_root/{train,val,test}/CLASS/'
+      '*.png|jpg).', choices=DATASETS, record=True)
+  data_root: Optional[str] = setting(
+      None, 'Local copy of --dataset=mini_imagenet (images/ and train.csv, '
+      'val.csv, test.csv; or train/CLASS/*.jpg, val/, test/) or '
+      'image_folder. Never downloaded.', role='path')
+  channels: int = setting(
+      1, 'Image channels: 1 (gray) or 3 (RGB); default the data set\'s '
+      '(omniglot 1, mini_imagenet and image_folder 3).', flag_default=None)
+  omniglot_dir: Optional[str] = setting(
+      None, 'Local copy of Omniglot (archives and/or extracted folders); '
+      'default $OMNIGLOT_DIR, else TFDS downloads it.', role='path')
+  data_dir: Optional[str] = setting(None, 'TFDS data directory.',
+                                    role='path')
+  split: str = setting('lake', 'Class split protocol.', choices=SPLITS,
+                       record=True)
+  split_dir: Optional[str] = setting(
+      None, 'Directory with train.txt/val.txt/test.txt (split=vinyals); '
+      'default: splits/vinyals/ of the local Omniglot copy (--omniglot_dir '
+      'or $OMNIGLOT_DIR), where there is one.')
+  minimal_subset: str = setting('small1',
+                                'Background subset for split=minimal.',
+                                choices=MINIMAL_SUBSETS)
+  rotations: bool = setting(
+      False, 'Add 90/180/270 degree rotations of meta-train classes as '
+      'classes.')
+  image_size: int = setting(
+      28, 'Image side in pixels; default the data set\'s (omniglot 28, '
+      'mini_imagenet and image_folder 84).', flag_default=None)
 
   @property
   def inverted(self) -> bool:
@@ -126,12 +195,21 @@ class EpisodeConfig:
       tenth of its side) at random (`image_ops.random_affine`). Evaluation
       episodes are never augmented.
   """
-  num_ways: int = 5
-  num_shots: int = 1
-  num_queries: int = 15
-  episode_classes: str = 'any'
-  distinct_drawers: bool = False
-  augment: bool = False
+  num_ways: int = setting(5, 'N classes per episode.', record=True)
+  num_shots: int = setting(1, 'K support examples per class.', record=True)
+  num_queries: int = setting(15, 'Q query examples per class.', record=True)
+  episode_classes: str = setting(
+      'any', 'any: N classes from all of the pool; within_alphabet: all N '
+      'from one Omniglot alphabet (Lake et al.\'s one-shot runs).',
+      choices=EPISODE_CLASSES, record=True)
+  distinct_drawers: bool = setting(
+      False, 'Omniglot: support and query drawings of a class by different '
+      'people (K support drawers, Q others, per episode; Lake et al.). '
+      'Needs a local copy (--omniglot_dir).', record=True)
+  augment: bool = setting(
+      False, 'Meta-train episodes only: rotate (up to 10 degrees), zoom '
+      '(0.9-1.1x) and shift (up to a tenth of the side) every image at '
+      'random. Evaluation is never augmented.', record=True)
 
   def validate(self) -> 'EpisodeConfig':
     _check(self.episode_classes in EPISODE_CLASSES, 'episode_classes',
@@ -145,13 +223,18 @@ class EpisodeConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LearnerConfig:
-  """The conv learner: num_blocks x [conv3x3 -> BN -> ReLU -> maxpool2x2]."""
-  num_ways: int = 5
-  num_filters: int = 32
-  num_blocks: int = 4
-  image_size: int = 28
-  channels: int = 1
-  bn_epsilon: float = 1e-3
+  """The conv learner: num_blocks x [conv3x3 -> BN -> ReLU -> maxpool2x2].
+
+  Its shape (`num_ways`, `image_size`, `channels`) is given when the learner
+  is used alone; inside an `ExperimentConfig` it is derived from the episode
+  and data settings.
+  """
+  num_ways: int = derived(5)
+  num_filters: int = setting(32, 'Filters per conv block of the learner.')
+  num_blocks: int = setting(4, 'Conv blocks of the learner.')
+  image_size: int = derived(28)
+  channels: int = derived(1)
+  bn_epsilon: float = setting(1e-3)
 
   def validate(self) -> 'LearnerConfig':
     _positive_int('num_ways', self.num_ways)
@@ -187,24 +270,43 @@ class MetaLearnerConfig:
     forget_gate_init: the initial forget gate of `gate_init='inner_lr'`.
     gate_bias: `shared` (the paper: one forget and one input gate bias for
       every coordinate), `per_tensor` (one per learner tensor) or
-      `per_coordinate`; see `meta_lstm_layer.MetaLSTMLayer`.
+      `per_coordinate`; see `meta_lstm.MetaLSTMRule`.
     gate_bias_scale: the gate biases are `gate_bias_scale` times their
       variables, so the meta-optimizer moves them that much faster (1: the
       paper's plain biases).
     hidden_size, preprocess_p, weight_init_scale, forget_bias_range,
-      input_bias_range: the meta-LSTM (`meta_lstm_layer.MetaLSTMLayer`).
+      input_bias_range: the meta-LSTM (`meta_lstm.MetaLSTMRule`).
   """
-  update_rule: str = 'meta_lstm'
-  inner_lr: float = 0.1
-  gate_init: str = 'paper'
-  forget_gate_init: float = 0.9999
-  gate_bias: str = 'shared'
-  gate_bias_scale: float = 1.0
-  hidden_size: int = 20
-  preprocess_p: float = 10.0
-  weight_init_scale: float = 0.01
-  forget_bias_range: tuple = (4.0, 5.0)
-  input_bias_range: tuple = (-5.0, -4.0)
+  update_rule: str = setting(
+      'meta_lstm', 'Inner-loop update rule: meta_lstm (Ravi & Larochelle), '
+      'sgd (MAML: fixed --inner_lr, learned init) or meta_sgd (learned '
+      'per-coordinate rates and init).', choices=UPDATE_RULES, record=True)
+  inner_lr: float = setting(
+      0.1, 'Learning rate of update_rule=sgd; initial rates of meta_sgd; '
+      'initial input gate of meta_lstm with --gate_init=inner_lr.',
+      record=True)
+  gate_init: str = setting(
+      'paper', 'Meta-LSTM gate biases at initialisation: inner_lr (input '
+      'gate = --inner_lr, forget gate = --forget_gate_init) or paper (the '
+      "original code's U(-5,-4) input and U(4,5) forget biases).",
+      choices=GATE_INITS, record=True)
+  forget_gate_init: float = setting(
+      0.9999, 'Initial forget gate of the meta-LSTM with '
+      '--gate_init=inner_lr.', record=True)
+  gate_bias: str = setting(
+      'shared', 'Meta-LSTM gate biases: shared (the paper), per_tensor (one '
+      'per learner tensor) or per_coordinate.', choices=GATE_BIASES,
+      record=True)
+  gate_bias_scale: float = setting(
+      1.0, 'Meta-LSTM gate biases are this times their variables: the '
+      'meta-optimizer moves them this much faster (1: plain biases).',
+      record=True)
+  hidden_size: int = setting(20, 'Hidden units of the meta-LSTM first '
+                             'layer.', record=True)
+  preprocess_p: float = setting(10.0)
+  weight_init_scale: float = setting(0.01)
+  forget_bias_range: tuple = setting((4.0, 5.0))
+  input_bias_range: tuple = setting((-5.0, -4.0))
 
   def gate_bias_ranges(self) -> tuple:
     """(forget_bias_range, input_bias_range) that `gate_init` means."""
@@ -261,19 +363,36 @@ class InnerLoopConfig:
       passes are always float32 (or the parameters' dtype); exported
       SavedModels always run float32.
   """
-  inner_steps: int = 8
-  second_order: bool = False
-  transductive: bool = False
-  bn_momentum: Optional[float] = 1.0
-  train_query_stats: str = 'batch'
-  conv_dtype: str = 'float32'
+  inner_steps: int = setting(
+      8, 'T meta-LSTM updates per episode (paper: 12 for 1-shot, 8 for 5).',
+      record=True)
+  second_order: bool = setting(
+      False, 'Exact second-order meta-gradients (default first order, as '
+      'the paper).', record=True)
+  transductive: bool = setting(
+      False, 'Evaluate with query-batch BN statistics (default: support '
+      'statistics).')
+  bn_momentum: Optional[float] = setting(
+      1.0, 'How support passes fold into the running BN statistics: 1 keeps '
+      'the last pass (at theta_T), 0 averages all passes.')
+  train_query_stats: str = setting(
+      'batch', 'BN statistics of the query pass in meta-training: batch '
+      '(original code) or support (as at evaluation).',
+      choices=TRAIN_QUERY_STATS)
+  # results.json records it as resolved on the machine (`auto` depends on
+  # the CPU): `training/train_lib`.
+  conv_dtype: str = setting(
+      'float32', "Precision of the learner's convolutions in first-order "
+      'passes: float32, bfloat16, or auto (bfloat16 on CPUs with '
+      'AVX512-BF16 or AMX). Exports always run float32.',
+      choices=CONV_DTYPES, record=True)
 
   def validate(self) -> 'InnerLoopConfig':
     _positive_int('inner_steps', self.inner_steps)
     if self.bn_momentum is not None:
       _check(0.0 < self.bn_momentum <= 1.0, 'bn_momentum', self.bn_momentum,
              'must be in (0, 1] (or unset for the mean over passes)')
-    _check(self.train_query_stats in ('batch', 'support'),
+    _check(self.train_query_stats in TRAIN_QUERY_STATS,
            'train_query_stats', self.train_query_stats,
            "must be 'batch' or 'support'")
     _check(self.conv_dtype in CONV_DTYPES, 'conv_dtype', self.conv_dtype,
@@ -283,13 +402,7 @@ class InnerLoopConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """Outer loop, evaluation and bookkeeping.
-
-  `strategy` names the `tf.distribute` strategy (`distribute.make_strategy`)
-  that splits each meta-batch across replicas: `default` (one device),
-  `mirrored` (the local GPUs), `multi_worker` (machines of `TF_CONFIG`) or
-  `tpu` (on `tpu_address`, None: the local TPU). `meta_batch_size` must be a
-  multiple of the replicas in sync.
+  """The outer loop, its budget, validation and test.
 
   `init_from`: where theta_0 starts. `scratch`: `learner.init_params`;
   `pretrained`: the learner is first trained as an ordinary classifier over
@@ -301,32 +414,45 @@ class TrainConfig:
   `lr_schedule`: `constant` (Adam at `learning_rate` throughout) or `cosine`
   (from `learning_rate` down to `final_learning_rate` over the run, the run's
   progress being the larger of step / `max_steps` and meta-training seconds /
-  `max_train_seconds`; `schedules.py`).
+  `max_train_seconds`; `training/schedules.py`).
   """
-  learning_rate: float = 1e-3
-  lr_schedule: str = 'constant'
-  final_learning_rate: float = 0.0
-  clip_norm: float = 0.25
-  meta_batch_size: int = 1
-  max_steps: int = 1000
-  eval_every: int = 200
-  eval_episodes: int = 100
-  test_episodes: int = 600
-  checkpoint_every: int = 200
-  keep_checkpoints: int = 3
-  log_every: int = 50
-  seed: int = 0
-  deterministic: bool = False
-  jit_compile: bool = False
-  max_train_seconds: float = 0.0
-  quiet: bool = False
-  export: bool = True
-  strategy: str = 'default'
-  tpu_address: Optional[str] = None
-  init_from: str = 'scratch'
-  init_pretrain_seconds: float = 120.0
-  init_pretrain_steps: int = 100000
-  init_pretrain_batch_size: int = 64
+  learning_rate: float = setting(
+      1e-3, 'Adam learning rate (the initial one under --lr_schedule=cosine).',
+      record=True)
+  lr_schedule: str = setting(
+      'constant', 'constant, or cosine: from --learning_rate to '
+      '--final_learning_rate over the run (by the larger of its step and '
+      'time fractions).', choices=LR_SCHEDULES, record=True)
+  final_learning_rate: float = setting(
+      0.0, 'Where --lr_schedule=cosine ends.', record=True)
+  clip_norm: float = setting(
+      0.25, 'Global-norm clipping of meta-gradients (0: off).')
+  meta_batch_size: int = setting(1, 'Episodes per meta-train step.',
+                                 record=True)
+  max_steps: int = setting(1000, 'Meta-train steps.', role='budget')
+  max_train_seconds: float = setting(
+      0.0, 'Stop meta-training after this many seconds (0: no limit); the '
+      'time spent is kept across resumes.', role='budget')
+  eval_every: int = setting(200, 'Validate every this many steps.')
+  eval_episodes: int = setting(100, 'Fixed validation episodes.')
+  test_episodes: int = setting(600,
+                               'Final test episodes (meta-test classes).')
+  seed: int = setting(0, 'Seed of initialisation and episodes.',
+                      record=True)
+  deterministic: bool = setting(
+      False, 'TF op determinism: a resumed run reproduces an uninterrupted '
+      'one.')
+  init_from: str = setting(
+      'scratch', 'Where theta_0 starts: scratch (random init) or pretrained '
+      '(first train the learner as a classifier over all meta-train classes '
+      'for --init_pretrain_seconds; that time counts towards '
+      '--max_train_seconds).', choices=INIT_FROM, record=True)
+  init_pretrain_seconds: float = setting(
+      120.0, 'Pretraining time of --init_from=pretrained (0: no limit).')
+  init_pretrain_steps: int = setting(
+      100000, 'Pretraining steps (batches) of --init_from=pretrained.')
+  init_pretrain_batch_size: int = setting(
+      64, 'Pretraining batch size of --init_from=pretrained.')
 
   def validate(self) -> 'TrainConfig':
     _check(self.learning_rate > 0, 'learning_rate', self.learning_rate,
@@ -339,15 +465,12 @@ class TrainConfig:
     _check(self.clip_norm >= 0, 'clip_norm', self.clip_norm,
            'must be >= 0 (0 disables clipping)')
     for name in ('meta_batch_size', 'max_steps', 'eval_every', 'eval_episodes',
-                 'test_episodes', 'checkpoint_every', 'keep_checkpoints',
-                 'log_every'):
+                 'test_episodes'):
       _positive_int(name, getattr(self, name))
     _check(isinstance(self.seed, int) and self.seed >= 0, 'seed', self.seed,
            'must be a non-negative integer')
     _check(self.max_train_seconds >= 0, 'max_train_seconds',
            self.max_train_seconds, 'must be >= 0 (0 means no limit)')
-    _check(self.strategy in STRATEGIES, 'strategy', self.strategy,
-           f'must be one of {STRATEGIES}')
     _check(self.init_from in INIT_FROM, 'init_from', self.init_from,
            f'must be one of {INIT_FROM}')
     _check(self.init_pretrain_seconds >= 0, 'init_pretrain_seconds',
@@ -358,28 +481,76 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+  """How a run's computation is placed and recorded; none of it changes
+  the numbers, so a run resumes the same under any of these (as Model
+  Garden's `RuntimeConfig`).
+
+  `strategy` names the `tf.distribute` strategy
+  (`training/distribute.make_strategy`) that splits each meta-batch across
+  replicas: `default` (one device), `mirrored` (the local GPUs),
+  `multi_worker` (machines of `TF_CONFIG`) or `tpu` (on `tpu_address`, None:
+  the local TPU). `meta_batch_size` must be a multiple of the replicas in
+  sync.
+  """
+  strategy: str = setting(
+      'default', 'tf.distribute strategy splitting each meta-batch across '
+      'replicas: default (one device), mirrored (all local GPUs), '
+      'multi_worker (the machines of TF_CONFIG), tpu. --meta_batch_size must '
+      'be a multiple of the replicas.', choices=STRATEGIES, role='runtime',
+      record=True)
+  tpu_address: Optional[str] = setting(
+      None, 'TPU name or grpc:// address for --strategy=tpu (default: the '
+      'local TPU).', role='runtime')
+  jit_compile: bool = setting(
+      False, 'XLA-compile the train and eval steps (for GPUs; off on CPU).',
+      role='runtime')
+  checkpoint_every: int = setting(
+      200, 'Checkpoint every this many steps.', role='runtime')
+  keep_checkpoints: int = setting(3, 'Checkpoints kept.', role='runtime')
+  log_every: int = setting(
+      50, 'Write TensorBoard summaries every this many steps.',
+      role='runtime')
+  quiet: bool = setting(False, 'No progress bar; a log line per eval.',
+                        role='runtime')
+  export: bool = setting(
+      True, 'Export the best model as a SavedModel at the end.',
+      role='runtime')
+
+  def validate(self) -> 'RuntimeConfig':
+    _check(self.strategy in STRATEGIES, 'strategy', self.strategy,
+           f'must be one of {STRATEGIES}')
+    for name in ('checkpoint_every', 'keep_checkpoints', 'log_every'):
+      _positive_int(name, getattr(self, name))
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-  """Everything one run needs."""
+  """Everything one run needs.
+
+  The learner's shape is derived, not stored: `learner.num_ways` is
+  `episode.num_ways`, `learner.image_size` and `learner.channels` are the
+  data's (whatever the `learner` given says).
+  """
   data: DataConfig = DataConfig()
   episode: EpisodeConfig = EpisodeConfig()
   learner: LearnerConfig = LearnerConfig()
   meta_learner: MetaLearnerConfig = MetaLearnerConfig()
   inner_loop: InnerLoopConfig = InnerLoopConfig()
   train: TrainConfig = TrainConfig()
+  runtime: RuntimeConfig = RuntimeConfig()
+
+  def __post_init__(self):
+    shaped = dataclasses.replace(
+        self.learner, num_ways=self.episode.num_ways,
+        image_size=self.data.image_size, channels=self.data.channels)
+    object.__setattr__(self, 'learner', shaped)
 
   def validate(self) -> 'ExperimentConfig':
     for part in (self.data, self.episode, self.learner, self.meta_learner,
-                 self.inner_loop, self.train):
+                 self.inner_loop, self.train, self.runtime):
       part.validate()
-    _check(self.learner.num_ways == self.episode.num_ways, 'learner.num_ways',
-           self.learner.num_ways,
-           f'must equal episode.num_ways={self.episode.num_ways}')
-    _check(self.learner.image_size == self.data.image_size,
-           'learner.image_size', self.learner.image_size,
-           f'must equal data.image_size={self.data.image_size}')
-    _check(self.learner.channels == self.data.channels, 'learner.channels',
-           self.learner.channels,
-           f'must equal data.channels={self.data.channels}')
     if self.data.dataset != 'omniglot':
       _check(self.episode.episode_classes == 'any', 'episode_classes',
              self.episode.episode_classes,
@@ -390,4 +561,69 @@ class ExperimentConfig:
     return self
 
   def to_dict(self) -> dict:
-    return dataclasses.asdict(self)
+    """{part: {field: value}}, derived fields left out (config.json)."""
+    return {part.name: {f.name: _plain(getattr(value, f.name))
+                        for f in dataclasses.fields(value)
+                        if not f.metadata.get('derived')}
+            for part in dataclasses.fields(self)
+            for value in (getattr(self, part.name),)}
+
+  @classmethod
+  def from_dict(cls, value: dict) -> 'ExperimentConfig':
+    """Inverse of `to_dict()`; also reads the config.json of earlier
+    versions (`migrate`). Raises TypeError on an unknown field."""
+    value = migrate(value)
+    parts = {}
+    for part in dataclasses.fields(cls):
+      kwargs = {key: tuple(item) if isinstance(item, list) else item
+                for key, item in value.get(part.name, {}).items()}
+      parts[part.name] = part.type(**kwargs)
+    return cls(**parts)
+
+
+def _plain(value):
+  return list(value) if isinstance(value, tuple) else value
+
+
+# Settings that moved from one part to another, for reading config.json
+# files written before the move: {old part: {field: new part}}.
+_MOVED = {'train': {f.name: 'runtime'
+                    for f in dataclasses.fields(RuntimeConfig)}}
+
+
+def migrate(value: dict) -> dict:
+  """An earlier version's `to_dict()` in today's layout: settings that
+  moved (`_MOVED`: the runtime settings were in `train`) go to their part,
+  and the derived learner shape (stored until it was derived) is dropped.
+  Fields absent stay absent."""
+  value = {part: dict(fields) for part, fields in value.items()}
+  for old_part, moves in _MOVED.items():
+    for field, new_part in moves.items():
+      if field in value.get(old_part, {}):
+        value.setdefault(new_part, {})[field] = value[old_part].pop(field)
+  derived_fields = [f.name for f in dataclasses.fields(LearnerConfig)
+                    if f.metadata.get('derived')]
+  for field in derived_fields:
+    value.get('learner', {}).pop(field, None)
+  return value
+
+
+def declared_settings(role: Optional[str] = None):
+  """[(part name, dataclasses.Field)] of every declared (non-derived)
+  setting of an `ExperimentConfig`, optionally only those of one role."""
+  settings = []
+  for part in dataclasses.fields(ExperimentConfig):
+    for field in dataclasses.fields(part.type):
+      if field.metadata.get('derived') or 'role' not in field.metadata:
+        continue
+      if role is None or field.metadata['role'] == role:
+        settings.append((part.name, field))
+  return settings
+
+
+def recorded_settings(config: ExperimentConfig) -> dict:
+  """The settings results.json records ({field: value}, flat): those
+  declared with `record=True`."""
+  return {field.name: _plain(getattr(getattr(config, part), field.name))
+          for part, field in declared_settings()
+          if field.metadata['record']}

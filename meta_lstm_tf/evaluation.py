@@ -29,6 +29,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from meta_lstm_tf.training import checkpoints
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import inner_loop
 from meta_lstm_tf import rules
@@ -174,7 +175,7 @@ def test_workdir(workdir: str, *,
   """
   if pool not in POOLS:
     raise ValueError(f'pool={pool!r}: must be one of {POOLS}')
-  rule, config, checkpoint = workdir_lib.restore_rule(workdir)
+  rule, config, checkpoint = checkpoints.restore_rule(workdir)
   episode = config.episode
   changes = {k: v for k, v in (('episode_classes', episode_classes),
                                ('distinct_drawers', distinct_drawers),

@@ -42,12 +42,12 @@ def _step_params(strategy, optimizer_fn, clip_norm, episodes, steps=2):
   import keras
   from meta_lstm_tf import config as config_lib
   from meta_lstm_tf.training import distribute
-  from meta_lstm_tf.rules import meta_lstm as meta_lstm_layer
+  from meta_lstm_tf.rules import meta_lstm
   from meta_lstm_tf.training import train_steps
   learner_config = config_lib.LearnerConfig(num_ways=3, num_filters=4,
                                             num_blocks=2, image_size=8)
   with strategy.scope():
-    layer = meta_lstm_layer.MetaLSTMLayer(learner_config, hidden_size=4,
+    layer = meta_lstm.MetaLSTMRule(learner_config, hidden_size=4,
                                           seed=3)
     optimizer = optimizer_fn(keras)
     optimizer.build(layer.trainable_variables)
@@ -81,7 +81,7 @@ def equality(out_path):
   from meta_lstm_tf import config as config_lib
   from meta_lstm_tf.training import distribute
   from meta_lstm_tf.training import train_lib
-  from meta_lstm_tf.training import workdir as workdir_lib
+  from meta_lstm_tf.training import checkpoints
   from meta_lstm_tf.data import splits
   from tests import test_train_lib
 
@@ -118,7 +118,7 @@ def equality(out_path):
         meta_batch_size=2, strategy=name, export=name == 'mirrored')
     results = train_lib.train_and_evaluate(config, workdir, '--x=1\n',
                                            strategy=strategy)
-    restored, _, _ = workdir_lib.restore_rule(
+    restored, _, _ = checkpoints.restore_rule(
         workdir,
         tf.train.latest_checkpoint(os.path.join(workdir, 'checkpoints')))
     runs[name] = {

@@ -76,7 +76,7 @@ class StrategyTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, 'strategy='):
       distribute.make_strategy('horovod')
     with self.assertRaisesRegex(ValueError, 'strategy='):
-      config_lib.TrainConfig(strategy='horovod').validate()
+      config_lib.RuntimeConfig(strategy='horovod').validate()
 
   @parameterized.parameters(
       ('worker', 0, {'worker': 2}, True),
@@ -116,8 +116,8 @@ class StrategyTest(tf.test.TestCase, parameterized.TestCase):
     cli.define_flags(flag_values)
     flag_values(['prog', '--strategy=mirrored', '--meta_batch_size=2'])
     config = cli.config_from_flags(flag_values)
-    self.assertEqual(config.train.strategy, 'mirrored')
-    self.assertIsNone(config.train.tpu_address)
+    self.assertEqual(config.runtime.strategy, 'mirrored')
+    self.assertIsNone(config.runtime.tpu_address)
     with self.assertRaises(flags.IllegalFlagValueError):
       flag_values(['prog', '--strategy=nccl'])
 

@@ -12,10 +12,10 @@ from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import inner_loop
 from meta_lstm_tf.learners import conv_ops as learner
 from meta_lstm_tf import types
-from meta_lstm_tf.rules import meta_lstm as meta_lstm_layer
+from meta_lstm_tf.rules import meta_lstm
 from meta_lstm_tf.rules import meta_lstm_cell
-from meta_lstm_tf.rules import meta_sgd as meta_sgd_rule
-from meta_lstm_tf.rules import sgd as sgd_rule
+from meta_lstm_tf.rules import meta_sgd
+from meta_lstm_tf.rules import sgd
 
 TINY = config_lib.LearnerConfig(num_ways=2, num_filters=2, num_blocks=1,
                                 image_size=4, channels=1)
@@ -31,10 +31,10 @@ def make_rule(name):
   """One layer per rule, built eagerly (its variables are not used: tests
   pass their own float64 weights)."""
   if name == 'meta_lstm':
-    return meta_lstm_layer.MetaLSTMLayer(TINY, hidden_size=HIDDEN)
+    return meta_lstm.MetaLSTMRule(TINY, hidden_size=HIDDEN)
   if name == 'sgd':
-    return sgd_rule.SGDRule(TINY, learning_rate=0.3)
-  return meta_sgd_rule.MetaSGDRule(TINY)
+    return sgd.SGDRule(TINY, learning_rate=0.3)
+  return meta_sgd.MetaSGDRule(TINY)
 
 
 def rule_weights(name, rng):
@@ -95,7 +95,7 @@ def reference_first_order_loss(meta, data, rule='meta_lstm'):
   """Unrolled Python loop, stop_gradient on the learner's gradient and loss."""
   support, support_labels, query, query_labels = data
   update = make_rule(rule)
-  weights = pack_weights(rule, meta[:-1])
+  weights = update.prepare(pack_weights(rule, meta[:-1]))
   spec = learner.param_spec(TINY)
   state = update.initial_state(weights, meta[-1])
   for _ in range(STEPS):
@@ -173,7 +173,8 @@ class InnerLoopTest(tf.test.TestCase, parameterized.TestCase):
           state.params, support, labels, TINY, False)
       means.append(stats.means[0].numpy())
       if t < STEPS:
-        state = meta_lstm_cell.meta_lstm_step(weights, state, grad, loss)
+        state = meta_lstm_cell.meta_lstm_step(
+            meta_lstm_cell.prepare(weights), state, grad, loss)
     self.assertAllClose(result.bn_stats.means[0], np.mean(means, axis=0))
     self.assertEqual(float(result.bn_stats.count), STEPS + 1)
     self.assertAllClose(result.params, state.params)
@@ -194,7 +195,7 @@ class InnerLoopTest(tf.test.TestCase, parameterized.TestCase):
     images[0::2, :4] += 0.8   # class 0: top half lit
     images[1::2, 4:] += 0.8   # class 1: bottom half lit
     labels = tf.constant([0, 1] * 3)
-    layer = meta_lstm_layer.MetaLSTMLayer(cfg)  # paper initialisation
+    layer = meta_lstm.MetaLSTMRule(cfg)  # paper initialisation
     result = inner_loop.adapt(
         layer, layer.meta_weights(), tf.convert_to_tensor(layer.initial_params),
         tf.constant(images, tf.float32), labels, inner_steps=8)
@@ -236,7 +237,7 @@ class InnerLoopTest(tf.test.TestCase, parameterized.TestCase):
     and agreement is to float32 rounding."""
     cfg = config_lib.LearnerConfig(num_ways=3, num_filters=4, num_blocks=2,
                                    image_size=8)
-    lstm = meta_lstm_layer.MetaLSTMLayer(cfg, seed=3)
+    lstm = meta_lstm.MetaLSTMRule(cfg, seed=3)
     lstm.forget_kernel.assign(tf.zeros_like(lstm.forget_kernel))
     lstm.forget_bias.assign(30.0)
     lstm.input_kernel.assign(tf.zeros_like(lstm.input_kernel))
@@ -244,8 +245,8 @@ class InnerLoopTest(tf.test.TestCase, parameterized.TestCase):
     weights = lstm.meta_weights()
     lr = float(tf.sigmoid(weights.input_bias))
     self.assertEqual(float(tf.sigmoid(weights.forget_bias)), 1.0)
-    sgd = sgd_rule.SGDRule(cfg, learning_rate=lr, seed=3)
-    self.assertAllEqual(sgd.initial_params, lstm.initial_params)
+    sgd_update = sgd.SGDRule(cfg, learning_rate=lr, seed=3)
+    self.assertAllEqual(sgd_update.initial_params, lstm.initial_params)
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(size=(6, 8, 8, 1)), tf.float32)
     labels = tf.constant([0, 1, 2] * 2)
@@ -255,7 +256,7 @@ class InnerLoopTest(tf.test.TestCase, parameterized.TestCase):
           rule, rule.meta_weights(), tf.convert_to_tensor(rule.initial_params),
           images, labels, inner_steps=steps, record_gates=True))()
 
-    want, got = run(lstm), run(sgd)
+    want, got = run(lstm), run(sgd_update)
     if input_bias == 0.0:
       check = self.assertAllEqual
     else:
@@ -272,8 +273,8 @@ class InnerLoopTest(tf.test.TestCase, parameterized.TestCase):
         float(tf.reduce_max(tf.abs(got.params - lstm.initial_params))), 1e-3)
 
   def test_meta_sgd_starts_as_sgd_and_learns_per_coordinate_rates(self):
-    meta_sgd = meta_sgd_rule.MetaSGDRule(TINY, initial_learning_rate=0.2)
-    sgd = sgd_rule.SGDRule(TINY, learning_rate=0.2)
+    learned = meta_sgd.MetaSGDRule(TINY, initial_learning_rate=0.2)
+    fixed = sgd.SGDRule(TINY, learning_rate=0.2)
     _, (support, labels, query, query_labels) = tiny_problem()
     support = tf.cast(support, tf.float32)
 
@@ -282,18 +283,18 @@ class InnerLoopTest(tf.test.TestCase, parameterized.TestCase):
           rule, rule.meta_weights(), tf.convert_to_tensor(rule.initial_params),
           support, labels, inner_steps=STEPS).params
 
-    self.assertAllClose(adapted(meta_sgd), adapted(sgd), rtol=0, atol=1e-7)
+    self.assertAllClose(adapted(learned), adapted(fixed), rtol=0, atol=1e-7)
     with tf.GradientTape() as tape:
       result = inner_loop.adapt(
-          meta_sgd, meta_sgd.meta_weights(),
-          tf.convert_to_tensor(meta_sgd.initial_params), support, labels,
+          learned, learned.meta_weights(),
+          tf.convert_to_tensor(learned.initial_params), support, labels,
           inner_steps=STEPS)
       logits = inner_loop.query_logits(result, tf.cast(query, tf.float32),
                                        TINY, use_support_stats=False)
       loss = learner.loss_and_accuracy(logits, query_labels)[0]
-    grads = tape.gradient(loss, meta_sgd.trainable_variables)
+    grads = tape.gradient(loss, learned.trainable_variables)
     self.assertLen(grads, 2)
-    by_name = {v.name: g for v, g in zip(meta_sgd.trainable_variables, grads)}
+    by_name = {v.name: g for v, g in zip(learned.trainable_variables, grads)}
     rate_grad = by_name['learning_rates'].numpy()
     # One rate per coordinate, each with its own gradient.
     self.assertEqual(rate_grad.shape, (learner.num_params(TINY),))
@@ -302,7 +303,7 @@ class InnerLoopTest(tf.test.TestCase, parameterized.TestCase):
   @parameterized.parameters(*RULES)
   def test_rule_state_has_gates_and_params(self, rule):
     update_rule = make_rule(rule)
-    weights = update_rule.meta_weights()
+    weights = update_rule.prepare(update_rule.meta_weights())
     params = tf.convert_to_tensor(update_rule.initial_params)
     state = update_rule.initial_state(weights, params)
     grad = tf.ones_like(params)

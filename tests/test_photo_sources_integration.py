@@ -111,8 +111,9 @@ class PhotoSourcesIntegrationTest(tf.test.TestCase):
                                      num_filters=4),
         inner_loop=config.InnerLoopConfig(inner_steps=2),
         train=config.TrainConfig(max_steps=2, eval_every=2, eval_episodes=2,
-                                 test_episodes=2, checkpoint_every=2,
-                                 log_every=2, export=False, quiet=True))
+                                 test_episodes=2),
+        runtime=config.RuntimeConfig(checkpoint_every=2, log_every=2,
+                                     export=False, quiet=True))
     results = train_lib.train_and_evaluate(
         experiment, os.path.join(self.get_temp_dir(), 'run'))
     self.assertEqual(results['dataset'], 'image_folder')

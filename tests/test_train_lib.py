@@ -1,6 +1,7 @@
 """train_and_evaluate on small synthetic pools: results, resume, failures."""
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -12,6 +13,7 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
+from meta_lstm_tf.training import checkpoints
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import evaluation
 from meta_lstm_tf.training import file_lock
@@ -59,7 +61,14 @@ def tiny_config(update_rule='meta_lstm', **train_overrides):
                                                 update_rule=update_rule,
                                                 inner_lr=0.3),
       inner_loop=config_lib.InnerLoopConfig(inner_steps=2),
-      train=config_lib.TrainConfig(**train)).validate()
+      train=config_lib.TrainConfig(**{
+          k: v for k, v in train.items() if k not in _RUNTIME_FIELDS}),
+      runtime=config_lib.RuntimeConfig(**{
+          k: v for k, v in train.items() if k in _RUNTIME_FIELDS})).validate()
+
+
+_RUNTIME_FIELDS = tuple(f.name for f in dataclasses.fields(
+    config_lib.RuntimeConfig))
 
 
 class _SignalAfter:
@@ -214,7 +223,7 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
     for key in ('test_accuracy', 'test_loss', 'valid_accuracy', 'best_step'):
       self.assertEqual(resumed[key], full[key], msg=key)
     # Every meta-parameter of the rule was trained and checkpointed.
-    restored, _, _ = workdir_lib.restore_rule(
+    restored, _, _ = checkpoints.restore_rule(
         full_dir,
         tf.train.latest_checkpoint(os.path.join(full_dir, 'checkpoints')))
     fresh = rules.make_rule(tiny_config(rule))
@@ -267,7 +276,7 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
     self.assertGreaterEqual(results['train_seconds'], pretrained['seconds'])
     with np.load(os.path.join(workdir, 'pretrain', 'pretrained.npz')) as f:
       features = f['feature_params']
-    restored, _, _ = workdir_lib.restore_rule(workdir)
+    restored, _, _ = checkpoints.restore_rule(workdir)
     theta0 = restored.initial_params.numpy()
     # theta_0 = [pretrained conv/BN, zero head] (moved only by two Adam
     # steps of size ~1e-9).
@@ -339,13 +348,13 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
     best = sorted(os.listdir(os.path.join(workdir, 'best')))
     state = os.path.join(workdir, 'checkpoints', 'checkpoint')
     os.remove(state)
-    with self.assertRaisesRegex(workdir_lib.CheckpointStateError,
+    with self.assertRaisesRegex(checkpoints.CheckpointStateError,
                                 'checkpoint is missing but ckpt-2, ckpt-4 are '
                                 'present'):
       train_lib.train_and_evaluate(tiny_config(max_steps=6), workdir)
     with open(state, 'w') as f:
       f.write('garbage {{{')
-    with self.assertRaisesRegex(workdir_lib.CheckpointStateError,
+    with self.assertRaisesRegex(checkpoints.CheckpointStateError,
                                 'unreadable'):
       train_lib.train_and_evaluate(tiny_config(max_steps=6), workdir)
     # The best checkpoint survived both attempts.

@@ -10,12 +10,13 @@ from unittest import mock
 import numpy as np
 import tensorflow as tf
 
+from meta_lstm_tf.training import checkpoints
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import rules
 from meta_lstm_tf.training import workdir as workdir_lib
-from meta_lstm_tf.rules import meta_lstm as meta_lstm_layer
-from meta_lstm_tf.rules import meta_sgd as meta_sgd_rule
-from meta_lstm_tf.rules import sgd as sgd_rule
+from meta_lstm_tf.rules import meta_lstm
+from meta_lstm_tf.rules import meta_sgd
+from meta_lstm_tf.rules import sgd
 
 
 def _config(rule='meta_lstm', **meta):
@@ -114,8 +115,9 @@ class SameExperimentTest(tf.test.TestCase):
     # Paths and bookkeeping are not the experiment.
     moved = dataclasses.replace(
         base, data=dataclasses.replace(base.data, omniglot_dir='/elsewhere'),
-        train=dataclasses.replace(base.train, quiet=not base.train.quiet,
-                                  log_every=7, export=False))
+        runtime=dataclasses.replace(base.runtime,
+                                    quiet=not base.runtime.quiet,
+                                    log_every=7, export=False))
     self.assertEqual(workdir_lib.check_same_experiment(directory, moved), [])
     # With permission the changes are returned (and then recorded).
     changes = workdir_lib.check_same_experiment(directory, changed,
@@ -187,22 +189,22 @@ class CheckpointStateTest(tf.test.TestCase):
   def test_missing_or_unreadable_state_file_is_an_error_naming_the_files(
       self):
     directory = tempfile.mkdtemp(dir=self.get_temp_dir())
-    self.assertEqual(workdir_lib.resume_candidates(
+    self.assertEqual(checkpoints.resume_candidates(
         os.path.join(directory, 'none')), [])
     _saved_checkpoints(directory, [1.0, 2.0])
-    self.assertEqual(workdir_lib.resume_candidates(directory),
+    self.assertEqual(checkpoints.resume_candidates(directory),
                      [os.path.join(directory, 'ckpt-2'),
                       os.path.join(directory, 'ckpt-1')])
     state = os.path.join(directory, 'checkpoint')
     with open(state, 'w') as f:
       f.write('model_checkpoint_path: "ckpt-2"\n}}} not a proto')
-    with self.assertRaisesRegex(workdir_lib.CheckpointStateError,
+    with self.assertRaisesRegex(checkpoints.CheckpointStateError,
                                 'unreadable.*ckpt-1, ckpt-2 are present'):
-      workdir_lib.resume_candidates(directory)
+      checkpoints.resume_candidates(directory)
     os.remove(state)
-    with self.assertRaisesRegex(workdir_lib.CheckpointStateError,
+    with self.assertRaisesRegex(checkpoints.CheckpointStateError,
                                 'missing but ckpt-1, ckpt-2 are present'):
-      workdir_lib.resume_candidates(directory)
+      checkpoints.resume_candidates(directory)
     variable, checkpoint = _saved_checkpoints(
         tempfile.mkdtemp(dir=self.get_temp_dir()), [])
     del variable
@@ -210,9 +212,9 @@ class CheckpointStateTest(tf.test.TestCase):
     tf.compat.v1.train.update_checkpoint_state(
         directory, os.path.join(directory, 'ckpt-7'),
         [os.path.join(directory, 'ckpt-2'), os.path.join(directory, 'ckpt-7')])
-    with self.assertRaisesRegex(workdir_lib.CheckpointStateError,
+    with self.assertRaisesRegex(checkpoints.CheckpointStateError,
                                 'names ckpt-7, which is not in'):
-      workdir_lib.restore_newest(checkpoint, directory)
+      checkpoints.restore_newest(checkpoint, directory)
 
   def test_truncated_latest_falls_back_to_the_previous_one(self):
     directory = tempfile.mkdtemp(dir=self.get_temp_dir())
@@ -223,7 +225,7 @@ class CheckpointStateTest(tf.test.TestCase):
     variable = tf.Variable(0.0)
     checkpoint = tf.train.Checkpoint(v=variable)
     with self.assertLogs(level='WARNING') as logs:
-      restored = workdir_lib.restore_newest(checkpoint, directory)
+      restored = checkpoints.restore_newest(checkpoint, directory)
     self.assertEqual(restored, os.path.join(directory, 'ckpt-2'))
     self.assertEqual(float(variable), 2.0)
     self.assertTrue(any('ckpt-3' in line and 'does not restore' in line
@@ -236,13 +238,13 @@ class CheckpointStateTest(tf.test.TestCase):
       data = os.path.join(directory, f'{name}.data-00000-of-00001')
       with open(data, 'r+b') as f:
         f.truncate(1)
-    with self.assertRaisesRegex(workdir_lib.CheckpointStateError,
+    with self.assertRaisesRegex(checkpoints.CheckpointStateError,
                                 'no checkpoint in .* restores: ckpt-2'):
-      workdir_lib.restore_newest(checkpoint, directory)
+      checkpoints.restore_newest(checkpoint, directory)
 
   def test_fresh_directory_restores_nothing(self):
     checkpoint = tf.train.Checkpoint(v=tf.Variable(1.0))
-    self.assertIsNone(workdir_lib.restore_newest(
+    self.assertIsNone(checkpoints.restore_newest(
         checkpoint, tempfile.mkdtemp(dir=self.get_temp_dir())))
 
   def test_remove_stale_exports(self):
@@ -259,8 +261,8 @@ class CheckpointStateTest(tf.test.TestCase):
 class RuleRegistryTest(tf.test.TestCase):
 
   def test_each_rule_builds_its_class_with_the_configs_settings(self):
-    classes = {'meta_lstm': meta_lstm_layer.MetaLSTMLayer,
-               'sgd': sgd_rule.SGDRule, 'meta_sgd': meta_sgd_rule.MetaSGDRule}
+    classes = {'meta_lstm': meta_lstm.MetaLSTMRule,
+               'sgd': sgd.SGDRule, 'meta_sgd': meta_sgd.MetaSGDRule}
     self.assertEqual(set(rules.RULES),
                      set(config_lib.UPDATE_RULES))
     for rule, cls in classes.items():
@@ -294,7 +296,7 @@ class RestoreTest(tf.test.TestCase):
     tf.train.CheckpointManager(
         tf.train.Checkpoint(layer=trained),
         os.path.join(directory, workdir_lib.BEST_DIR), 1).save(7)
-    restored, loaded, path = workdir_lib.restore_rule(directory)
+    restored, loaded, path = checkpoints.restore_rule(directory)
     self.assertEqual(loaded, config)
     self.assertIn(workdir_lib.BEST_DIR, path)
     self.assertAllClose(restored.initial_params,
@@ -305,7 +307,7 @@ class RestoreTest(tf.test.TestCase):
     workdir_lib.write_json(os.path.join(directory, workdir_lib.CONFIG_FILE),
                            _config().to_dict())
     with self.assertRaisesRegex(FileNotFoundError, 'no checkpoint'):
-      workdir_lib.restore_rule(directory)
+      checkpoints.restore_rule(directory)
 
 
 if __name__ == '__main__':

@@ -15,7 +15,7 @@ ordinary C-way classifier over every meta-train class.
                      support examples.
   fine-tune          the pretrained conv/BN parameters with a fresh,
                      zero-initialised N-way linear head, trained on the
-                     support set with plain SGD (`sgd_rule.SGDRule` run by
+                     support set with plain SGD (`sgd.SGDRule` run by
                      the project's one inner loop,
                      `inner_loop.adapt_and_classify`), then applied to the
                      queries. Its learning rate and number of steps are

@@ -4,7 +4,7 @@ Shapes: P_f the learner's feature coordinates (its conv and batch-norm
 parameters, `learner.feature_spec`), P all its coordinates.
 
 The pretrained conv/BN parameters with a fresh, zero-initialised N-way linear
-head, trained on the support set with plain SGD (`sgd_rule.SGDRule` run by
+head, trained on the support set with plain SGD (`sgd.SGDRule` run by
 the project's one inner loop, `inner_loop.adapt_and_classify`), then applied
 to the queries. Its learning rate and number of steps are chosen by mean
 accuracy on meta-valid episodes, never on meta-test. Batch norm is
@@ -20,14 +20,14 @@ from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import evaluation
 from meta_lstm_tf.learners import conv_ops as learner
 from meta_lstm_tf import types
-from meta_lstm_tf.rules import sgd as sgd_rule
+from meta_lstm_tf.rules import sgd
 
 
 def make_finetune_rule(feature_params: tf.Tensor,
                        learner_config: config_lib.LearnerConfig,
-                       learning_rate: float) -> sgd_rule.SGDRule:
+                       learning_rate: float) -> sgd.SGDRule:
   """An `SGDRule` whose theta_0 is [pretrained conv/BN, zero N-way head]."""
-  rule = sgd_rule.SGDRule(learner_config, learning_rate=learning_rate,
+  rule = sgd.SGDRule(learner_config, learning_rate=learning_rate,
                           name='finetune_sgd')
   head_size = learner.num_params(learner_config) - int(feature_params.shape[0])
   rule.set_initial_params(tf.concat(

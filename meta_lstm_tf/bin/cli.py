@@ -12,6 +12,7 @@ a `configs/...` path missing from the working directory is read from the
 configs installed with the package.
 """
 
+import dataclasses
 import os
 import sys
 from typing import Callable, List, Optional, Sequence
@@ -151,178 +152,46 @@ def run_binary(main: Callable[[List[str]], None]) -> None:
   app.run(guarded_main, flags_parser=parse_flags)
 
 
+_FLAG_KINDS = {bool: 'bool', int: 'integer', float: 'float', str: 'string'}
+
+
+def _flag_kind(field) -> str:
+  """DEFINE_<kind> for a declared setting: enum with choices, else by its
+  type (Optional[X] as X)."""
+  if field.metadata['choices']:
+    return 'enum'
+  kind = getattr(field.type, '__args__', (field.type,))[0]
+  return _FLAG_KINDS[kind]
+
+
+def flag_settings():
+  """[(part, field)]: the declared settings that are flags (have help)."""
+  return [(part, field) for part, field in config_lib.declared_settings()
+          if field.metadata['help']]
+
+
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-  """Defines every flag of the main job on `flag_values`."""
-  d = config_lib.ExperimentConfig()
-
-  def define(kind, name, default, help_text, **kwargs):
-    getattr(flags, f'DEFINE_{kind}')(name=name, default=default,
-                                     help=help_text, flag_values=flag_values,
-                                     **kwargs)
-
-  define('string', 'workdir', None, 'Run directory: checkpoints, logs, '
-         'results.json, exported SavedModels. Rerunning resumes (a finished '
-         'run just prints its results); one process per workdir.')
-  define('bool', 'allow_config_change', False,
-         'Resume a workdir even though settings that change the numbers '
-         'differ from its config.json (recorded in config_changes.json). '
-         'Raising --max_steps or --max_train_seconds needs no permission.')
-  # Data.
-  define('enum', 'dataset', d.data.dataset,
-         'Data set: omniglot (TFDS, or --omniglot_dir), mini_imagenet '
-         '(Ravi & Larochelle\'s split, a local copy in --data_root) or '
-         'image_folder (--data_root/{train,val,test}/CLASS/*.png|jpg).',
-         enum_values=list(config_lib.DATASETS))
-  define('string', 'data_root', None,
-         'Local copy of --dataset=mini_imagenet (images/ and train.csv, '
-         'val.csv, test.csv; or train/CLASS/*.jpg, val/, test/) or '
-         'image_folder. Never downloaded.')
-  define('integer', 'channels', None,
-         'Image channels: 1 (gray) or 3 (RGB); default the data set\'s '
-         '(omniglot 1, mini_imagenet and image_folder 3).')
-  define('string', 'omniglot_dir', None,
-         'Local copy of Omniglot (archives and/or extracted folders); default '
-         '$OMNIGLOT_DIR, else TFDS downloads it.')
-  define('string', 'data_dir', None, 'TFDS data directory.')
-  define('enum', 'split', d.data.split, 'Class split protocol.',
-         enum_values=list(config_lib.SPLITS))
-  define('string', 'split_dir', None,
-         'Directory with train.txt/val.txt/test.txt (split=vinyals); '
-         'default: splits/vinyals/ of the local Omniglot copy '
-         '(--omniglot_dir or $OMNIGLOT_DIR), where there is one.')
-  define('enum', 'minimal_subset', d.data.minimal_subset,
-         'Background subset for split=minimal.',
-         enum_values=list(config_lib.MINIMAL_SUBSETS))
-  define('bool', 'rotations', d.data.rotations,
-         'Add 90/180/270 degree rotations of meta-train classes as classes.')
-  define('integer', 'image_size', None,
-         'Image side in pixels; default the data set\'s (omniglot 28, '
-         'mini_imagenet and image_folder 84).')
-  # Episodes.
-  define('integer', 'num_ways', d.episode.num_ways, 'N classes per episode.')
-  define('integer', 'num_shots', d.episode.num_shots,
-         'K support examples per class.')
-  define('integer', 'num_queries', d.episode.num_queries,
-         'Q query examples per class.')
-  define('enum', 'episode_classes', d.episode.episode_classes,
-         'any: N classes from all of the pool; within_alphabet: all N from '
-         'one Omniglot alphabet (Lake et al.\'s one-shot runs).',
-         enum_values=list(config_lib.EPISODE_CLASSES))
-  define('bool', 'distinct_drawers', d.episode.distinct_drawers,
-         'Omniglot: support and query drawings of a class by different '
-         'people (K support drawers, Q others, per episode; Lake et al.). '
-         'Needs a local copy (--omniglot_dir).')
-  define('bool', 'augment', d.episode.augment,
-         'Meta-train episodes only: rotate (up to 10 degrees), zoom '
-         '(0.9-1.1x) and shift (up to a tenth of the side) every image at '
-         'random. Evaluation is never augmented.')
-  # Learner.
-  define('integer', 'num_filters', d.learner.num_filters,
-         'Filters per conv block of the learner.')
-  define('integer', 'num_blocks', d.learner.num_blocks,
-         'Conv blocks of the learner.')
-  # Meta-learner and inner loop.
-  define('enum', 'update_rule', d.meta_learner.update_rule,
-         'Inner-loop update rule: meta_lstm (Ravi & Larochelle), sgd (MAML: '
-         'fixed --inner_lr, learned init) or meta_sgd (learned per-coordinate '
-         'rates and init).', enum_values=list(config_lib.UPDATE_RULES))
-  define('float', 'inner_lr', d.meta_learner.inner_lr,
-         'Learning rate of update_rule=sgd; initial rates of meta_sgd; '
-         'initial input gate of meta_lstm with --gate_init=inner_lr.')
-  define('enum', 'gate_init', d.meta_learner.gate_init,
-         'Meta-LSTM gate biases at initialisation: inner_lr (input gate = '
-         '--inner_lr, forget gate = --forget_gate_init) or paper (the '
-         "original code's U(-5,-4) input and U(4,5) forget biases).",
-         enum_values=list(config_lib.GATE_INITS))
-  define('enum', 'gate_bias', d.meta_learner.gate_bias,
-         'Meta-LSTM gate biases: shared (the paper), per_tensor (one per '
-         'learner tensor) or per_coordinate.',
-         enum_values=list(config_lib.GATE_BIASES))
-  define('float', 'gate_bias_scale', d.meta_learner.gate_bias_scale,
-         'Meta-LSTM gate biases are this times their variables: the '
-         'meta-optimizer moves them this much faster (1: plain biases).')
-  define('float', 'forget_gate_init', d.meta_learner.forget_gate_init,
-         'Initial forget gate of the meta-LSTM with --gate_init=inner_lr.')
-  define('integer', 'hidden_size', d.meta_learner.hidden_size,
-         'Hidden units of the meta-LSTM first layer.')
-  define('integer', 'inner_steps', d.inner_loop.inner_steps,
-         'T meta-LSTM updates per episode (paper: 12 for 1-shot, 8 for 5).')
-  define('bool', 'second_order', d.inner_loop.second_order,
-         'Exact second-order meta-gradients (default first order, as the '
-         'paper).')
-  define('bool', 'transductive', d.inner_loop.transductive,
-         'Evaluate with query-batch BN statistics (default: support '
-         'statistics).')
-  define('float', 'bn_momentum', d.inner_loop.bn_momentum,
-         'How support passes fold into the running BN statistics: 1 keeps '
-         'the last pass (at theta_T), 0 averages all passes.')
-  define('enum', 'train_query_stats', d.inner_loop.train_query_stats,
-         'BN statistics of the query pass in meta-training: batch (original '
-         'code) or support (as at evaluation).',
-         enum_values=['batch', 'support'])
-  define('enum', 'conv_dtype', d.inner_loop.conv_dtype,
-         "Precision of the learner's convolutions in first-order passes: "
-         'float32, bfloat16, or auto (bfloat16 on CPUs with AVX512-BF16 or '
-         'AMX). Exports always run float32.',
-         enum_values=list(config_lib.CONV_DTYPES))
-  # Training.
-  t = d.train
-  define('float', 'learning_rate', t.learning_rate,
-         'Adam learning rate (the initial one under --lr_schedule=cosine).')
-  define('enum', 'lr_schedule', t.lr_schedule,
-         'constant, or cosine: from --learning_rate to --final_learning_rate '
-         'over the run (by the larger of its step and time fractions).',
-         enum_values=list(config_lib.LR_SCHEDULES))
-  define('float', 'final_learning_rate', t.final_learning_rate,
-         'Where --lr_schedule=cosine ends.')
-  define('float', 'clip_norm', t.clip_norm,
-         'Global-norm clipping of meta-gradients (0: off).')
-  define('integer', 'meta_batch_size', t.meta_batch_size,
-         'Episodes per meta-train step.')
-  define('integer', 'max_steps', t.max_steps, 'Meta-train steps.')
-  define('float', 'max_train_seconds', t.max_train_seconds,
-         'Stop meta-training after this many seconds (0: no limit); the '
-         'time spent is kept across resumes.')
-  define('integer', 'eval_every', t.eval_every,
-         'Validate every this many steps.')
-  define('integer', 'eval_episodes', t.eval_episodes,
-         'Fixed validation episodes.')
-  define('integer', 'test_episodes', t.test_episodes,
-         'Final test episodes (meta-test classes).')
-  define('integer', 'checkpoint_every', t.checkpoint_every,
-         'Checkpoint every this many steps.')
-  define('integer', 'keep_checkpoints', t.keep_checkpoints,
-         'Checkpoints kept.')
-  define('integer', 'log_every', t.log_every,
-         'Write TensorBoard summaries every this many steps.')
-  define('integer', 'seed', t.seed, 'Seed of initialisation and episodes.')
-  define('bool', 'deterministic', t.deterministic,
-         'TF op determinism: a resumed run reproduces an uninterrupted one.')
-  define('bool', 'jit_compile', t.jit_compile,
-         'XLA-compile the train and eval steps (for GPUs; off on CPU).')
-  define('enum', 'strategy', t.strategy,
-         'tf.distribute strategy splitting each meta-batch across replicas: '
-         'default (one device), mirrored (all local GPUs), multi_worker '
-         '(the machines of TF_CONFIG), tpu. --meta_batch_size must be a '
-         'multiple of the replicas.', enum_values=list(config_lib.STRATEGIES))
-  define('string', 'tpu_address', t.tpu_address,
-         'TPU name or grpc:// address for --strategy=tpu (default: the '
-         'local TPU).')
-  define('enum', 'init_from', t.init_from,
-         'Where theta_0 starts: scratch (random init) or pretrained (first '
-         'train the learner as a classifier over all meta-train classes for '
-         '--init_pretrain_seconds; that time counts towards '
-         '--max_train_seconds).', enum_values=list(config_lib.INIT_FROM))
-  define('float', 'init_pretrain_seconds', t.init_pretrain_seconds,
-         'Pretraining time of --init_from=pretrained (0: no limit).')
-  define('integer', 'init_pretrain_steps', t.init_pretrain_steps,
-         'Pretraining steps (batches) of --init_from=pretrained.')
-  define('integer', 'init_pretrain_batch_size', t.init_pretrain_batch_size,
-         'Pretraining batch size of --init_from=pretrained.')
-  define('bool', 'quiet', t.quiet, 'No progress bar; a log line per eval.')
+  """Defines every flag of the main job on `flag_values`: one per setting
+  declared with help in `config.py`, plus the run's own."""
+  flags.DEFINE_string(
+      'workdir', None, 'Run directory: checkpoints, logs, results.json, '
+      'exported SavedModels. Rerunning resumes (a finished run just prints '
+      'its results); one process per workdir.', flag_values=flag_values)
+  flags.DEFINE_bool(
+      'allow_config_change', False,
+      'Resume a workdir even though settings that change the numbers '
+      'differ from its config.json (recorded in config_changes.json). '
+      'Raising --max_steps or --max_train_seconds needs no permission.',
+      flag_values=flag_values)
+  for _, field in flag_settings():
+    kind = _flag_kind(field)
+    extra = ({'enum_values': list(field.metadata['choices'])}
+             if kind == 'enum' else {})
+    getattr(flags, f'DEFINE_{kind}')(
+        name=field.name, default=field.metadata.get('flag_default',
+                                                    field.default),
+        help=field.metadata['help'], flag_values=flag_values, **extra)
   define_thread_flags(flag_values)
-  define('bool', 'export', t.export,
-         'Export the best model as a SavedModel at the end.')
 
 
 def define_thread_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -346,64 +215,48 @@ def configure_threads(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
 
 def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS
                       ) -> config_lib.ExperimentConfig:
-  """Builds and validates the config. Raises ValueError naming the flag."""
+  """Builds and validates the config: every flag setting from its flag,
+  the rest at its default, then the values the flags leave to the data
+  (`_resolve_data`) and `--bn_momentum=0` as the mean over passes. Raises
+  ValueError naming the flag."""
   f = flag_values
   if f.dataset not in config_lib.DATASETS:
     raise ValueError(f'dataset={f.dataset!r}: must be one of '
                      f'{config_lib.DATASETS}')
-  omniglot_dir = (omniglot_sources.resolve_omniglot_dir(f.omniglot_dir)
-                  if f.dataset == 'omniglot' else f.omniglot_dir)
-  data_root = (os.path.abspath(os.path.expanduser(f.data_root))
-               if f.data_root else None)
-  default_size, default_channels = config_lib.DATASET_DEFAULTS[f.dataset]
-  image_size = default_size if f.image_size is None else f.image_size
-  split_dir = f.split_dir
-  if split_dir is None and f.split == 'vinyals' and omniglot_dir:
+  values = {}
+  for part, field in flag_settings():
+    values.setdefault(part, {})[field.name] = f[field.name].value
+  values['data'].update(_resolve_data(values['data']))
+  inner = values['inner_loop']
+  inner['bn_momentum'] = inner['bn_momentum'] or None
+  parts = {part.name: part.type(**values.get(part.name, {}))
+           for part in dataclasses.fields(config_lib.ExperimentConfig)}
+  return config_lib.ExperimentConfig(**parts).validate()
+
+
+def _resolve_data(data: dict) -> dict:
+  """What the data flags leave open: the Omniglot copy ($OMNIGLOT_DIR),
+  absolute paths, the data set's image size and channels, the Vinyals
+  split files beside the Omniglot copy."""
+  dataset = data['dataset']
+  omniglot_dir = (omniglot_sources.resolve_omniglot_dir(data['omniglot_dir'])
+                  if dataset == 'omniglot' else data['omniglot_dir'])
+  default_size, default_channels = config_lib.DATASET_DEFAULTS[dataset]
+  split_dir = data['split_dir']
+  if split_dir is None and data['split'] == 'vinyals' and omniglot_dir:
     candidate = os.path.join(omniglot_dir, *VINYALS_SPLIT_SUBDIR)
     if os.path.isdir(candidate):
       split_dir = candidate
-  channels = default_channels if f.channels is None else f.channels
-  config = config_lib.ExperimentConfig(
-      data=config_lib.DataConfig(
-          dataset=f.dataset, data_root=data_root, channels=channels,
-          omniglot_dir=omniglot_dir, data_dir=f.data_dir, split=f.split,
-          split_dir=split_dir, minimal_subset=f.minimal_subset,
-          rotations=f.rotations, image_size=image_size),
-      episode=config_lib.EpisodeConfig(
-          f.num_ways, f.num_shots, f.num_queries,
-          episode_classes=f.episode_classes,
-          distinct_drawers=f.distinct_drawers, augment=f.augment),
-      learner=config_lib.LearnerConfig(
-          num_ways=f.num_ways, num_filters=f.num_filters,
-          num_blocks=f.num_blocks, image_size=image_size,
-          channels=channels),
-      meta_learner=config_lib.MetaLearnerConfig(
-          update_rule=f.update_rule, inner_lr=f.inner_lr,
-          gate_init=f.gate_init, forget_gate_init=f.forget_gate_init,
-          gate_bias=f.gate_bias, gate_bias_scale=f.gate_bias_scale,
-          hidden_size=f.hidden_size),
-      inner_loop=config_lib.InnerLoopConfig(
-          inner_steps=f.inner_steps, second_order=f.second_order,
-          transductive=f.transductive,
-          bn_momentum=f.bn_momentum if f.bn_momentum else None,
-          train_query_stats=f.train_query_stats,
-          conv_dtype=f.conv_dtype),
-      train=config_lib.TrainConfig(
-          learning_rate=f.learning_rate, lr_schedule=f.lr_schedule,
-          final_learning_rate=f.final_learning_rate, clip_norm=f.clip_norm,
-          meta_batch_size=f.meta_batch_size, max_steps=f.max_steps,
-          eval_every=f.eval_every, eval_episodes=f.eval_episodes,
-          test_episodes=f.test_episodes,
-          checkpoint_every=f.checkpoint_every,
-          keep_checkpoints=f.keep_checkpoints, log_every=f.log_every,
-          seed=f.seed, deterministic=f.deterministic,
-          jit_compile=f.jit_compile, max_train_seconds=f.max_train_seconds,
-          quiet=f.quiet, export=f.export, strategy=f.strategy,
-          tpu_address=f.tpu_address, init_from=f.init_from,
-          init_pretrain_seconds=f.init_pretrain_seconds,
-          init_pretrain_steps=f.init_pretrain_steps,
-          init_pretrain_batch_size=f.init_pretrain_batch_size))
-  return config.validate()
+  return {
+      'omniglot_dir': omniglot_dir,
+      'data_root': (os.path.abspath(os.path.expanduser(data['data_root']))
+                    if data['data_root'] else None),
+      'image_size': (default_size if data['image_size'] is None
+                     else data['image_size']),
+      'channels': (default_channels if data['channels'] is None
+                   else data['channels']),
+      'split_dir': split_dir,
+  }
 
 
 def flags_as_text(flag_values: flags.FlagValues = flags.FLAGS) -> str:

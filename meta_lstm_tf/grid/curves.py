@@ -8,7 +8,7 @@ from typing import Dict, List, NamedTuple, Sequence
 import tensorflow as tf
 
 from meta_lstm_tf.training import workdir as workdir_lib
-from meta_lstm_tf.grid import spec as grid_lib
+from meta_lstm_tf.grid import spec as grid_spec
 
 class CurvePoint(NamedTuple):
   """One validation of a run."""
@@ -55,7 +55,7 @@ def read_valid_curve(workdir: str) -> List[CurvePoint]:
 
 def write_valid_curves_plot(curves: Dict[str, Dict[str, List[CurvePoint]]],
                             baseline_levels: Dict[str, Dict[str, float]],
-                            settings: Sequence[grid_lib.Setting],
+                            settings: Sequence[grid_spec.Setting],
                             path: str) -> str:
   """Validation accuracy against training seconds, one subplot per setting.
 

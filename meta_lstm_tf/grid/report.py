@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf.training import workdir as workdir_lib
-from meta_lstm_tf.grid import spec as grid_lib
+from meta_lstm_tf.grid import spec as grid_spec
 
 METHOD_NAMES = {
     'meta_lstm': 'Meta-learner LSTM',
@@ -31,7 +31,7 @@ README_BEGIN = '<!-- results:begin -->'
 README_END = '<!-- results:end -->'
 
 
-def _row(method: str, kind: str, setting: grid_lib.Setting, results: dict,
+def _row(method: str, kind: str, setting: grid_spec.Setting, results: dict,
          **fields) -> dict:
   """A table row: what every method reports, plus `fields`."""
   return dict(
@@ -44,7 +44,7 @@ def _row(method: str, kind: str, setting: grid_lib.Setting, results: dict,
       valid_accuracy=results.get('valid_accuracy'), **fields)
 
 
-def rule_row(rule: str, setting: grid_lib.Setting, results: dict,
+def rule_row(rule: str, setting: grid_spec.Setting, results: dict,
               workdir: str, root: str) -> dict:
   return _row(rule, 'rule', setting, results,
               steps=results['steps'],
@@ -54,13 +54,13 @@ def rule_row(rule: str, setting: grid_lib.Setting, results: dict,
               workdir=os.path.relpath(workdir, root))
 
 
-def baseline_row(baseline: str, setting: grid_lib.Setting,
+def baseline_row(baseline: str, setting: grid_spec.Setting,
                  results: dict) -> dict:
   row = _row(baseline, 'baseline', setting, results,
              steps=results.get('pretrain_steps'),
              train_seconds=results.get('pretrain_seconds'),
              eval_seconds=results.get('eval_seconds'),
-             workdir=grid_lib.PRETRAIN_DIR)
+             workdir=grid_spec.PRETRAIN_DIR)
   for key in ('learning_rate', 'inner_steps', 'selection_seconds'):
     if key in results:
       row[key] = results[key]
@@ -86,7 +86,7 @@ def _method_title(method: str) -> str:
 
 
 def accuracy_table(rows: Sequence[dict], methods: Sequence[str],
-                   settings: Sequence[grid_lib.Setting]) -> str:
+                   settings: Sequence[grid_spec.Setting]) -> str:
   """Markdown: methods as rows, settings as columns (the paper's Table 1),
   test accuracy in % with its 95% CI; '–' where a cell has not run."""
   by_key = {(r['method'], r['setting']): r for r in rows}
@@ -120,7 +120,7 @@ def paired_difference(accuracies: Sequence[float],
 
 
 def paired_table(rows: Sequence[dict], methods: Sequence[str],
-                 settings: Sequence[grid_lib.Setting], reference: str) -> str:
+                 settings: Sequence[grid_spec.Setting], reference: str) -> str:
   """Markdown: per method and setting, its mean per-episode accuracy
   difference to `reference` (points, 95% CI); '–' where either has not run
   or kept no per-episode accuracies."""
@@ -151,7 +151,7 @@ def cost_table(rows: Sequence[dict]) -> str:
            'training time | test time | meta-valid accuracy (%) |',
            '|---|---|---|---|---|---|---|']
   for row in rows:
-    setting = grid_lib.Setting(row['num_ways'], row['num_shots'])
+    setting = grid_spec.Setting(row['num_ways'], row['num_shots'])
     if row['kind'] == 'baseline':
       steps = (f'{row["steps"]:,} (pretraining, shared)'
                if row['steps'] is not None else '–')
@@ -171,7 +171,7 @@ def cost_table(rows: Sequence[dict]) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def describe_budget(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
+def describe_budget(spec: grid_spec.GridSpec, base: config_lib.ExperimentConfig,
                     baseline_config=None,
                     setting_bases: Optional[dict] = None) -> str:
   """The budget of the grid in words, from the configs themselves.
@@ -207,8 +207,8 @@ def describe_budget(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
   return text
 
 
-def _rule_budget(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
-                 settings: Sequence[grid_lib.Setting], lead: str) -> str:
+def _rule_budget(spec: grid_spec.GridSpec, base: config_lib.ExperimentConfig,
+                 settings: Sequence[grid_spec.Setting], lead: str) -> str:
   """One sentence: the update-rule budget of `settings`, from `base`."""
   t = base.train
   limit = f'at most {t.max_steps:,} meta-train steps'
@@ -294,7 +294,7 @@ def describe_machine(machine: dict) -> str:
           f'{machine["keras"]}.')
 
 
-def render_report(report: dict, image: Optional[str] = grid_lib.PLOT_FILE,
+def render_report(report: dict, image: Optional[str] = grid_spec.PLOT_FILE,
                   heading_level: int = 1) -> str:
   """The markdown of a report (`runner_lib.run_grid`'s return value).
 
@@ -304,7 +304,7 @@ def render_report(report: dict, image: Optional[str] = grid_lib.PLOT_FILE,
     heading_level: 1 for results.md, deeper when embedded in a README.
   """
   h = '#' * heading_level
-  settings = [grid_lib.Setting(*s) for s in report['settings']]
+  settings = [grid_spec.Setting(*s) for s in report['settings']]
   methods = list(report['rules']) + list(report['baselines'])
   parts = [
       f'{h} Results: grid `{report["grid"]}`\n',
@@ -328,7 +328,7 @@ def render_report(report: dict, image: Optional[str] = grid_lib.PLOT_FILE,
   planned = report.get('cells')
   missing = [f'{m} {s.name}' for s in settings for m in methods
              if (planned is None or m not in report['rules'] or
-                 grid_lib.cell_name(m, s) in planned)
+                 grid_spec.cell_name(m, s) in planned)
              and not any(r['method'] == m and r['setting'] == s.name
                          for r in report['rows'])]
   if missing:
@@ -340,7 +340,7 @@ def render_report(report: dict, image: Optional[str] = grid_lib.PLOT_FILE,
 
 
 def _paired_parts(report: dict, methods: Sequence[str],
-                  settings: Sequence[grid_lib.Setting], h: str) -> List[str]:
+                  settings: Sequence[grid_spec.Setting], h: str) -> List[str]:
   reference = PAIRED_REFERENCE
   if reference not in methods or len(methods) < 2:
     return []

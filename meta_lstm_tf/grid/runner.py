@@ -37,8 +37,8 @@ from meta_lstm_tf.training import train_lib
 from meta_lstm_tf.training import workdir as workdir_lib
 from meta_lstm_tf.data import splits
 from meta_lstm_tf.grid import curves as curves_lib
-from meta_lstm_tf.grid import report as report_lib
-from meta_lstm_tf.grid import spec as grid_lib
+from meta_lstm_tf.grid import report as grid_report
+from meta_lstm_tf.grid import spec as grid_spec
 
 def _baseline_relevant(config: config_lib.ExperimentConfig) -> dict:
   """The parts of a config the baselines' results depend on."""
@@ -48,12 +48,12 @@ def _baseline_relevant(config: config_lib.ExperimentConfig) -> dict:
   return relevant
 
 
-def run_rule_cell(cell: grid_lib.Cell, flags_text: Optional[str] = None,
+def run_rule_cell(cell: grid_spec.Cell, flags_text: Optional[str] = None,
                   train_fn: Optional[Callable] = None) -> dict:
   """The cell's results: read when finished, else trained (or resumed).
 
   Args:
-    cell: from `grid_lib.expand_grid`.
+    cell: from `grid_spec.expand_grid`.
     flags_text: the grid's flags (`cli.flags_as_text`), saved per cell with
       the cell's overrides.
     train_fn: `train_lib.train_and_evaluate` (tests pass a fake).
@@ -66,14 +66,14 @@ def run_rule_cell(cell: grid_lib.Cell, flags_text: Optional[str] = None,
   logging.info('%s: training (%s, %s).', cell.workdir, cell.rule,
                cell.setting.title)
   return train_fn(cell.config, cell.workdir,
-                  grid_lib.cell_flags_text(flags_text, cell))
+                  grid_spec.cell_flags_text(flags_text, cell))
 
 
 def baseline_config_dict(baseline_config) -> dict:
   return json.loads(json.dumps(dataclasses.asdict(baseline_config)))
 
 
-def run_baselines(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
+def run_baselines(spec: grid_spec.GridSpec, base: config_lib.ExperimentConfig,
                   baseline_config, root: str, pools=None,
                   pretrain_fn: Optional[Callable] = None,
                   evaluate_fn: Optional[Callable] = None,
@@ -93,7 +93,7 @@ def run_baselines(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
     pools: `class_pools.ClassPools` (None: built from `base.data` when needed).
     pretrain_fn, evaluate_fn: `baselines.pretrain` and
       `baselines.evaluate_baselines` (tests pass fakes).
-    setting_bases: see `grid_lib.expand_grid`; a setting's episodes and test
+    setting_bases: see `grid_spec.expand_grid`; a setting's episodes and test
       come from its own config (the pretraining from `base`).
 
   Returns:
@@ -106,8 +106,8 @@ def run_baselines(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
   pretrained = None
   by_setting = {}
   for setting in spec.settings:
-    own = grid_lib.setting_base(base, setting, setting_bases)
-    config = grid_lib.cell_config(own, own.meta_learner.update_rule, setting)
+    own = grid_spec.setting_base(base, setting, setting_bases)
+    config = grid_spec.cell_config(own, own.meta_learner.update_rule, setting)
     key = {'config': _baseline_relevant(config),
            'baseline_config': baseline_config_dict(baseline_config)}
     path = os.path.join(root, f'baselines_{setting.name}.json')
@@ -123,9 +123,9 @@ def run_baselines(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
         pools = splits.make_episode_pools(base.data, base.episode)
       if pretrained is None:
         logging.info('Baselines: pretraining in %s.',
-                     os.path.join(root, grid_lib.PRETRAIN_DIR))
+                     os.path.join(root, grid_spec.PRETRAIN_DIR))
         pretrained = pretrain_fn(base, baseline_config,
-                                 os.path.join(root, grid_lib.PRETRAIN_DIR),
+                                 os.path.join(root, grid_spec.PRETRAIN_DIR),
                                  pools=pools)
       logging.info('Baselines: evaluating %s.', setting.title)
       results = evaluate_fn(config, baseline_config, pretrained, pools=pools)
@@ -135,7 +135,7 @@ def run_baselines(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
   return by_setting
 
 
-def run_grid(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
+def run_grid(spec: grid_spec.GridSpec, base: config_lib.ExperimentConfig,
              root: str,
              baseline_config=None, command: str = '',
              flags_text: Optional[str] = None,
@@ -165,7 +165,7 @@ def run_grid(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
     train_fn, pretrain_fn, evaluate_baselines_fn, pools: see
       `run_rule_cell` and `run_baselines` (tests pass fakes).
     setting_bases: {setting name: config}: settings with their own base
-      config (budget, queries, learner, ...; `grid_lib.expand_grid`).
+      config (budget, queries, learner, ...; `grid_spec.expand_grid`).
     setting_flags_texts: {setting name: flagfile text} saved in the cells of
       settings with their own config, instead of `flags_text`.
 
@@ -185,7 +185,7 @@ def run_grid(spec: grid_lib.GridSpec, base: config_lib.ExperimentConfig,
       raise ValueError(f'setting_bases: {name} is not a setting of the grid '
                        f'({", ".join(names)})')
     config.validate()
-  dataset = grid_lib.GRID_DATASETS.get(spec.name)
+  dataset = grid_spec.GRID_DATASETS.get(spec.name)
   if dataset and base.data.dataset != dataset:
     raise ValueError(f'grid={spec.name}: needs --dataset={dataset} (got '
                      f'{base.data.dataset})')
@@ -202,23 +202,23 @@ def _run_grid(spec, base, root, baseline_config, command, flags_text,
               setting_bases, setting_flags_texts) -> dict:
   """`run_grid`, validated, holding the grid root's lock."""
   start = time.perf_counter()
-  cells = grid_lib.expand_grid(spec, base, root, setting_bases)
+  cells = grid_spec.expand_grid(spec, base, root, setting_bases)
   report = {
       'grid': spec.name,
       'settings': [list(s) for s in spec.settings],
       'rules': list(spec.rules),
       'baselines': list(spec.baselines),
       'inner_steps_by_shots': [list(p) for p in spec.inner_steps_by_shots],
-      'cells': [grid_lib.cell_name(c.rule, c.setting) for c in cells],
+      'cells': [grid_spec.cell_name(c.rule, c.setting) for c in cells],
       'command': command,
-      'budget': report_lib.describe_budget(spec, base, baseline_config,
+      'budget': grid_report.describe_budget(spec, base, baseline_config,
                                            setting_bases),
       'config': base.to_dict(),
       'setting_configs': {name: config.to_dict()
                           for name, config in setting_bases.items()},
       'baseline_config': (baseline_config_dict(baseline_config)
                           if baseline_config is not None else None),
-      'machine': report_lib.machine_info(),
+      'machine': grid_report.machine_info(),
       'rows': [],
       'curves': {},
       'wall_seconds': 0.0,
@@ -239,10 +239,10 @@ def _run_grid(spec, base, root, baseline_config, command, flags_text,
       else:
         levels[row['setting']][row['method']] = row['valid_accuracy']
     curves_lib.write_valid_curves_plot(curves, levels, spec.settings,
-                            os.path.join(root, grid_lib.PLOT_FILE))
-    workdir_lib.write_json(os.path.join(root, grid_lib.RESULTS_JSON), report)
-    workdir_lib.write_atomic(os.path.join(root, grid_lib.RESULTS_MD),
-                             report_lib.render_report(report))
+                            os.path.join(root, grid_spec.PLOT_FILE))
+    workdir_lib.write_json(os.path.join(root, grid_spec.RESULTS_JSON), report)
+    workdir_lib.write_atomic(os.path.join(root, grid_spec.RESULTS_MD),
+                             grid_report.render_report(report))
 
   baselines = run_baselines(spec, base, baseline_config, root, pools=pools,
                             pretrain_fn=pretrain_fn,
@@ -250,12 +250,12 @@ def _run_grid(spec, base, root, baseline_config, command, flags_text,
                             setting_bases=setting_bases)
   for setting in spec.settings:
     for baseline, results in baselines.get(setting.name, {}).items():
-      report['rows'].append(report_lib.baseline_row(baseline, setting, results))
+      report['rows'].append(grid_report.baseline_row(baseline, setting, results))
   for cell in cells:
     results = run_rule_cell(
         cell, (setting_flags_texts or {}).get(cell.setting.name, flags_text),
         train_fn)
-    row = report_lib.rule_row(cell.rule, cell.setting, results,
+    row = grid_report.rule_row(cell.rule, cell.setting, results,
                               cell.workdir, root)
     report['rows'].append(row)
     report['curves'][row['workdir']] = [
@@ -266,7 +266,7 @@ def _run_grid(spec, base, root, baseline_config, command, flags_text,
   return report
 
 
-def _sorted_rows(rows: List[dict], spec: grid_lib.GridSpec) -> List[dict]:
+def _sorted_rows(rows: List[dict], spec: grid_spec.GridSpec) -> List[dict]:
   methods = list(spec.rules) + list(spec.baselines)
   settings = [s.name for s in spec.settings]
   return sorted(rows, key=lambda r: (settings.index(r['setting']),

@@ -2,7 +2,9 @@
 
     base.py            `UpdateRule`, the interface `inner_loop.adapt` talks to
     meta_lstm_cell.py  the meta-LSTM's pure step functions (its equations)
-    meta_lstm.py       `MetaLSTMLayer`, the Keras layer owning its variables
+    meta_lstm.py       `MetaLSTMRule`, the Keras layer owning its variables
+                       (`MetaLSTMLayer`: its first name, kept as an alias
+                       and as its registered Keras name)
     sgd.py             `SGDRule` (MAML's inner loop) and the shared
                        gradient-descent step
     meta_sgd.py        `MetaSGDRule` (learned per-coordinate rates)
@@ -20,7 +22,7 @@ from meta_lstm_tf.rules.meta_sgd import MetaSGDRule
 from meta_lstm_tf.rules.sgd import SGDRule
 
 RULES = {
-    'meta_lstm': MetaLSTMLayer,
+    'meta_lstm': MetaLSTMRule,
     'sgd': SGDRule,
     'meta_sgd': MetaSGDRule,
 }

@@ -34,8 +34,11 @@ class _UniformRange(keras.initializers.Initializer):
     return {'low': self.low, 'high': self.high, 'seed': self.seed}
 
 
-@keras.saving.register_keras_serializable(package='meta_lstm_tf')
-class MetaLSTMLayer(base.UpdateRule):
+# Registered under the class's first name, so saved configs of every version
+# (`meta_lstm_tf>MetaLSTMLayer`) load.
+@keras.saving.register_keras_serializable(package='meta_lstm_tf',
+                                          name='MetaLSTMLayer')
+class MetaLSTMRule(base.UpdateRule):
   """The coordinate-wise two-layer meta-learner LSTM of Ravi & Larochelle.
 
   One set of weights is shared by all P coordinates. Every weight starts
@@ -152,27 +155,23 @@ class MetaLSTMLayer(base.UpdateRule):
         bias(self.forget_bias), tf.convert_to_tensor(self.input_kernel),
         bias(self.input_bias))
 
-  def prepare(self, weights) -> meta_lstm_cell.StepWeights:
-    if isinstance(weights, meta_lstm_cell.MetaLSTMWeights):
-      return meta_lstm_cell.prepare(weights)
-    return weights
+  def prepare(self, weights: meta_lstm_cell.MetaLSTMWeights
+              ) -> meta_lstm_cell.StepWeights:
+    return meta_lstm_cell.prepare(weights)
 
-  def initial_state(self, weights, params: tf.Tensor
-                    ) -> meta_lstm_cell.MetaLSTMState:
-    if isinstance(weights, meta_lstm_cell.MetaLSTMWeights):
-      hidden_size = weights.lstm_recurrent_kernel.shape[0]
-    else:
-      hidden_size = weights.gate_kernels[0].shape[0]
-    return meta_lstm_cell.initial_state(params, hidden_size)
+  def initial_state(self, weights: meta_lstm_cell.StepWeights,
+                    params: tf.Tensor) -> meta_lstm_cell.MetaLSTMState:
+    del weights  # The state's shape is the layer's: [hidden_size, P].
+    return meta_lstm_cell.initial_state(params, self.hidden_size)
 
-  def update(self, weights, state: meta_lstm_cell.MetaLSTMState,
-             grad: tf.Tensor,
+  def update(self, weights: meta_lstm_cell.StepWeights,
+             state: meta_lstm_cell.MetaLSTMState, grad: tf.Tensor,
              loss: tf.Tensor) -> meta_lstm_cell.MetaLSTMState:
     return meta_lstm_cell.meta_lstm_step(weights, state, grad, loss,
                                          self.preprocess_p)
 
   def call(self, grad, loss, state):
-    return self.update(self.meta_weights(),
+    return self.update(self.prepare(self.meta_weights()),
                        meta_lstm_cell.MetaLSTMState(*state), grad, loss)
 
   def get_config(self):
@@ -189,7 +188,5 @@ class MetaLSTMLayer(base.UpdateRule):
     return base
 
 
-# The name the API uses, alike `SGDRule` and `MetaSGDRule`; the class keeps
-# its registered Keras name (`meta_lstm_tf>MetaLSTMLayer`) so saved configs
-# load.
-MetaLSTMRule = MetaLSTMLayer
+# The class's first name, for code written against it.
+MetaLSTMLayer = MetaLSTMRule

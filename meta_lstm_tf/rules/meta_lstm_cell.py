@@ -163,14 +163,14 @@ def gates(weights: StepWeights, h: tf.Tensor, params: tf.Tensor,
   return forget_gate, input_gate
 
 
-def meta_lstm_step(weights: MetaLSTMWeights, state: MetaLSTMState,
+def meta_lstm_step(weights: StepWeights, state: MetaLSTMState,
                    grad: tf.Tensor, loss: tf.Tensor,
                    preprocess_p: float = 10.0) -> MetaLSTMState:
   """One update of the learner's parameters by the meta-LSTM.
 
   Args:
-    weights: the meta-parameters, as `prepare` arranges them (a
-      `MetaLSTMWeights` is prepared here, at every call).
+    weights: the meta-parameters, as `prepare` arranges them (once per
+      episode, outside the inner loop).
     state: the state at t - 1 (its `params` is theta_{t-1}).
     grad: [P] gradient of the support loss at theta_{t-1}.
     loss: [] support loss at theta_{t-1}.
@@ -179,8 +179,6 @@ def meta_lstm_step(weights: MetaLSTMWeights, state: MetaLSTMState,
   Returns:
     The state at t; `params` is theta_t.
   """
-  if isinstance(weights, MetaLSTMWeights):
-    weights = prepare(weights)
   loss = tf.cast(loss, grad.dtype)
   grad_features = preprocessing.preprocess(grad, preprocess_p,
                                            axis=0)  # [2, P]

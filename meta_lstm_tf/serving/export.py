@@ -21,6 +21,7 @@ import uuid
 from absl import logging
 import tensorflow as tf
 
+from meta_lstm_tf.training import checkpoints
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import rules
 from meta_lstm_tf.training import workdir as workdir_lib
@@ -249,7 +250,7 @@ def export_from_workdir(workdir: str, model: str = ADAPT_AND_CLASSIFY, *,
   if checkpoint is not None:
     _check_checkpoint(checkpoint)
   try:
-    rule, config, restored = workdir_lib.restore_rule(workdir, checkpoint)
+    rule, config, restored = checkpoints.restore_rule(workdir, checkpoint)
   except FileNotFoundError as e:
     raise ExportArgumentError('workdir', workdir, str(e)) from e
   if checkpoint is None:

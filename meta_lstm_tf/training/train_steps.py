@@ -27,17 +27,33 @@ def make_meta_train_step(
     jit_compile: bool = False,
     strategy: Optional[tf.distribute.Strategy] = None
 ) -> Callable[[types.Episode], Dict[str, tf.Tensor]]:
-  """Builds the compiled meta-train step.
+  """Builds the compiled meta-train step: one path for every strategy.
+
+  Each of the R replicas (R = 1 on one device) adapts its b = B / R
+  episodes and differentiates sum(its query losses) / B (`meta_gradients`),
+  so the SUM of the replicas' gradients is the gradient of the mean over all
+  B episodes, as on one device. Under a strategy the step all-reduces the
+  gradients itself (one collective, together with the metrics); then, on
+  every path, it clips the global norm of the (reduced) gradient (clipping
+  before the reduction would clip each replica's share instead) and applies
+  one update (`_update`).
+
+  Keras 3 optimizers all-reduce (SUM) the gradients given to
+  `apply_gradients` in a replica context. These are reduced already, so
+  `optimizer`'s own reduction is switched off under a strategy (it would
+  multiply them by R); `tests/test_distribute.py` checks the update against
+  one device.
 
   Args:
     rule: the meta-learner (owns every meta-parameter).
     optimizer: a Keras optimizer (Adam in the paper).
     inner_config: inner-loop settings (T, first/second order).
     clip_norm: global-norm clipping of the meta-gradient (0 disables).
-    jit_compile: compile the step with XLA.
+    jit_compile: compile the step with XLA (under a strategy only the
+      adaptation: collectives and the update stay outside XLA, where every
+      strategy supports them).
     strategy: a distribution strategy whose `scope()` built `rule` and
-      `optimizer`; None or the default strategy: one device. Under a
-      strategy see `_make_distributed_meta_train_step`.
+      `optimizer`; None or the default strategy: one device.
 
   Returns:
     step(episodes) -> metrics, where `episodes` is a `types.Episode` with a
@@ -46,113 +62,33 @@ def make_meta_train_step(
     `loss`, `accuracy`, `grad_norm`, `support_losses` [T + 1],
     `forget_gate_mean` [T], `input_gate_mean` [T], all over the B episodes.
   """
-  if distribute.is_distributed(strategy):
-    return _make_distributed_meta_train_step(
-        rule, optimizer, inner_config, clip_norm, jit_compile, strategy)
   variables = rule.trainable_variables
-
-  def step(episodes: types.Episode):
-    grads, metrics = meta_gradients(rule, episodes, inner_config)
-    grad_norm = tf.linalg.global_norm(grads)
-    if clip_norm > 0:
-      grads, _ = tf.clip_by_global_norm(grads, clip_norm, use_norm=grad_norm)
-    optimizer.apply_gradients(zip(grads, variables))
-    return dict(metrics, grad_norm=grad_norm)
-
-  return tf.function(step, jit_compile=jit_compile)
-
-
-def meta_gradients(rule: rules.UpdateRule, episodes: types.Episode,
-                   inner_config: config_lib.InnerLoopConfig):
-  """The meta-gradient of one meta-batch: the maths of every meta-train
-  step (the CLI's and `MetaLearner.train_step`).
-
-  Args:
-    rule: the meta-learner.
-    episodes: a `types.Episode` with a leading meta-batch axis B.
-    inner_config: inner-loop settings.
-
-  Returns:
-    (gradients of the mean query loss w.r.t. `rule.trainable_variables`,
-    metrics: `loss`, `accuracy`, `support_losses` [T + 1],
-    `forget_gate_mean` [T], `input_gate_mean` [T], means over the B
-    episodes).
-  """
-  batch_size = episodes.support_images.shape[0]
-  with tf.GradientTape() as tape:
-    losses, accuracies, results = inner_loop.meta_batch_losses(rule, episodes,
-                                                     inner_config)
-    meta_loss = tf.add_n(losses) / batch_size
-  grads = tape.gradient(meta_loss, rule.trainable_variables)
-
-  def mean_of(field):
-    return tf.add_n([getattr(r, field) for r in results]) / batch_size
-
-  metrics = {'loss': meta_loss, 'accuracy': tf.add_n(accuracies) / batch_size}
-  for field in _MEAN_RESULT_FIELDS:
-    metrics[field] = mean_of(field)
-  return grads, metrics
-
-
-_MEAN_RESULT_FIELDS = ('support_losses', 'forget_gate_mean',
-                       'input_gate_mean')
-
-
-def _make_distributed_meta_train_step(rule, optimizer, inner_config,
-                                      clip_norm, jit_compile, strategy):
-  """The meta-train step of `make_meta_train_step` under a strategy.
-
-  Each of the R replicas adapts its b = B / R episodes and differentiates
-  sum(its query losses) / B, so the SUM of the replicas' gradients is the
-  gradient of the mean over all B episodes, as on one device. The step
-  all-reduces the gradients itself (one collective, together with the metric
-  sums), clips the global norm of the reduced gradient (clipping before the
-  reduction would clip each replica's share instead, and differ from one
-  device), and every replica applies the same single update to its copy of
-  the variables.
-
-  Keras 3 optimizers all-reduce (SUM) the gradients given to
-  `apply_gradients` in a replica context. These are reduced already, so
-  `optimizer`'s own reduction is switched off (it would multiply them by R);
-  `tests/test_distribute.py` checks the update against one device.
-  """
-  variables = rule.trainable_variables
-  if not optimizer.built:
-    # Slots must be mirrored variables made now, not inside a replica.
-    with strategy.scope():
-      optimizer.build(variables)
-  _disable_optimizer_all_reduce(optimizer)
-  num_replicas = strategy.num_replicas_in_sync
+  distributed = distribute.is_distributed(strategy)
+  num_replicas = strategy.num_replicas_in_sync if distributed else 1
+  if distributed:
+    if not optimizer.built:
+      # Slots must be mirrored variables made now, not inside a replica.
+      with strategy.scope():
+        optimizer.build(variables)
+    _disable_optimizer_all_reduce(optimizer)
 
   def replica_gradients(episodes: types.Episode):
     global_batch = episodes.support_images.shape[0] * num_replicas
-    with tf.GradientTape() as tape:
-      losses, accuracies, results = inner_loop.meta_batch_losses(rule, episodes,
-                                                       inner_config)
-      scaled_loss = tf.add_n(losses) / global_batch
-    grads = tape.gradient(scaled_loss, variables)
-    sums = {'loss': tf.add_n(losses), 'accuracy': tf.add_n(accuracies)}
-    for field in _MEAN_RESULT_FIELDS:
-      sums[field] = tf.add_n([getattr(r, field) for r in results])
-    return grads, sums
+    return meta_gradients(rule, episodes, inner_config, global_batch)
 
-  if jit_compile:
-    # Only the adaptation is compiled: collectives and the optimizer update
-    # stay outside XLA, where every strategy supports them.
+  if distributed and jit_compile:
     replica_gradients = tf.function(replica_gradients, jit_compile=True)
 
   def replica_step(episodes: types.Episode):
-    global_batch = episodes.support_images.shape[0] * num_replicas
-    grads, sums = replica_gradients(episodes)
-    grads, sums = tf.distribute.get_replica_context().all_reduce(
-        tf.distribute.ReduceOp.SUM, (grads, sums))
-    grad_norm = tf.linalg.global_norm(grads)
-    if clip_norm > 0:
-      grads, _ = tf.clip_by_global_norm(grads, clip_norm, use_norm=grad_norm)
-    optimizer.apply_gradients(zip(grads, variables))
-    metrics = {name: value / global_batch for name, value in sums.items()}
-    metrics['grad_norm'] = grad_norm
-    return metrics
+    grads, metrics = replica_gradients(episodes)
+    if distributed:
+      grads, metrics = tf.distribute.get_replica_context().all_reduce(
+          tf.distribute.ReduceOp.SUM, (grads, metrics))
+    return dict(metrics, grad_norm=_update(optimizer, variables, grads,
+                                           clip_norm))
+
+  if not distributed:
+    return tf.function(replica_step, jit_compile=jit_compile)
 
   def step(distributed_episodes):
     metrics = strategy.run(replica_step, args=(distributed_episodes,))
@@ -161,6 +97,57 @@ def _make_distributed_meta_train_step(rule, optimizer, inner_config,
         lambda value: strategy.experimental_local_results(value)[0], metrics)
 
   return tf.function(step)
+
+
+def _update(optimizer, variables, grads, clip_norm: float) -> tf.Tensor:
+  """Clips `grads` to global norm `clip_norm` (0: no clipping) and applies
+  them; returns their norm before clipping."""
+  grad_norm = tf.linalg.global_norm(grads)
+  if clip_norm > 0:
+    grads, _ = tf.clip_by_global_norm(grads, clip_norm, use_norm=grad_norm)
+  optimizer.apply_gradients(zip(grads, variables))
+  return grad_norm
+
+
+def meta_gradients(rule: rules.UpdateRule, episodes: types.Episode,
+                   inner_config: config_lib.InnerLoopConfig,
+                   global_batch: Optional[int] = None):
+  """The meta-gradient of one meta-batch (or of one replica's share of
+  it): the maths of every meta-train step (the CLI's on any strategy, and
+  `MetaLearner.train_step`).
+
+  Args:
+    rule: the meta-learner.
+    episodes: a `types.Episode` with a leading meta-batch axis b.
+    inner_config: inner-loop settings.
+    global_batch: B, the episodes of the whole meta-batch over every
+      replica; None: b (one device).
+
+  Returns:
+    (gradients of sum(query losses) / B w.r.t. `rule.trainable_variables`,
+    metrics: `loss`, `accuracy`, `support_losses` [T + 1],
+    `forget_gate_mean` [T], `input_gate_mean` [T], each sum over the b
+    episodes / B: on one device the means, under a strategy the replica's
+    share of them (their sum over replicas is the mean)).
+  """
+  global_batch = global_batch or episodes.support_images.shape[0]
+  with tf.GradientTape() as tape:
+    losses, accuracies, results = inner_loop.meta_batch_losses(
+        rule, episodes, inner_config)
+    meta_loss = tf.add_n(losses) / global_batch
+  grads = tape.gradient(meta_loss, rule.trainable_variables)
+
+  def share_of(values):
+    return tf.add_n(values) / global_batch
+
+  metrics = {'loss': meta_loss, 'accuracy': share_of(accuracies)}
+  for field in _MEAN_RESULT_FIELDS:
+    metrics[field] = share_of([getattr(r, field) for r in results])
+  return grads, metrics
+
+
+_MEAN_RESULT_FIELDS = ('support_losses', 'forget_gate_mean',
+                       'input_gate_mean')
 
 
 def _disable_optimizer_all_reduce(optimizer: keras.optimizers.Optimizer):

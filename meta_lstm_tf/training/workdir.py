@@ -1,4 +1,5 @@
-"""Layout of a training workdir, and restoring a trained meta-learner from it.
+"""Layout of a training workdir: its files, its config records and exports
+(checkpoints: `checkpoints.py`).
 
     WORKDIR/.lock             held by the process running in it
                               (`file_lock.exclusive_lock`; names its pid)
@@ -27,7 +28,6 @@ also synced to disk first). The lock is local only (`file_lock.py`).
 
 import json
 import os
-import re
 import time
 from typing import List, Optional, Tuple, Union
 import uuid
@@ -36,7 +36,6 @@ from absl import logging
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import rules
 
 CONFIG_FILE = 'config.json'
 FLAGS_FILE = 'flags.txt'
@@ -98,20 +97,9 @@ def read_json(path: str):
 
 
 def config_from_dict(value: dict) -> config_lib.ExperimentConfig:
-  """Inverse of `ExperimentConfig.to_dict()`."""
-  parts = {}
-  for field, cls in (('data', config_lib.DataConfig),
-                     ('episode', config_lib.EpisodeConfig),
-                     ('learner', config_lib.LearnerConfig),
-                     ('meta_learner', config_lib.MetaLearnerConfig),
-                     ('inner_loop', config_lib.InnerLoopConfig),
-                     ('train', config_lib.TrainConfig)):
-    kwargs = dict(value.get(field, {}))
-    for key, item in kwargs.items():
-      if isinstance(item, list):
-        kwargs[key] = tuple(item)
-    parts[field] = cls(**kwargs)
-  return config_lib.ExperimentConfig(**parts)
+  """Inverse of `ExperimentConfig.to_dict()`, also of earlier versions'
+  config.json (`config.migrate`)."""
+  return config_lib.ExperimentConfig.from_dict(value)
 
 
 def load_config(workdir: str) -> config_lib.ExperimentConfig:
@@ -122,26 +110,26 @@ def load_config(workdir: str) -> config_lib.ExperimentConfig:
   return config_from_dict(read_json(path))
 
 
-# Train settings that change neither the numbers nor the budget of a run
-# (bookkeeping, and how the same computation is placed on devices: a run
-# resumes the same under any strategy).
-IRRELEVANT_TRAIN_FIELDS = ('quiet', 'export', 'checkpoint_every',
-                           'keep_checkpoints', 'log_every', 'jit_compile',
-                           'strategy', 'tpu_address')
-
 # The budget: a resumed run may extend it without --allow_config_change.
-BUDGET_FIELDS = ('max_steps', 'max_train_seconds')
+BUDGET_FIELDS = tuple(f'{part}.{field.name}' for part, field in
+                      config_lib.declared_settings('budget'))
+
+# What changes neither the numbers nor the budget: where the data is, and
+# the runtime (bookkeeping, and how the same computation is placed on
+# devices: a run resumes the same under any strategy).
+_IRRELEVANT = tuple((part, field.name) for role in ('path', 'runtime')
+                    for part, field in config_lib.declared_settings(role))
 
 
 def relevant_config(config_dict: dict) -> dict:
-  """The parts of a config (`to_dict()`) that change a run's numbers or
-  budget: everything but data paths and `IRRELEVANT_TRAIN_FIELDS`."""
-  relevant = json.loads(json.dumps(config_dict))  # Deep copy, tuples->lists.
-  for field in ('omniglot_dir', 'data_dir', 'data_root'):
-    relevant.get('data', {}).pop(field, None)
-  for field in IRRELEVANT_TRAIN_FIELDS:
-    relevant.get('train', {}).pop(field, None)
-  return relevant
+  """The parts of a config (`to_dict()`, of any version: `config.migrate`)
+  that change a run's numbers or budget: every setting declared with the
+  role `experiment` or `budget`."""
+  # Deep copy, tuples -> lists.
+  relevant = json.loads(json.dumps(config_lib.migrate(config_dict)))
+  for part, field in _IRRELEVANT:
+    relevant.get(part, {}).pop(field, None)
+  return {part: fields for part, fields in relevant.items() if fields}
 
 
 def config_changes(previous: dict, config: dict) -> List[Tuple[str, object,
@@ -172,7 +160,7 @@ def config_changes(previous: dict, config: dict) -> List[Tuple[str, object,
 def _is_extension(change) -> bool:
   """A budget raised (or a limit lifted: 0 seconds is no limit)."""
   name, old, new = change
-  if name not in tuple(f'train.{f}' for f in BUDGET_FIELDS):
+  if name not in BUDGET_FIELDS:
     return False
   if name == 'train.max_train_seconds':
     return (old or 0) != 0 and (new == 0 or new >= old)
@@ -253,115 +241,6 @@ def finished_results(workdir: str, config: config_lib.ExperimentConfig
   return read_json(results_path)
 
 
-class CheckpointStateError(ValueError):
-  """The checkpoint state file does not match the checkpoint files."""
-
-
-def _checkpoint_files(checkpoint_dir: str) -> List[str]:
-  """Prefixes of the complete-looking checkpoints present, oldest first."""
-  prefixes = []
-  for name in tf.io.gfile.listdir(checkpoint_dir):
-    match = re.fullmatch(r'(ckpt-(\d+))\.index', name)
-    if match:
-      prefixes.append((int(match.group(2)),
-                       os.path.join(checkpoint_dir, match.group(1))))
-  return [p for _, p in sorted(prefixes)]
-
-
-def resume_candidates(checkpoint_dir: str) -> List[str]:
-  """The checkpoints a run may resume from, newest first.
-
-  Reads the manager's state file (`checkpoint`) and checks it against the
-  files present.
-
-  Raises:
-    CheckpointStateError: checkpoint files are present but the state file
-      is missing, unreadable, or names checkpoints that are not there;
-      starting over would silently drop the run (and its best checkpoint).
-  """
-  if not tf.io.gfile.isdir(checkpoint_dir):
-    return []
-  present = _checkpoint_files(checkpoint_dir)
-  state_path = os.path.join(checkpoint_dir, 'checkpoint')
-  names = ', '.join(os.path.basename(p) for p in present)
-  fix = ('restore the state file, or move the checkpoints away to start '
-         'the run over')
-  try:
-    state = tf.train.get_checkpoint_state(checkpoint_dir)
-  except (tf.errors.OpError, ValueError) as e:
-    raise CheckpointStateError(
-        f'{state_path} is unreadable ({type(e).__name__}) but {names} '
-        f'{"are" if len(present) > 1 else "is"} present: {fix}') from None
-  if state is None and tf.io.gfile.exists(state_path):
-    # get_checkpoint_state logs a parse error and returns None.
-    raise CheckpointStateError(
-        f'{state_path} is unreadable but {names or "no checkpoint"} '
-        f'{"are" if len(present) > 1 else "is"} present: {fix}')
-  if state is None:
-    if present:
-      raise CheckpointStateError(
-          f'{state_path} is missing but {names} '
-          f'{"are" if len(present) > 1 else "is"} present: {fix}')
-    return []
-  listed = list(state.all_model_checkpoint_paths) or [
-      state.model_checkpoint_path]
-  listed = [p if os.path.isabs(p) or not is_local(p)
-            else os.path.join(checkpoint_dir, p) for p in listed if p]
-  missing = [p for p in listed if not tf.io.gfile.exists(p + '.index')]
-  if missing:
-    raise CheckpointStateError(
-        f'{state_path} names {", ".join(os.path.basename(p) for p in missing)}'
-        f', which {"are" if len(missing) > 1 else "is"} not in '
-        f'{checkpoint_dir} (present: {names or "none"}): {fix}')
-  return sorted(set(listed), key=lambda p: int(p.rsplit('-', 1)[1]),
-                reverse=True)
-
-
-def restore_newest(checkpoint: tf.train.Checkpoint, checkpoint_dir: str,
-                   rewrite_state: bool = True) -> Optional[str]:
-  """Restores the newest checkpoint of `checkpoint_dir` that restores.
-
-  A checkpoint that fails to read (truncated or corrupt files) is skipped
-  with a warning naming it, and the next older one is tried; the state file
-  is then rewritten (with `rewrite_state`; a multi-worker run's chief) to
-  list only what restores, so the run's manager keeps going from there.
-
-  Returns:
-    The prefix restored, or None for a fresh run.
-
-  Raises:
-    CheckpointStateError: see `resume_candidates`; or no kept checkpoint
-      restores.
-  """
-  candidates = resume_candidates(checkpoint_dir)
-  failures = []
-  for i, prefix in enumerate(candidates):
-    try:
-      checkpoint.restore(prefix).assert_existing_objects_matched()
-    # A damaged file fails in many ways (DataLossError, IndexError for a
-    # short read, AssertionError for missing objects...): any error here
-    # means "does not restore".
-    except Exception as e:  # pylint: disable=broad-except
-      reason = str(e).strip().splitlines()[0] if str(e).strip() else ''
-      failures.append(f'{os.path.basename(prefix)} ({type(e).__name__}: '
-                      f'{reason[:200]})')
-      logging.warning('Checkpoint %s does not restore (%s: %s); trying the '
-                      'previous one.', prefix, type(e).__name__, reason[:200])
-      continue
-    if failures and rewrite_state:
-      logging.warning('Resumed from the older checkpoint %s; %s did not '
-                      'restore.', prefix, '; '.join(failures))
-      kept = candidates[i:]
-      tf.compat.v1.train.update_checkpoint_state(
-          checkpoint_dir, model_checkpoint_path=kept[0],
-          all_model_checkpoint_paths=list(reversed(kept)))
-    return prefix
-  if candidates:
-    raise CheckpointStateError(
-        f'no checkpoint in {checkpoint_dir} restores: {"; ".join(failures)}')
-  return None
-
-
 def remove_stale_exports(export_base: str) -> List[str]:
   """Removes `.tmp-export-*` folders a killed export left; returns them.
 
@@ -381,31 +260,3 @@ def remove_stale_exports(export_base: str) -> List[str]:
         continue
       removed.append(path)
   return removed
-
-
-def restore_rule(workdir: str, checkpoint: Optional[str] = None
-                 ) -> Tuple[rules.UpdateRule, config_lib.ExperimentConfig,
-                            str]:
-  """Restores the update rule (the meta-learner) of a training run.
-
-  Checkpoints hold it under the key `rule` (the name runs have always
-  written), so older runs restore too.
-
-  Args:
-    workdir: the training workdir.
-    checkpoint: a checkpoint prefix; default the best checkpoint, else the
-      latest training checkpoint.
-
-  Returns:
-    (rule, config, checkpoint path restored).
-  """
-  config = load_config(workdir)
-  rule = rules.make_rule(config)
-  if checkpoint is None:
-    checkpoint = (tf.train.latest_checkpoint(os.path.join(workdir, BEST_DIR)) or
-                  tf.train.latest_checkpoint(
-                      os.path.join(workdir, CHECKPOINT_DIR)))
-  if checkpoint is None:
-    raise FileNotFoundError(f'no checkpoint in {workdir!r}')
-  tf.train.Checkpoint(layer=rule).read(checkpoint).expect_partial()
-  return rule, config, checkpoint

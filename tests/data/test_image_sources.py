@@ -34,7 +34,8 @@ def experiment(dataset, root, ways=2, shots=1, queries=2):
       learner=config.LearnerConfig(num_ways=ways, image_size=SIZE,
                                    channels=3, num_filters=4, num_blocks=2),
       train=config.TrainConfig(max_steps=1, eval_episodes=1,
-                               test_episodes=1, export=False, quiet=True))
+                               test_episodes=1),
+      runtime=config.RuntimeConfig(export=False, quiet=True))
 
 
 class ImageSourcesTest(tf.test.TestCase):

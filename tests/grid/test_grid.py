@@ -109,9 +109,13 @@ def tiny_base_config(**train):
   defaults = dict(max_steps=20, eval_every=10, test_episodes=50,
                   quiet=True, export=False)
   defaults.update(train)
+  runtime = {f.name for f in dataclasses.fields(config_lib.RuntimeConfig)}
   return config_lib.ExperimentConfig(
       inner_loop=config_lib.InnerLoopConfig(inner_steps=5),
-      train=config_lib.TrainConfig(**defaults)).validate()
+      train=config_lib.TrainConfig(
+          **{k: v for k, v in defaults.items() if k not in runtime}),
+      runtime=config_lib.RuntimeConfig(
+          **{k: v for k, v in defaults.items() if k in runtime})).validate()
 
 
 class GridTest(tf.test.TestCase, parameterized.TestCase):
@@ -579,8 +583,8 @@ class FlagsTest(tf.test.TestCase):
       self.assertEqual(config.train.max_train_seconds, 0)
       self.assertGreater(config.train.max_steps, 1000)
       self.assertEqual(config.train.seed, 3)
-      self.assertTrue(config.train.quiet)
-      self.assertFalse(config.train.export)
+      self.assertTrue(config.runtime.quiet)
+      self.assertFalse(config.runtime.export)
 
   def test_setting_flagfiles_errors_name_the_flag(self):
     argv = ['prog']

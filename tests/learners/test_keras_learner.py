@@ -87,9 +87,9 @@ class SameNetworkTest(tf.test.TestCase, parameterized.TestCase):
   def test_same_adaptation_as_the_builtin_learner(self, second_order,
                                                   use_support_stats):
     model = same_as_builtin()
-    keras_rule = meta_lstm.MetaLSTMLayer(model, hidden_size=3,
+    keras_rule = meta_lstm.MetaLSTMRule(model, hidden_size=3,
                                          gate_bias='per_tensor')
-    builtin_rule = meta_lstm.MetaLSTMLayer(CONFIG, hidden_size=3,
+    builtin_rule = meta_lstm.MetaLSTMRule(CONFIG, hidden_size=3,
                                            gate_bias='per_tensor', seed=3)
     for a, b in zip(builtin_rule.variables, keras_rule.variables):
       a.assign(b)  # Same meta-LSTM weights; theta_0 is equal already.
@@ -143,7 +143,7 @@ class SameNetworkTest(tf.test.TestCase, parameterized.TestCase):
 
 @functools.lru_cache(maxsize=None)
 def _float64_rule():
-  return meta_lstm.MetaLSTMLayer(other_model(), hidden_size=3)
+  return meta_lstm.MetaLSTMRule(other_model(), hidden_size=3)
 
 
 class SecondOrderTest(tf.test.TestCase):
@@ -315,7 +315,7 @@ class _Subclassed(keras.Model):
 class ModelKindsTest(tf.test.TestCase):
 
   def _adapt(self, learner, seed=0):
-    rule = meta_lstm.MetaLSTMLayer(learner, hidden_size=3, seed=3)
+    rule = meta_lstm.MetaLSTMRule(learner, hidden_size=3, seed=3)
     data = episode(np.random.default_rng(seed), 3, 8)
     result = inner_loop.adapt(rule, rule.meta_weights(),
                               tf.convert_to_tensor(rule.initial_params),

@@ -33,7 +33,8 @@ class InterfaceTest(tf.test.TestCase, parameterized.TestCase):
   def test_states_carry_params_and_gates_and_prepare_is_stable(self, name):
     rule = _rule(name)
     weights = rule.prepare(rule.meta_weights())
-    tf.nest.assert_same_structure(rule.prepare(weights), weights)
+    # The same meta-weights prepare to the same structure every time.
+    tf.nest.assert_same_structure(rule.prepare(rule.meta_weights()), weights)
     theta0 = tf.convert_to_tensor(rule.initial_params)
     state = rule.initial_state(weights, theta0)
     self.assertAllEqual(state.params, theta0)

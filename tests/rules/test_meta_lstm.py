@@ -6,17 +6,30 @@ import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf.learners import conv_ops as learner
-from meta_lstm_tf.rules import meta_lstm as meta_lstm_layer
+from meta_lstm_tf.rules import meta_lstm
 from meta_lstm_tf.rules import meta_lstm_cell
 
 SMALL = config_lib.LearnerConfig(num_ways=3, num_filters=4, num_blocks=2,
                                  image_size=8)
 
 
-class MetaLSTMLayerTest(tf.test.TestCase):
+class MetaLSTMRuleTest(tf.test.TestCase):
+
+  def test_old_name_and_registered_name_still_load(self):
+    # Saved Keras configs of earlier versions name the class
+    # `meta_lstm_tf>MetaLSTMLayer`; code may import the old name.
+    self.assertIs(meta_lstm.MetaLSTMLayer, meta_lstm.MetaLSTMRule)
+    self.assertEqual(keras.saving.get_registered_name(meta_lstm.MetaLSTMRule),
+                     'meta_lstm_tf>MetaLSTMLayer')
+    layer = meta_lstm.MetaLSTMRule(SMALL, hidden_size=3, seed=2)
+    config = keras.saving.serialize_keras_object(layer)
+    self.assertEqual(config['registered_name'], 'meta_lstm_tf>MetaLSTMLayer')
+    restored = keras.saving.deserialize_keras_object(config)
+    self.assertIsInstance(restored, meta_lstm.MetaLSTMRule)
+    self.assertEqual(restored.hidden_size, 3)
 
   def test_initialisation_as_original_code(self):
-    layer = meta_lstm_layer.MetaLSTMLayer(SMALL, hidden_size=20, seed=3)
+    layer = meta_lstm.MetaLSTMRule(SMALL, hidden_size=20, seed=3)
     for v in (layer.lstm_kernel, layer.lstm_recurrent_kernel, layer.lstm_bias,
               layer.forget_kernel, layer.input_kernel):
       self.assertAllInRange(v, -0.01, 0.01)
@@ -29,38 +42,39 @@ class MetaLSTMLayerTest(tf.test.TestCase):
     self.assertLen(layer.trainable_variables, 8)
 
   def test_seed_is_reproducible(self):
-    a = meta_lstm_layer.MetaLSTMLayer(SMALL, seed=5)
-    b = meta_lstm_layer.MetaLSTMLayer(SMALL, seed=5)
-    c = meta_lstm_layer.MetaLSTMLayer(SMALL, seed=6)
+    a = meta_lstm.MetaLSTMRule(SMALL, seed=5)
+    b = meta_lstm.MetaLSTMRule(SMALL, seed=5)
+    c = meta_lstm.MetaLSTMRule(SMALL, seed=6)
     for va, vb in zip(a.weights, b.weights):
       self.assertAllEqual(va, vb)
     self.assertNotAllClose(a.lstm_kernel, c.lstm_kernel)
 
   def test_config_and_serialization_round_trip(self):
-    layer = meta_lstm_layer.MetaLSTMLayer(SMALL, hidden_size=7,
+    layer = meta_lstm.MetaLSTMRule(SMALL, hidden_size=7,
                                           preprocess_p=8.0, seed=2,
                                           name='meta')
     config = layer.get_config()
-    clone = meta_lstm_layer.MetaLSTMLayer.from_config(config)
+    clone = meta_lstm.MetaLSTMRule.from_config(config)
     self.assertEqual(clone.get_config(), config)
     serialized = keras.saving.serialize_keras_object(layer)
     restored = keras.saving.deserialize_keras_object(serialized)
-    self.assertIsInstance(restored, meta_lstm_layer.MetaLSTMLayer)
+    self.assertIsInstance(restored, meta_lstm.MetaLSTMRule)
     self.assertEqual(restored.hidden_size, 7)
     self.assertEqual(restored.learner_config, SMALL)
     for a, b in zip(layer.weights, restored.weights):
       self.assertAllEqual(a, b)  # same seed, same initial values
 
   def test_call_delegates_to_pure_step(self):
-    layer = meta_lstm_layer.MetaLSTMLayer(SMALL, hidden_size=5)
+    layer = meta_lstm.MetaLSTMRule(SMALL, hidden_size=5)
     rng = np.random.default_rng(0)
     grad = tf.constant(rng.normal(size=layer.num_coordinates), tf.float32)
     loss = tf.constant(1.3)
     state = layer.initial_state(
         layer.meta_weights(), tf.convert_to_tensor(layer.initial_params))
     got = layer(grad, loss, state)
-    want = meta_lstm_cell.meta_lstm_step(layer.meta_weights(), state, grad,
-                                         loss, layer.preprocess_p)
+    want = meta_lstm_cell.meta_lstm_step(
+        meta_lstm_cell.prepare(layer.meta_weights()), state, grad, loss,
+        layer.preprocess_p)
     for g, w in zip(got, want):
       self.assertAllClose(g, w)
 
@@ -68,7 +82,7 @@ class MetaLSTMLayerTest(tf.test.TestCase):
 def _first_step(layer, grad):
   """The state after one update from theta_0 (support loss 1), read inside
   any enclosing tape."""
-  weights = layer.meta_weights()
+  weights = layer.prepare(layer.meta_weights())
   return layer.update(weights, layer.initial_state(
       weights, tf.convert_to_tensor(layer.initial_params)), grad,
                       tf.constant(1.0))
@@ -78,9 +92,9 @@ class GateInitTest(tf.test.TestCase):
   """`MetaLearnerConfig.gate_init`: the initial gates are the configured ones."""
 
   def _first_gates(self, meta_config):
-    layer = meta_lstm_layer.MetaLSTMLayer.from_experiment(SMALL, meta_config,
+    layer = meta_lstm.MetaLSTMRule.from_experiment(SMALL, meta_config,
                                                           seed=1)
-    weights = layer.meta_weights()
+    weights = layer.prepare(layer.meta_weights())
     rng = np.random.default_rng(0)
     grad = tf.constant(rng.normal(size=layer.num_coordinates), tf.float32)
     state = layer.initial_state(weights,
@@ -128,7 +142,7 @@ class GateBiasTest(tf.test.TestCase):
   """`gate_bias`: shared (the paper), per learner tensor, per coordinate."""
 
   def _layer(self, gate_bias):
-    return meta_lstm_layer.MetaLSTMLayer.from_experiment(
+    return meta_lstm.MetaLSTMRule.from_experiment(
         SMALL, config_lib.MetaLearnerConfig(gate_bias=gate_bias), seed=2)
 
   def test_shapes(self):
@@ -157,8 +171,9 @@ class GateBiasTest(tf.test.TestCase):
     # tensor.
     layer.input_kernel.assign(np.zeros(layer.input_kernel.shape))
     grad = tf.ones([layer.num_coordinates])
-    state = layer.update(layer.meta_weights(), layer.initial_state(
-        weights, tf.convert_to_tensor(layer.initial_params)), grad,
+    prepared = layer.prepare(layer.meta_weights())
+    state = layer.update(prepared, layer.initial_state(
+        prepared, tf.convert_to_tensor(layer.initial_params)), grad,
                          tf.constant(1.0))
     gates = learner.unflatten(state.input_gate, spec)
     for index, name in enumerate(spec):
@@ -183,9 +198,9 @@ class GateBiasTest(tf.test.TestCase):
 
   def test_bias_scale_keeps_the_gates_and_scales_the_gradient(self):
     meta = dict(gate_bias='per_tensor', gate_init='inner_lr', inner_lr=0.2)
-    plain = meta_lstm_layer.MetaLSTMLayer.from_experiment(
+    plain = meta_lstm.MetaLSTMRule.from_experiment(
         SMALL, config_lib.MetaLearnerConfig(**meta), seed=2)
-    scaled = meta_lstm_layer.MetaLSTMLayer.from_experiment(
+    scaled = meta_lstm.MetaLSTMRule.from_experiment(
         SMALL, config_lib.MetaLearnerConfig(gate_bias_scale=10.0, **meta),
         seed=2)
     self.assertAllClose(scaled.input_bias * 10.0, plain.input_bias)

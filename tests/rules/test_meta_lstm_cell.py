@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf.rules import meta_lstm as meta_lstm_layer
+from meta_lstm_tf.rules import meta_lstm
 from meta_lstm_tf.rules import meta_lstm_cell
 from tests import test_preprocessing
 
@@ -58,7 +58,8 @@ class MetaLSTMCellTest(tf.test.TestCase, parameterized.TestCase):
       # Mix of large, tiny (second preprocessing branch) and zero gradients.
       grad = rng.normal(size=num) * np.array([1, 1e-6, 1, 0, 1e-2, 3, 1e-5])
       loss = 2.0 / (t + 1)
-      state = step(tf_w, state, tf.constant(grad), tf.constant(loss, tf.float64))
+      state = step(meta_lstm_cell.prepare(tf_w), state, tf.constant(grad),
+                   tf.constant(loss, tf.float64))
       np_state = numpy_step(w, np_state, grad, loss)
       # The cell keeps the LSTM state as [D, P]; the reference as [P, D].
       got = state._replace(lstm_h=tf.transpose(state.lstm_h),
@@ -77,17 +78,18 @@ class MetaLSTMCellTest(tf.test.TestCase, parameterized.TestCase):
                                                      tf.float64), d)
     grad, loss = tf.constant([0.1, 0.2], tf.float64), tf.constant(1.0,
                                                                   tf.float64)
-    state = meta_lstm_cell.meta_lstm_step(tf_w, state, grad, loss)
+    prepared = meta_lstm_cell.prepare(tf_w)
+    state = meta_lstm_cell.meta_lstm_step(prepared, state, grad, loss)
     f1 = sigmoid(-1.0)  # f_0 = 0.
     self.assertAllClose(state.forget_gate, [f1, f1])
-    state = meta_lstm_cell.meta_lstm_step(tf_w, state, grad, loss)
+    state = meta_lstm_cell.meta_lstm_step(prepared, state, grad, loss)
     self.assertAllClose(state.forget_gate, [sigmoid(3.0 * f1 - 1.0)] * 2)
 
   @parameterized.named_parameters(('lr_0_1', 0.1), ('lr_0_01', 0.01))
   def test_unit_forget_and_constant_input_gate_is_sgd(self, lr):
     learner_config = config_lib.LearnerConfig(num_filters=2, num_blocks=1,
                                               image_size=4, num_ways=2)
-    layer = meta_lstm_layer.MetaLSTMLayer(learner_config, hidden_size=3,
+    layer = meta_lstm.MetaLSTMRule(learner_config, hidden_size=3,
                                           dtype='float64')
     layer.forget_kernel.assign(np.zeros(5))
     layer.forget_bias.assign(100.0)  # sigmoid(100) == 1 in float64
@@ -107,7 +109,9 @@ class MetaLSTMCellTest(tf.test.TestCase, parameterized.TestCase):
 
 class PreparedWeightsTest(tf.test.TestCase):
 
-  def test_prepared_weights_give_the_same_step(self):
+  def test_prepared_weights_match_numpy_for_each_bias_shape(self):
+    # Shared (scalar) and per-coordinate ([P]) gate biases, as `prepare`
+    # arranges them, give the reference's steps.
     rng = np.random.default_rng(3)
     num, d = 6, 4
     for bias_shape in ((), (num,)):
@@ -116,25 +120,27 @@ class PreparedWeightsTest(tf.test.TestCase):
       w[6] = rng.uniform(-1, 1, size=bias_shape)
       tf_w = meta_lstm_cell.MetaLSTMWeights(*(tf.constant(v) for v in w))
       prepared = meta_lstm_cell.prepare(tf_w)
-      state = meta_lstm_cell.initial_state(
-          tf.constant(rng.normal(size=num)), d)
-      grad = tf.constant(rng.normal(size=num))
-      loss = tf.constant(0.7, tf.float64)
+      theta0 = rng.normal(size=num)
+      state = meta_lstm_cell.initial_state(tf.constant(theta0), d)
+      np_state = (np.zeros((num, d)), np.zeros((num, d)), np.zeros(num),
+                  np.zeros(num), theta0)
+      grad = rng.normal(size=num)
       for _ in range(2):
-        want = meta_lstm_cell.meta_lstm_step(tf_w, state, grad, loss)
-        got = meta_lstm_cell.meta_lstm_step(prepared, state, grad, loss)
-        for got_field, want_field in zip(got, want):
-          self.assertAllClose(got_field, want_field, rtol=1e-12, atol=1e-14)
-        state = want
+        state = meta_lstm_cell.meta_lstm_step(
+            prepared, state, tf.constant(grad), tf.constant(0.7, tf.float64))
+        np_state = numpy_step(w, np_state, grad, 0.7)
+        got = state._replace(lstm_h=tf.transpose(state.lstm_h),
+                             lstm_c=tf.transpose(state.lstm_c))
+        for got_field, want_field in zip(got, np_state):
+          self.assertAllClose(got_field, want_field, rtol=1e-10, atol=1e-12)
 
-  def test_layer_prepares_once_and_accepts_prepared_weights(self):
-    layer = meta_lstm_layer.MetaLSTMLayer(
+  def test_layer_prepares_meta_weights_into_step_weights(self):
+    layer = meta_lstm.MetaLSTMRule(
         config_lib.LearnerConfig(num_ways=2, num_filters=2, num_blocks=1,
                                  image_size=4).__dict__.copy(),
         hidden_size=3, gate_bias='per_tensor')
     prepared = layer.prepare(layer.meta_weights())
     self.assertIsInstance(prepared, meta_lstm_cell.StepWeights)
-    self.assertIs(layer.prepare(prepared), prepared)
     self.assertEqual(prepared.gate_bias.shape, (2, layer.num_coordinates))
     state = layer.initial_state(prepared, layer.initial_params)
     self.assertEqual(state.lstm_h.shape, (3, layer.num_coordinates))
