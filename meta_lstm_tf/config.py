@@ -98,8 +98,9 @@ class DataConfig:
   Attributes:
     dataset: one of `DATASETS`: `omniglot` (TFDS or `omniglot_dir`),
       `mini_imagenet` (Ravi & Larochelle's split, a local copy in
-      `data_root`, `data.mini_imagenet`) or `image_folder` (any
-      `data_root/{train,val,test}/CLASS/*.png|jpg`, `data.image_folder`).
+      `data_root`, `data.photos.mini_imagenet`) or `image_folder` (any
+      `data_root/{train,val,test}/CLASS/*.png|jpg`,
+      `data.photos.image_folder`).
     data_root: the local copy of `mini_imagenet` / `image_folder`.
     channels: image channels the learner sees: 1 for Omniglot; 3 (RGB) or
       1 (gray) for the others (images are converted, never rejected).

@@ -35,7 +35,7 @@ from meta_lstm_tf import inner_loop
 from meta_lstm_tf import rules
 from meta_lstm_tf import types
 from meta_lstm_tf.data import episodes as episodes_lib
-from meta_lstm_tf.data import splits
+from meta_lstm_tf.data import pools as pools_lib
 from meta_lstm_tf.training import workdir as workdir_lib
 
 # Validation and test episodes do not depend on the training seed, so runs
@@ -194,7 +194,7 @@ def test_workdir(workdir: str, *,
     inner_loop = dataclasses.replace(inner_loop, transductive=transductive)
   config = dataclasses.replace(config, data=data, episode=episode,
                                inner_loop=inner_loop).validate()
-  pools = splits.make_episode_pools(config.data, episode)
+  pools = pools_lib.make_episode_pools(config.data, episode)
   episodes = episodes_lib.make_eval_dataset(
       getattr(pools, pool), episode, num_episodes, _SEEDS[pool], name=pool)
   eval_step = make_eval_step(rule, config.inner_loop)

@@ -82,7 +82,7 @@ def equality(out_path):
   from meta_lstm_tf.training import distribute
   from meta_lstm_tf.training import train_lib
   from meta_lstm_tf.training import checkpoints
-  from meta_lstm_tf.data import splits
+  from meta_lstm_tf.data import pools as pools_lib
   from tests import test_train_lib
 
   mirrored = distribute.make_strategy('mirrored')
@@ -110,7 +110,7 @@ def equality(out_path):
 
   # End to end on synthetic pools: the same run on one device and mirrored.
   pools = test_train_lib.synthetic_pools()
-  splits.make_class_pools = lambda data_config: pools
+  pools_lib.make_class_pools = lambda data_config: pools
   runs = {}
   for name, strategy in (('default', None), ('mirrored', mirrored)):
     workdir = os.path.join(os.path.dirname(out_path), name)
@@ -153,11 +153,11 @@ def multi_worker(out_dir, workdir):
   from meta_lstm_tf.training import distribute
   strategy = distribute.make_strategy('multi_worker')  # Before other TF.
   from meta_lstm_tf.training import train_lib
-  from meta_lstm_tf.data import splits
+  from meta_lstm_tf.data import pools as pools_lib
   from tests import test_train_lib
   task = json.loads(os.environ['TF_CONFIG'])['task']
   pools = test_train_lib.synthetic_pools()
-  splits.make_class_pools = lambda data_config: pools
+  pools_lib.make_class_pools = lambda data_config: pools
   layers = []
   make_rule = rules.make_rule
   rules.make_rule = lambda config: layers.append(

@@ -8,7 +8,6 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
-from meta_lstm_tf import config as config_lib
 from meta_lstm_tf.training import checkpoints
 from meta_lstm_tf.training import workdir as workdir_lib
 from tests.golden import make_checkpoint

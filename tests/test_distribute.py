@@ -22,7 +22,7 @@ from meta_lstm_tf.training import distribute
 from meta_lstm_tf import rules
 from meta_lstm_tf.training import train_lib
 from meta_lstm_tf.data import episodes as episodes_lib
-from meta_lstm_tf.data import splits
+from meta_lstm_tf.data import pools as pools_lib
 from tests import test_train_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -269,12 +269,12 @@ class DefaultStrategyTest(tf.test.TestCase):
 
   def setUp(self):
     super().setUp()
-    self._original = splits.make_class_pools
+    self._original = pools_lib.make_class_pools
     pools = test_train_lib.synthetic_pools()
-    splits.make_class_pools = lambda data_config: pools
+    pools_lib.make_class_pools = lambda data_config: pools
 
   def tearDown(self):
-    splits.make_class_pools = self._original
+    pools_lib.make_class_pools = self._original
     super().tearDown()
 
   def test_single_replica_mirrored_needs_no_special_batch(self):

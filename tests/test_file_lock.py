@@ -9,13 +9,13 @@ import tempfile
 
 import tensorflow as tf
 
-from meta_lstm_tf.training import file_lock
+from meta_lstm_tf import file_lock
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 HOLDER = '''
 import sys, time
-from meta_lstm_tf.training import file_lock
+from meta_lstm_tf import file_lock
 with file_lock.exclusive_lock(sys.argv[1], 'workdir'):
   print('locked', flush=True)
   time.sleep(120)

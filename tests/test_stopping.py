@@ -8,7 +8,7 @@ import signal
 
 import tensorflow as tf
 
-from meta_lstm_tf.training import file_lock
+from meta_lstm_tf import file_lock
 from meta_lstm_tf.training import stopping
 
 

@@ -16,14 +16,14 @@ import tensorflow as tf
 from meta_lstm_tf.training import checkpoints
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import evaluation
-from meta_lstm_tf.training import file_lock
+from meta_lstm_tf import file_lock
 from meta_lstm_tf import rules
 from meta_lstm_tf.training import stopping
 from meta_lstm_tf.training import train_lib
 from meta_lstm_tf.training import train_steps
 from meta_lstm_tf.training import workdir as workdir_lib
 from meta_lstm_tf.data import class_pools
-from meta_lstm_tf.data import splits
+from meta_lstm_tf.data import pools as pools_lib
 from meta_lstm_tf.serving import export as serving_export
 from tests import test_file_lock
 from tests import test_summaries
@@ -94,12 +94,12 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
 
   def setUp(self):
     super().setUp()
-    self._original = splits.make_class_pools
+    self._original = pools_lib.make_class_pools
     self.pools = synthetic_pools()
-    splits.make_class_pools = lambda data_config: self.pools
+    pools_lib.make_class_pools = lambda data_config: self.pools
 
   def tearDown(self):
-    splits.make_class_pools = self._original
+    pools_lib.make_class_pools = self._original
     super().tearDown()
 
   def test_results_and_run_records(self):

@@ -47,7 +47,7 @@ from meta_lstm_tf.baselines import pretrain_data
 from meta_lstm_tf.baselines import pretraining
 from meta_lstm_tf.data import class_pools
 from meta_lstm_tf.data import episodes as episodes_lib
-from meta_lstm_tf.data import splits
+from meta_lstm_tf.data import pools as pools_lib
 
 
 def _eval_batches(pool, config, num_episodes, seed, name):
@@ -70,7 +70,7 @@ def evaluate_baselines(config: config_lib.ExperimentConfig,
     config: the experiment (episode shape, learner, test episodes).
     baseline_config: the fine-tuning grid and selection episodes.
     pretrained: `pretrain`'s result.
-    pools: `splits.make_class_pools(config.data)`, if already loaded.
+    pools: `pools_lib.make_class_pools(config.data)`, if already loaded.
 
   Returns:
     {'finetune': {...}, 'nearest_neighbour': {...}}, each with
@@ -90,7 +90,7 @@ def evaluate_baselines(config: config_lib.ExperimentConfig,
   baseline_config.validate()
   feature_params = pretraining.feature_params_of(pretrained, config.learner)
   if pools is None:
-    pools = splits.make_episode_pools(config.data, config.episode)
+    pools = pools_lib.make_episode_pools(config.data, config.episode)
   pretrain_data.check_pools(pools)
   for name in ('meta_valid', 'meta_test'):
     pretrain_data.check_pool(getattr(pools, name), config.learner, name)

@@ -35,13 +35,13 @@ import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf.training import file_lock
+from meta_lstm_tf import file_lock
 from meta_lstm_tf.learners import conv_ops as learner
 from meta_lstm_tf.training import workdir as workdir_lib
 from meta_lstm_tf.baselines import config as baseline_config_lib
 from meta_lstm_tf.baselines import pretrain_data
 from meta_lstm_tf.data import class_pools
-from meta_lstm_tf.data import splits
+from meta_lstm_tf.data import pools as pools_lib
 
 SETTINGS_FILE = 'settings.json'
 CHECKPOINT_DIR = 'checkpoints'
@@ -192,7 +192,7 @@ def pretrain(config: config_lib.ExperimentConfig,
       C) is the network pretrained.
     baseline_config: pretraining settings.
     out_dir: where the result, checkpoints and settings go.
-    pools: `splits.make_class_pools(config.data)`, if already loaded.
+    pools: `pools_lib.make_class_pools(config.data)`, if already loaded.
 
   Returns:
     dict with `params` (float32 [P_f], the flat conv/BN parameters, in
@@ -222,7 +222,7 @@ def _pretrain(config: config_lib.ExperimentConfig,
               pools: Optional[class_pools.ClassPools]) -> dict:
   """`pretrain`, holding the lock of `out_dir`."""
   if pools is None:
-    pools = splits.make_class_pools(config.data)
+    pools = pools_lib.make_class_pools(config.data)
   pretrain_data.check_pools(pools)
   num_classes, num_drawings = pretrain_data.check_pool(
       pools.meta_train, config.learner, 'meta_train')

@@ -13,7 +13,7 @@ from meta_lstm_tf import config as config_lib
 from meta_lstm_tf.data import class_pools
 from meta_lstm_tf.data import episodes
 from meta_lstm_tf.data import errors
-from meta_lstm_tf.data import splits
+from meta_lstm_tf.data import pools as pools_lib
 
 # (key, N, K, Q) of the reported settings.
 BENCHMARK_SETTINGS = (
@@ -100,6 +100,6 @@ def pipeline_benchmark(omniglot_dir: str, data_dir: Optional[str] = None,
     raise errors.DataError(
         f'omniglot_dir={omniglot_dir!r}: the pipeline benchmark needs a local '
         'Omniglot copy (--omniglot_dir or OMNIGLOT_DIR)')
-  pools = splits.make_class_pools(
+  pools = pools_lib.make_class_pools(
       config_lib.DataConfig(omniglot_dir=omniglot_dir, data_dir=data_dir))
   return pipeline_benchmarks(pools.meta_train, num_episodes=num_episodes)

@@ -54,7 +54,7 @@ from meta_lstm_tf.bin import cli
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import runtime
 from meta_lstm_tf.benchmarks import training
-from meta_lstm_tf.data import omniglot_sources
+from meta_lstm_tf.data.omniglot import sources as omniglot_sources
 
 _NUM_WAYS = flags.DEFINE_integer('num_ways', 5, 'N ways.')
 _NUM_SHOTS = flags.DEFINE_integer('num_shots', 1, 'K shots.')

@@ -25,7 +25,7 @@ from meta_lstm_tf.bin import verbosity
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import runtime
 from meta_lstm_tf.training import stopping
-from meta_lstm_tf.data import omniglot_sources
+from meta_lstm_tf.data.omniglot import sources as omniglot_sources
 
 
 # Where --split=vinyals finds its split files by default, under the local

@@ -1,7 +1,8 @@
 """The decoded classes of the three meta-splits, whatever the data set.
 
-Every data source (`splits` for Omniglot, `mini_imagenet`, `image_folder`)
-returns `ClassPools`; episodes (`episodes`) are sampled from a `ClassPool`.
+Every data source (`omniglot.splits`, `photos.mini_imagenet`,
+`photos.image_folder`, dispatched by `pools`) returns `ClassPools`; episodes
+(`episodes`) are sampled from a `ClassPool`.
 """
 
 from typing import NamedTuple, Optional, Tuple

@@ -23,7 +23,7 @@ import tensorflow as tf
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf.data import class_pools as class_pools_lib
 from meta_lstm_tf.data import episodes
-from meta_lstm_tf.data import splits
+from meta_lstm_tf.data import pools as pools_lib
 
 
 def class_pools(dataset: str = 'omniglot', *,
@@ -59,7 +59,7 @@ def class_pools(dataset: str = 'omniglot', *,
       rotations=rotations,
       image_size=image_size or (84 if photos else 28),
       channels=channels or (3 if photos else 1))
-  return splits.make_class_pools(data_config)
+  return pools_lib.make_class_pools(data_config)
 
 
 def training_episodes(pool: class_pools_lib.ClassPool, *, num_ways: int = 5,

@@ -132,6 +132,53 @@ def _random_order(size, seed) -> tf.Tensor:
   return tf.math.top_k(scores, k=size, sorted=True).indices
 
 
+def _choose_classes(num_classes: tf.Tensor,
+                    episode_config: config_lib.EpisodeConfig,
+                    class_seed: tf.Tensor,
+                    protocol: Optional[_Protocol]) -> tf.Tensor:
+  """int32 [N]: N distinct classes in random order (of one alphabet for
+  `episode_classes='within_alphabet'`)."""
+  # top_k of i.i.d. uniforms: N distinct classes in random order.
+  class_scores = tf.random.stateless_uniform([num_classes], seed=class_seed,
+                                             alg=_RNG_ALG)  # [C]
+  if episode_config.episode_classes == 'within_alphabet':
+    eligible = tf.constant(protocol.eligible_groups)
+    alphabet = tf.gather(eligible, tf.random.stateless_uniform(
+        [], seed=tf.random.experimental.stateless_fold_in(
+            class_seed, 1, alg=_RNG_ALG),
+        maxval=tf.size(eligible), dtype=tf.int32, alg=_RNG_ALG))
+    # Scores are in [0, 1): classes of other alphabets, pushed below 0,
+    # come after all of the chosen alphabet's (at least N of them).
+    class_scores = tf.where(
+        tf.equal(tf.constant(protocol.class_groups), alphabet),
+        class_scores, class_scores - 2.0)
+  return tf.math.top_k(class_scores, k=episode_config.num_ways,
+                       sorted=True).indices
+
+
+def _choose_drawings(classes: tf.Tensor, num_drawings: tf.Tensor,
+                     episode_config: config_lib.EpisodeConfig,
+                     drawing_seed: tf.Tensor,
+                     protocol: Optional[_Protocol]) -> tf.Tensor:
+  """int32 [N, K + Q]: distinct drawings of each class (by K + Q distinct
+  drawers shared by every class for `distinct_drawers`)."""
+  needed = episode_config.num_shots + episode_config.num_queries
+  if episode_config.distinct_drawers:
+    # K + Q distinct drawers shared by every class: support from the first
+    # K, queries from the rest.
+    drawers = tf.math.top_k(
+        tf.random.stateless_uniform([num_drawings], seed=drawing_seed,
+                                    alg=_RNG_ALG),
+        k=needed, sorted=True).indices  # [K + Q]
+    return tf.gather(
+        tf.gather(tf.constant(protocol.drawing_of_drawer), classes),
+        drawers, axis=1)  # [N, K + Q]
+  return tf.math.top_k(
+      tf.random.stateless_uniform([episode_config.num_ways, num_drawings],
+                                  seed=drawing_seed, alg=_RNG_ALG),
+      k=needed, sorted=True).indices  # [N, K + Q]
+
+
 def sample_episode(pool_images: tf.Tensor,
                    episode_config: config_lib.EpisodeConfig,
                    seed: tf.Tensor,
@@ -163,36 +210,9 @@ def sample_episode(pool_images: tf.Tensor,
   class_seed, drawing_seed, support_seed, query_seed = tf.unstack(
       tf.random.experimental.stateless_split(seed, num=4, alg=_RNG_ALG))
 
-  # top_k of i.i.d. uniforms: N distinct classes in random order.
-  class_scores = tf.random.stateless_uniform([num_classes], seed=class_seed,
-                                             alg=_RNG_ALG)  # [C]
-  if episode_config.episode_classes == 'within_alphabet':
-    eligible = tf.constant(protocol.eligible_groups)
-    alphabet = tf.gather(eligible, tf.random.stateless_uniform(
-        [], seed=tf.random.experimental.stateless_fold_in(
-            class_seed, 1, alg=_RNG_ALG),
-        maxval=tf.size(eligible), dtype=tf.int32, alg=_RNG_ALG))
-    # Scores are in [0, 1): classes of other alphabets, pushed below 0,
-    # come after all of the chosen alphabet's (at least N of them).
-    class_scores = tf.where(
-        tf.equal(tf.constant(protocol.class_groups), alphabet),
-        class_scores, class_scores - 2.0)
-  classes = tf.math.top_k(class_scores, k=num_ways, sorted=True).indices
-  if episode_config.distinct_drawers:
-    # K + Q distinct drawers shared by every class: support from the first
-    # K, queries from the rest.
-    drawers = tf.math.top_k(
-        tf.random.stateless_uniform([num_drawings], seed=drawing_seed,
-                                    alg=_RNG_ALG),
-        k=num_shots + num_queries, sorted=True).indices  # [K + Q]
-    drawings = tf.gather(
-        tf.gather(tf.constant(protocol.drawing_of_drawer), classes),
-        drawers, axis=1)  # [N, K + Q]
-  else:
-    drawings = tf.math.top_k(
-        tf.random.stateless_uniform([num_ways, num_drawings],
-                                    seed=drawing_seed, alg=_RNG_ALG),
-        k=num_shots + num_queries, sorted=True).indices  # [N, K + Q]
+  classes = _choose_classes(num_classes, episode_config, class_seed, protocol)
+  drawings = _choose_drawings(classes, num_drawings, episode_config,
+                              drawing_seed, protocol)
   flat_index = classes[:, tf.newaxis] * num_drawings + drawings  # [N, K + Q]
   labels = tf.broadcast_to(tf.range(num_ways, dtype=tf.int32)[:, tf.newaxis],
                            [num_ways, num_shots + num_queries])

@@ -32,10 +32,10 @@ import tensorflow as tf
 
 from meta_lstm_tf import baselines
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf.training import file_lock
+from meta_lstm_tf import file_lock
 from meta_lstm_tf.training import train_lib
 from meta_lstm_tf.training import workdir as workdir_lib
-from meta_lstm_tf.data import splits
+from meta_lstm_tf.data import pools as pools_lib
 from meta_lstm_tf.grid import curves as curves_lib
 from meta_lstm_tf.grid import report as grid_report
 from meta_lstm_tf.grid import spec as grid_spec
@@ -120,7 +120,7 @@ def run_baselines(spec: grid_spec.GridSpec, base: config_lib.ExperimentConfig,
       results = cached['results']
     else:
       if pools is None:
-        pools = splits.make_episode_pools(base.data, base.episode)
+        pools = pools_lib.make_episode_pools(base.data, base.episode)
       if pretrained is None:
         logging.info('Baselines: pretraining in %s.',
                      os.path.join(root, grid_spec.PRETRAIN_DIR))

@@ -10,5 +10,4 @@
   summaries     TensorBoard
   progress      the progress bar / log lines
   workdir       the run directory: records, configs, checkpoints, exports
-  file_lock     one process per workdir
 """

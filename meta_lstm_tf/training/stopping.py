@@ -16,7 +16,7 @@ from typing import Iterator
 from absl import logging
 import tensorflow as tf
 
-from meta_lstm_tf.training import file_lock
+from meta_lstm_tf import file_lock
 
 
 class TrainingDivergedError(RuntimeError):

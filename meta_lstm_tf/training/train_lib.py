@@ -32,7 +32,7 @@ from meta_lstm_tf.training import actions
 from meta_lstm_tf.training import checkpoints
 from meta_lstm_tf.training import distribute
 from meta_lstm_tf import evaluation
-from meta_lstm_tf.training import file_lock
+from meta_lstm_tf import file_lock
 from meta_lstm_tf.training import progress as progress_lib
 from meta_lstm_tf import runtime
 from meta_lstm_tf.training import schedules
@@ -40,9 +40,8 @@ from meta_lstm_tf.training import stopping
 from meta_lstm_tf.training import summaries
 from meta_lstm_tf.training import train_steps
 from meta_lstm_tf.training import workdir as workdir_lib
-from meta_lstm_tf.data import class_pools
 from meta_lstm_tf.data import episodes as episodes_lib
-from meta_lstm_tf.data import splits
+from meta_lstm_tf.data import pools as pools_lib
 from meta_lstm_tf.serving import export as serving_export
 
 
@@ -121,7 +120,7 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
   chief = distribute.is_chief(strategy)
   # Data first: a data error in a new run leaves no workdir behind (the lock
   # would create it).
-  pools = None if tf.io.gfile.isdir(workdir) else load_pools(config)
+  pools = None if tf.io.gfile.isdir(workdir) else pools_lib.load_pools(config)
   lock = (file_lock.exclusive_lock(workdir, 'workdir') if chief
           else contextlib.nullcontext())
   with lock:
@@ -135,7 +134,7 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, workdir: str,
     changes = workdir_lib.check_same_experiment(workdir, config,
                                                 allow_config_change)
     # Before anything is written, as above.
-    pools = pools or load_pools(config)
+    pools = pools or pools_lib.load_pools(config)
     tf.io.gfile.makedirs(workdir)
     out_dir = distribute.write_dir(workdir, strategy)
     try:
@@ -168,21 +167,6 @@ def _export_and_record(config, workdir: str, results: dict, rule) -> dict:
   workdir_lib.write_json(os.path.join(workdir, workdir_lib.RESULTS_FILE),
                          results)
   return results
-
-
-def load_pools(config: config_lib.ExperimentConfig) -> class_pools.ClassPools:
-  """The data set's pools, checked against the episodes the config asks for
-  (every meta-split).
-
-  Raises:
-    ValueError: (including `DataError`) bad data, or pools that cannot
-      supply the episodes, naming the pool.
-  """
-  pools = splits.make_episode_pools(config.data, config.episode)
-  for name in ('meta_train', 'meta_valid', 'meta_test'):
-    episodes_lib.validate_episode_config(getattr(pools, name), config.episode,
-                                         name)
-  return pools
 
 
 def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,

@@ -10,7 +10,7 @@ from meta_lstm_tf import evaluation
 from meta_lstm_tf.baselines import nearest_neighbour
 from meta_lstm_tf.baselines import pretraining
 from meta_lstm_tf.data import episodes as episodes_lib
-from meta_lstm_tf.data import splits
+from meta_lstm_tf.data import pools as pools_lib
 from tests.baselines import fixtures
 
 
@@ -23,7 +23,7 @@ class RealOmniglotTest(tf.test.TestCase):
       self.skipTest('OMNIGLOT_DIR is not set')
     config = config_lib.ExperimentConfig(data=config_lib.DataConfig(
         omniglot_dir=omniglot_dir))
-    pools = splits.make_class_pools(config.data)
+    pools = pools_lib.make_class_pools(config.data)
     result = baselines.pretrain(config,
                                 baselines.BaselineConfig(pretrain_steps=300),
                                 fixtures.new_dir(self), pools)

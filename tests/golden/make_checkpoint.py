@@ -7,7 +7,7 @@ Run once per release whose checkpoints must keep restoring, with that
 release's code on PYTHONPATH, and commit the directory (a few kB): the test
 then checks that today's code reads what that release wrote (the checkpoint
 keys, the config.json layout), as Sonnet's conformance checkpoints do. The
-script uses only what every release has: `rules.make_rule`, Keras's Adam, a
+script uses only what every release has: its run-state builder, Keras's Adam, a
 `tf.train.Checkpoint` laid out as the release's training writes it (taken
 from the release itself where it has a function for it), `to_dict()`.
 
@@ -24,7 +24,6 @@ import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
-from meta_lstm_tf import rules
 
 COUNTERS = {'step': 1234, 'best_valid_accuracy': 0.625, 'best_step': 1000,
             'train_seconds': 42.5}

@@ -1,4 +1,5 @@
-"""Tests for meta_lstm_tf.data.omniglot and splits on tiny synthetic copies.
+"""Tests for meta_lstm_tf.data.omniglot (loader, sources, catalog, splits)
+and the front door `data.pools` on tiny synthetic copies.
 
 The synthetic copies use real alphabet names and global character ids, a few
 characters each, 4 drawings per character, 105x105 1-bit PNGs.
@@ -26,13 +27,14 @@ import tensorflow_datasets as tfds
 from meta_lstm_tf import config
 from meta_lstm_tf.data import errors
 from meta_lstm_tf.data import image_ops
-from meta_lstm_tf.data import omniglot
-from meta_lstm_tf.data import omniglot_catalog
-from meta_lstm_tf.data import omniglot_sources
-from meta_lstm_tf.data import splits
+from meta_lstm_tf.data import pools as pools_lib
+from meta_lstm_tf.data.omniglot import catalog as omniglot_catalog
+from meta_lstm_tf.data.omniglot import loader as omniglot
+from meta_lstm_tf.data.omniglot import sources as omniglot_sources
+from meta_lstm_tf.data.omniglot import splits
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
 _DRAWINGS = 4
 # Greek: meta_train; Hebrew: in LAKE_VALID_ALPHABETS; Angelic: evaluation.
 _BACKGROUND = {'Greek': 3, 'Hebrew': 2}
@@ -230,7 +232,7 @@ class OfflineSourceTest(tf.test.TestCase, parameterized.TestCase):
                                    self.data_dir)
 
   def test_lake_pools(self):
-    pools = splits.make_class_pools(config.DataConfig(
+    pools = pools_lib.make_class_pools(config.DataConfig(
         omniglot_dir=self.omniglot_dir, data_dir=self.data_dir))
     self.assertEqual(pools.meta_train.class_names,
                      ('Greek/character01', 'Greek/character02',
@@ -256,7 +258,7 @@ class OfflineSourceTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(actual.min(), 0.0)  # ... on a zero background.
 
   def test_lake_rotations_only_for_meta_train(self):
-    pools = splits.make_class_pools(config.DataConfig(
+    pools = pools_lib.make_class_pools(config.DataConfig(
         omniglot_dir=self.omniglot_dir, data_dir=self.data_dir, rotations=True,
         image_size=14))
     self.assertLen(pools.meta_train.class_names, 12)
@@ -284,7 +286,7 @@ class OfflineSourceTest(tf.test.TestCase, parameterized.TestCase):
           'test.txt': ['Angelic/character01/rot000',
                        'Angelic/character02/rot090'],
       })
-      pools = splits.make_class_pools(config.DataConfig(
+      pools = pools_lib.make_class_pools(config.DataConfig(
           omniglot_dir=self.omniglot_dir, data_dir=self.data_dir,
           split='vinyals', split_dir=split_dir))
     self.assertEqual(pools.meta_train.class_names,
@@ -314,14 +316,14 @@ class OfflineSourceTest(tf.test.TestCase, parameterized.TestCase):
           'test.txt': ['Angelic/character01/rot000'],
       })
       with self.assertRaisesRegex(errors.DataError, message):
-        splits.make_class_pools(
+        pools_lib.make_class_pools(
             config.DataConfig(omniglot_dir=self.omniglot_dir,
                               data_dir=self.data_dir, split='vinyals',
                               split_dir=split_dir))
 
   def test_vinyals_missing_split_dir(self):
     with self.assertRaisesRegex(errors.DataError, "split_dir='/nonexistent"):
-      splits.make_class_pools(
+      pools_lib.make_class_pools(
           config.DataConfig(omniglot_dir=self.omniglot_dir,
                             data_dir=self.data_dir, split='vinyals',
                             split_dir='/nonexistent/splits'))
@@ -331,14 +333,14 @@ class OfflineSourceTest(tf.test.TestCase, parameterized.TestCase):
       self._write_split_dir(split_dir,
                             {'train.txt': ['Greek/character01/rot000']})
       with self.assertRaisesRegex(errors.DataError, r"val.txt' does not exist"):
-        splits.make_class_pools(
+        pools_lib.make_class_pools(
             config.DataConfig(omniglot_dir=self.omniglot_dir,
                               data_dir=self.data_dir, split='vinyals',
                               split_dir=split_dir))
 
   def test_unknown_protocol_fails_validation(self):
     with self.assertRaisesRegex(ValueError, "split='vinyal'"):
-      splits.make_class_pools(config.DataConfig(
+      pools_lib.make_class_pools(config.DataConfig(
           omniglot_dir=self.omniglot_dir, data_dir=self.data_dir,
           split='vinyal'))
 
@@ -354,7 +356,7 @@ class ArchiveSourceTest(tf.test.TestCase):
         small1 = _examples(omniglot.load_omniglot_split(
             'small1', root, os.path.join(root, 'tfds')))
         self.assertLen(small1, 2 * _DRAWINGS)
-        pools = splits.make_class_pools(config.DataConfig(
+        pools = pools_lib.make_class_pools(config.DataConfig(
             omniglot_dir=root, data_dir=os.path.join(root, 'tfds'),
             split='minimal'))
       self.assertEqual(pools.meta_train.class_names,
@@ -452,7 +454,7 @@ class BadInputTest(tf.test.TestCase):
     _write_folder(root, 'images_evaluation', _EVALUATION)
     with self.assertRaisesRegex(errors.DataError,
                                 'between 3 .* and 4 drawings'):
-      splits.make_class_pools(
+      pools_lib.make_class_pools(
           config.DataConfig(omniglot_dir=root,
                             data_dir=os.path.join(root, 'tfds')))
 
@@ -461,7 +463,7 @@ class BadInputTest(tf.test.TestCase):
     _write_folder(root, 'images_background', {'Greek': 2})
     _write_folder(root, 'images_evaluation', _EVALUATION)
     with self.assertRaisesRegex(errors.DataError, 'meta_valid has no class'):
-      splits.make_class_pools(
+      pools_lib.make_class_pools(
           config.DataConfig(omniglot_dir=root,
                             data_dir=os.path.join(root, 'tfds')))
 
@@ -473,7 +475,7 @@ class ConcurrentPreparationTest(tf.test.TestCase):
     omniglot_dir = _make_copy(os.path.join(root, 'omniglot'))
     data_dir = os.path.join(root, 'tfds')
     script = textwrap.dedent(f"""
-        from meta_lstm_tf.data import omniglot
+        from meta_lstm_tf.data.omniglot import loader as omniglot
         ds = omniglot.load_omniglot_split('train', {omniglot_dir!r},
                                           {data_dir!r})
         print(sum(1 for _ in ds))
@@ -530,7 +532,7 @@ class OnlineSourceTest(tf.test.TestCase):
       })
 
     with tfds.testing.mock_data(as_dataset_fn=as_dataset):
-      pools = splits.make_class_pools(config.DataConfig())
+      pools = pools_lib.make_class_pools(config.DataConfig())
     self.assertEqual(pools.meta_train.class_names,
                      ('Greek/character01', 'Greek/character02',
                       'Greek/character03'))
@@ -643,7 +645,7 @@ class DownloadFailureTest(tf.test.TestCase):
     code = (
         'import sys, requests\n'
         'import tensorflow_datasets as tfds\n'
-        'from meta_lstm_tf.data import omniglot\n'
+        'from meta_lstm_tf.data.omniglot import loader as omniglot\n'
         'def load(*args, **kwargs):\n'
         '  raise requests.exceptions.ConnectionError("no network")\n'
         'tfds.load = load\n'
@@ -651,8 +653,7 @@ class DownloadFailureTest(tf.test.TestCase):
         'from meta_lstm_tf import main\n'
         'sys.argv = ["main", "--workdir=" + sys.argv[1], "--max_steps=1"]\n'
         'main.run()\n')
-    root = os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))))
+    root = _REPO_ROOT
     env = {k: v for k, v in os.environ.items() if k != 'OMNIGLOT_DIR'}
     env.update(PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL='3',
                HOME=tempfile.mkdtemp(dir=workdir))

@@ -18,22 +18,22 @@ import zipfile
 from typing import Dict, List, Tuple
 
 from meta_lstm_tf.data import errors
-from meta_lstm_tf.data import omniglot_sources
+from meta_lstm_tf.data.omniglot import sources
 
 
 def _drawer_of(filename: str, where: str) -> Tuple[int, int]:
   """(label, drawer) of 'XXXX_YY.png', both 0-based."""
-  match = omniglot_sources._IMAGE_RE.match(filename)  # pylint: disable=protected-access
+  match = sources._IMAGE_RE.match(filename)  # pylint: disable=protected-access
   if not match:
     raise errors.DataError(
         f'{where}: file name {filename!r} is not XXXX_YY.png')
   return int(match.group(1)) - 1, int(match.group(2)) - 1
 
 
-def _files(source: omniglot_sources.Source):
+def _files(source: sources.Source):
   """Yields (file name, bytes, where) of one source's PNGs."""
   if source.kind == 'directory':
-    for relpath, path in omniglot_sources.walk_directory(source.path):  # pylint: disable=protected-access
+    for relpath, path in sources.walk_directory(source.path):  # pylint: disable=protected-access
       if relpath.endswith('.png'):
         with open(path, 'rb') as f:
           yield os.path.basename(relpath), f.read(), path
@@ -62,7 +62,7 @@ def drawer_table(omniglot_dir: str) -> Dict[Tuple[int, bytes], List[int]]:
         'OMNIGLOT_DIR): TFDS\'s download keeps no file names, and the file '
         'name XXXX_YY.png is what says the drawer YY')
   table = collections.defaultdict(list)
-  for source in omniglot_sources.find_sources(omniglot_dir).values():
+  for source in sources.find_sources(omniglot_dir).values():
     for filename, data, where in _files(source):
       label, drawer = _drawer_of(filename, where)
       table[(label, hashlib.sha256(data).digest())].append(drawer)

@@ -30,7 +30,7 @@ from absl import logging
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf.data import class_pools
 from meta_lstm_tf.data import errors
-from meta_lstm_tf.data import image_files
+from meta_lstm_tf.data.photos import image_files
 
 
 SPLIT_FILES = (('meta_train', 'train'), ('meta_valid', 'val'),

@@ -1,12 +1,12 @@
-"""Class splits: which classes are meta-train, -valid and -test.
+"""Omniglot's class splits: which classes are meta-train, -valid and -test.
 
 Every split decodes its images once (through `image_ops.preprocess_images`)
 into in-memory `class_pools.ClassPool`s; episodes are then sampled from tensors.
-`make_class_pools` serves every `DataConfig.dataset`: Omniglot here, the
-photograph sources in `mini_imagenet` and `image_folder`.
+`make_class_pools` here serves `DataConfig.dataset='omniglot'`; the data
+package's front door (`data.pools`) dispatches every data set.
 
 Omniglot pools know each class's alphabet and, from a local copy, each
-drawing's drawer (`omniglot_drawers`): what Lake et al.'s one-shot protocol
+drawing's drawer (`drawers`): what Lake et al.'s one-shot protocol
 (`EpisodeConfig.episode_classes`, `distinct_drawers`) samples by.
 
 Protocols (`DataConfig.split`):
@@ -58,12 +58,10 @@ import tensorflow_datasets as tfds
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf.data import class_pools
 from meta_lstm_tf.data import errors
-from meta_lstm_tf.data import image_folder
 from meta_lstm_tf.data import image_ops
-from meta_lstm_tf.data import mini_imagenet
-from meta_lstm_tf.data import omniglot
-from meta_lstm_tf.data import omniglot_catalog
-from meta_lstm_tf.data import omniglot_drawers
+from meta_lstm_tf.data.omniglot import catalog
+from meta_lstm_tf.data.omniglot import drawers as drawers_lib
+from meta_lstm_tf.data.omniglot import loader
 
 
 LAKE_VALID_ALPHABETS = ('Armenian', 'Bengali', 'Hebrew',
@@ -89,13 +87,13 @@ def class_name(alphabet: str, alphabet_char_id: int) -> str:
 
 
 def _load_classes(split_name: str, data_config: config_lib.DataConfig,
-                  drawers: Optional[omniglot_drawers.DrawerLookup] = None
+                  drawers: Optional[drawers_lib.DrawerLookup] = None
                   ) -> _Classes:
   """Decodes a TFDS split once and groups its drawings by character.
 
   With `drawers`, also finds each drawing's drawer (from its PNG bytes).
   """
-  dataset = omniglot.load_omniglot_split(
+  dataset = loader.load_omniglot_split(
       split_name, data_config.omniglot_dir, data_config.data_dir,
       decoders={'image': tfds.decode.SkipDecoding()})
 
@@ -134,9 +132,9 @@ def _load_classes(split_name: str, data_config: config_lib.DataConfig,
   names, alphabet_names = [], []
   for label, start in zip(unique, starts):
     index = order[start]
-    alphabet = omniglot_catalog.ALPHABET_NAMES[alphabets[index]]
+    alphabet = catalog.ALPHABET_NAMES[alphabets[index]]
     char_id = int(char_ids[index])
-    if omniglot_catalog.FIRST_LABEL[alphabet] + char_id != label:
+    if catalog.FIRST_LABEL[alphabet] + char_id != label:
       raise errors.DataError(
           f'Omniglot split {split_name!r}: label {label} does not match '
           f'alphabet {alphabet!r}, alphabet_char_id {char_id}')
@@ -283,12 +281,12 @@ def _vinyals_pools(data_config, load) -> class_pools.ClassPools:
 
 def make_class_pools(data_config: config_lib.DataConfig,
                      drawers: bool = False) -> class_pools.ClassPools:
-  """Decodes the data set once and splits its classes into meta-split pools.
+  """Decodes Omniglot once and splits its classes into meta-split pools.
 
   Args:
-    data_config: `config.DataConfig`. Omniglot: `omniglot_dir=None` loads
-      TFDS `omniglot` (downloading it if needed), otherwise the local copy;
-      `mini_imagenet` and `image_folder` read `data_root`.
+    data_config: `config.DataConfig` with `dataset='omniglot'`:
+      `omniglot_dir=None` loads TFDS `omniglot` (downloading it if needed),
+      otherwise the local copy; `split` names the protocol.
     drawers: also find each Omniglot drawing's drawer
       (`class_pools.ClassPool.drawers`, for
       `EpisodeConfig.distinct_drawers`); needs a local copy.
@@ -301,12 +299,10 @@ def make_class_pools(data_config: config_lib.DataConfig,
     DataError: missing, corrupt or incomplete data or split files.
   """
   data_config = data_config.validate()
-  # Imported here: those modules build on this one's class_pools.ClassPool.
-  if data_config.dataset == 'mini_imagenet':
-    return mini_imagenet.make_class_pools(data_config)
-  if data_config.dataset == 'image_folder':
-    return image_folder.make_class_pools(data_config)
-  lookup = (omniglot_drawers.DrawerLookup(omniglot_drawers.drawer_table(
+  if data_config.dataset != 'omniglot':
+    raise ValueError(f'dataset={data_config.dataset!r}: Omniglot splits need '
+                     "dataset='omniglot' (data.pools serves every data set)")
+  lookup = (drawers_lib.DrawerLookup(drawers_lib.drawer_table(
       data_config.omniglot_dir)) if drawers else None)
   loaded: Dict[str, _Classes] = {}
 
@@ -338,12 +334,3 @@ def make_class_pools(data_config: config_lib.DataConfig,
           'the background set'), meta_test=_to_pool(meta_test, 'meta_test',
                                                     'evaluation set'))
 
-
-def make_episode_pools(
-    data_config: config_lib.DataConfig,
-    episode_config: config_lib.EpisodeConfig) -> class_pools.ClassPools:
-  """`make_class_pools` with what `episode_config`'s protocol needs: the
-  drawers only for `distinct_drawers` (they cost a pass over the files)."""
-  if episode_config.distinct_drawers:
-    return make_class_pools(data_config, drawers=True)
-  return make_class_pools(data_config)

@@ -17,13 +17,14 @@ import tensorflow_datasets as tfds
 
 from meta_lstm_tf import config
 from meta_lstm_tf.data import episodes
-from meta_lstm_tf.data import omniglot
-from meta_lstm_tf.data import omniglot_catalog
-from meta_lstm_tf.data import omniglot_sources
-from meta_lstm_tf.data import splits
+from meta_lstm_tf.data import pools as pools_lib
+from meta_lstm_tf.data.omniglot import catalog as omniglot_catalog
+from meta_lstm_tf.data.omniglot import loader as omniglot
+from meta_lstm_tf.data.omniglot import sources as omniglot_sources
+from meta_lstm_tf.data.omniglot import splits
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
 
 
 def _omniglot_dir():
@@ -109,7 +110,7 @@ class OfflineOmniglotTest(tf.test.TestCase):
 class ClassPoolsTest(tf.test.TestCase):
 
   def _pools(self, **kwargs):
-    return splits.make_class_pools(
+    return pools_lib.make_class_pools(
         config.DataConfig(omniglot_dir=_OMNIGLOT_DIR, **kwargs))
 
   def _assert_disjoint(self, pools):

@@ -16,8 +16,8 @@ from meta_lstm_tf import config
 from meta_lstm_tf.training import train_lib
 from meta_lstm_tf.data import episodes
 from meta_lstm_tf.data import errors
-from meta_lstm_tf.data import splits
-from tests.data import image_trees
+from meta_lstm_tf.data import pools as pools_lib
+from tests.data.photos import image_trees
 
 SIZE = 12
 
@@ -57,10 +57,10 @@ class ImageSourcesTest(tf.test.TestCase):
     return target
 
   def test_every_layout_gives_the_same_uint8_pools(self):
-    pools = [splits.make_class_pools(data_config('mini_imagenet', root))
+    pools = [pools_lib.make_class_pools(data_config('mini_imagenet', root))
              for root in (self.csv_root, self.folder_root)]
-    pools.append(splits.make_class_pools(data_config('image_folder',
-                                                     self.folder_root)))
+    pools.append(pools_lib.make_class_pools(data_config('image_folder',
+                                                        self.folder_root)))
     for name, labels in zip(('meta_train', 'meta_valid', 'meta_test'),
                             (s[1] for s in image_trees.SPLITS)):
       reference = getattr(pools[0], name)
@@ -77,14 +77,15 @@ class ImageSourcesTest(tf.test.TestCase):
     self.assertNotAllEqual(images[:, 0, ..., 0], images[:, 0, ..., 1])
 
   def test_episodes_are_float_rgb_and_gray_is_one_channel(self):
-    pools = splits.make_class_pools(data_config('mini_imagenet', self.csv_root))
+    pools = pools_lib.make_class_pools(
+        data_config('mini_imagenet', self.csv_root))
     episode = next(iter(episodes.make_eval_dataset(
         pools.meta_test, config.EpisodeConfig(2, 1, 3), 1, seed=0)))
     self.assertEqual(episode.query_images.dtype, tf.float32)
     self.assertEqual(episode.query_images.shape, [6, SIZE, SIZE, 3])
     self.assertBetween(float(tf.reduce_max(episode.query_images)), 0.5, 1.0)
-    gray = splits.make_class_pools(data_config('image_folder',
-                                               self.folder_root, channels=1))
+    gray = pools_lib.make_class_pools(data_config('image_folder',
+                                                  self.folder_root, channels=1))
     self.assertEqual(gray.meta_valid.images.shape, (2, 6, SIZE, SIZE, 1))
 
   def test_missing_csv_or_folder_is_named_with_the_layout(self):
@@ -92,16 +93,17 @@ class ImageSourcesTest(tf.test.TestCase):
     os.remove(os.path.join(root, 'val.csv'))
     with self.assertRaisesRegex(errors.DataError,
                                 r'val\.csv missing.*expected'):
-      splits.make_class_pools(data_config('mini_imagenet', root))
+      pools_lib.make_class_pools(data_config('mini_imagenet', root))
     root = self.copy(self.folder_root)
     shutil.rmtree(os.path.join(root, 'test'))
     with self.assertRaisesRegex(errors.DataError, 'test/ missing.*expected'):
-      splits.make_class_pools(data_config('mini_imagenet', root))
+      pools_lib.make_class_pools(data_config('mini_imagenet', root))
     with self.assertRaisesRegex(errors.DataError,
                                 'test/ is missing.*ImageFolder'):
-      splits.make_class_pools(data_config('image_folder', root))
+      pools_lib.make_class_pools(data_config('image_folder', root))
     with self.assertRaisesRegex(errors.DataError, 'neither layout'):
-      splits.make_class_pools(data_config('mini_imagenet', self.get_temp_dir()))
+      pools_lib.make_class_pools(
+          data_config('mini_imagenet', self.get_temp_dir()))
 
   def test_csv_row_naming_no_image_is_named(self):
     root = self.copy(self.csv_root)
@@ -110,7 +112,7 @@ class ImageSourcesTest(tf.test.TestCase):
     with self.assertRaisesRegex(
         errors.DataError, r"test\.csv:14: 'n20100000099\.jpg' \(label 'n201'\) "
         'names no image'):
-      splits.make_class_pools(data_config('mini_imagenet', root))
+      pools_lib.make_class_pools(data_config('mini_imagenet', root))
 
   def test_unreadable_image_is_named(self):
     for dataset, source, relpath in (
@@ -122,24 +124,24 @@ class ImageSourcesTest(tf.test.TestCase):
       with self.assertRaisesRegex(
           errors.DataError,
           relpath.replace('.', r'\.') + ': not a readable PNG or JPEG'):
-        splits.make_class_pools(data_config(dataset, root))
+        pools_lib.make_class_pools(data_config(dataset, root))
 
   def test_empty_class_and_shared_class_are_named(self):
     root = self.copy(self.folder_root)
     os.makedirs(os.path.join(root, 'train', 'empty'))
     with self.assertRaisesRegex(errors.DataError, 'empty.*holds no image'):
-      splits.make_class_pools(data_config('image_folder', root))
+      pools_lib.make_class_pools(data_config('image_folder', root))
     os.rmdir(os.path.join(root, 'train', 'empty'))
     shutil.copytree(os.path.join(root, 'val', 'n101'),
                     os.path.join(root, 'test', 'n101'))
     with self.assertRaisesRegex(errors.DataError, "'n101' is in both"):
-      splits.make_class_pools(data_config('image_folder', root))
+      pools_lib.make_class_pools(data_config('image_folder', root))
 
   def test_class_too_small_is_named_and_nothing_is_written(self):
     root = self.copy(self.folder_root)
     for name in ('0003.jpg', '0004.png', '0005.png'):
       os.remove(os.path.join(root, 'train', 'n003', name))
-    pools = splits.make_class_pools(data_config('image_folder', root))
+    pools = pools_lib.make_class_pools(data_config('image_folder', root))
     # Every class is cut to the smallest (3 images).
     self.assertEqual(pools.meta_train.images.shape[1], 3)
     self.assertEqual(pools.meta_train.class_sizes, (6, 6, 3, 6))

@@ -4,7 +4,7 @@ Finds, per TFDS split, the original archive or its extracted folder in a
 local directory (`find_sources`), checks archives against the SHA-256 TFDS
 registers, and yields every image as the (key, example) TFDS `omniglot`
 would (`iterate_source`), decoding each once so a corrupt file fails here,
-naming the file. The layout is described in `omniglot`.
+naming the file. The layout is described in `loader`.
 """
 
 import dataclasses
@@ -18,7 +18,7 @@ from typing import Dict, Iterator, Optional, Tuple
 from PIL import Image as pil_image
 
 from meta_lstm_tf.data import errors
-from meta_lstm_tf.data import omniglot_catalog as catalog
+from meta_lstm_tf.data.omniglot import catalog
 
 OMNIGLOT_DIR_ENV = 'OMNIGLOT_DIR'
 

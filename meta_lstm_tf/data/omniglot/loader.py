@@ -48,10 +48,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from meta_lstm_tf.training import file_lock
+from meta_lstm_tf import file_lock
 from meta_lstm_tf.data import errors
-from meta_lstm_tf.data import omniglot_catalog as catalog
-from meta_lstm_tf.data import omniglot_sources as sources_lib
+from meta_lstm_tf.data.omniglot import catalog
+from meta_lstm_tf.data.omniglot import sources as sources_lib
 
 
 class OmniglotOffline(tfds.core.GeneratorBasedBuilder):
@@ -223,11 +223,11 @@ def load_omniglot_split(split_name: str,
   """Loads one TFDS Omniglot split as a dataset of feature dicts.
 
   Args:
-    split_name: one of `omniglot_catalog.SPLIT_NAMES`.
+    split_name: one of `catalog.SPLIT_NAMES`.
     omniglot_dir: local copy of Omniglot; None loads TFDS `omniglot` (which
       downloads it when not yet prepared in `data_dir`). This function does
       not read `OMNIGLOT_DIR`; pass
-      `omniglot_sources.resolve_omniglot_dir(flag)` for that.
+      `sources.resolve_omniglot_dir(flag)` for that.
     data_dir: TFDS data directory (None: TFDS default).
     decoders: optional TFDS decoders, e.g.
       `{'image': tfds.decode.SkipDecoding()}` for the PNG bytes.
