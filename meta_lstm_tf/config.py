@@ -428,6 +428,7 @@ class TrainConfig:
       0.0, 'Where --lr_schedule=cosine ends.', record=True)
   clip_norm: float = setting(
       0.25, 'Global-norm clipping of meta-gradients (0: off).')
+  adam_epsilon: float = setting(1e-7, "Adam's epsilon (Keras's default).")
   meta_batch_size: int = setting(1, 'Episodes per meta-train step.',
                                  record=True)
   max_steps: int = setting(1000, 'Meta-train steps.', role='budget')

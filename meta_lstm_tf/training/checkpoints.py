@@ -43,7 +43,8 @@ def make_run_state(config: config_lib.ExperimentConfig, strategy):
   """
   with strategy.scope():
     rule = rules.make_rule(config)
-    optimizer = keras.optimizers.Adam(config.train.learning_rate)
+    optimizer = keras.optimizers.Adam(config.train.learning_rate,
+                                      epsilon=config.train.adam_epsilon)
     optimizer.build(rule.trainable_variables)
   state = rule_checkpoint(
       rule, optimizer=optimizer,
