@@ -98,62 +98,75 @@ def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
   # Per-episode work shared by all T + 1 passes (the built-in learner's
   # first-conv patches).
   patches = learner.prepare(support_images)
-  state0 = rule.initial_state(weights, initial_params)
-  stats0 = learner.init_stats(dtype)
-  losses = tf.TensorArray(dtype, size=inner_steps + 1)
-  forget_means = tf.TensorArray(dtype, size=inner_steps)
-  input_means = tf.TensorArray(dtype, size=inner_steps)
-  gate_steps = inner_steps if record_gates else 0
-  forget_all = tf.TensorArray(dtype, size=gate_steps,
-                              element_shape=initial_params.shape)
-  input_all = tf.TensorArray(dtype, size=gate_steps,
-                             element_shape=initial_params.shape)
 
-  def body(t, state, stats, losses, forget_means, input_means, forget_all,
-           input_all):
+  def body(t, state, stats, trace):
     loss, grad, batch_stats = support_loss_and_gradient(
         state.params, support_images, support_labels, learner,
         second_order, patches, conv_dtype)
     if not second_order:
       loss = tf.stop_gradient(loss)
     state = rule.update(weights, state, grad, loss)
-    losses = losses.write(t, tf.stop_gradient(loss))
-    forget_means = forget_means.write(
-        t, tf.stop_gradient(tf.reduce_mean(state.forget_gate)))
-    input_means = input_means.write(
-        t, tf.stop_gradient(tf.reduce_mean(state.input_gate)))
-    if record_gates:
-      forget_all = forget_all.write(t, tf.stop_gradient(state.forget_gate))
-      input_all = input_all.write(t, tf.stop_gradient(state.input_gate))
+    trace = _record_step(trace, t, loss, state, record_gates)
     stats = learner_lib.accumulate_bn_stats(stats, batch_stats, bn_momentum)
-    return (t + 1, state, stats, losses, forget_means, input_means,
-            forget_all, input_all)
+    return t + 1, state, stats, trace
 
-  _, state, stats, losses, forget_means, input_means, forget_all, input_all = (
-      tf.while_loop(
-          lambda t, *_: t < inner_steps, body,
-          (tf.constant(0), state0, stats0, losses, forget_means, input_means,
-           forget_all, input_all),
-          maximum_iterations=inner_steps))
+  _, state, stats, trace = tf.while_loop(
+      lambda t, *_: t < inner_steps, body,
+      (tf.constant(0), rule.initial_state(weights, initial_params),
+       learner.init_stats(dtype),
+       _new_trace(dtype, inner_steps, initial_params.shape, record_gates)),
+      maximum_iterations=inner_steps)
 
   # Final support pass at theta_T: forward only, outside any meta-gradient.
   final_logits, final_stats = learner.apply(
       tf.stop_gradient(state.params), support_images,
       twice_differentiable=False, aux=patches, conv_dtype=conv_dtype)
   final_loss, _ = learner_lib.loss_and_accuracy(final_logits, support_labels)
-  losses = losses.write(inner_steps, final_loss)
   stats = learner_lib.accumulate_bn_stats(
       stats, tf.nest.map_structure(tf.stop_gradient, final_stats), bn_momentum)
-
+  losses = trace['losses'].write(inner_steps, final_loss)
   if record_gates:
-    forget_gates, input_gates = forget_all.stack(), input_all.stack()
+    forget_gates = trace['forget_all'].stack()
+    input_gates = trace['input_all'].stack()
   else:
     forget_gates = input_gates = tf.zeros([0, 0], dtype)
   return types.AdaptationResult(
       params=state.params, bn_stats=stats, support_losses=losses.stack(),
-      forget_gate_mean=forget_means.stack(),
-      input_gate_mean=input_means.stack(), forget_gates=forget_gates,
-      input_gates=input_gates)
+      forget_gate_mean=trace['forget_means'].stack(),
+      input_gate_mean=trace['input_means'].stack(),
+      forget_gates=forget_gates, input_gates=input_gates)
+
+
+def _new_trace(dtype, inner_steps: int, params_shape, record_gates: bool
+               ) -> dict:
+  """The per-step records of `adapt`: the T + 1 support losses, the T mean
+  gates, and (`record_gates`) the T full [P] gates."""
+  gate_steps = inner_steps if record_gates else 0
+  return {
+      'losses': tf.TensorArray(dtype, size=inner_steps + 1),
+      'forget_means': tf.TensorArray(dtype, size=inner_steps),
+      'input_means': tf.TensorArray(dtype, size=inner_steps),
+      'forget_all': tf.TensorArray(dtype, size=gate_steps,
+                                   element_shape=params_shape),
+      'input_all': tf.TensorArray(dtype, size=gate_steps,
+                                  element_shape=params_shape),
+  }
+
+
+def _record_step(trace: dict, t, loss, state, record_gates: bool) -> dict:
+  """`trace` with step t's loss and gates written (no gradient)."""
+  trace = dict(trace)
+  trace['losses'] = trace['losses'].write(t, tf.stop_gradient(loss))
+  trace['forget_means'] = trace['forget_means'].write(
+      t, tf.stop_gradient(tf.reduce_mean(state.forget_gate)))
+  trace['input_means'] = trace['input_means'].write(
+      t, tf.stop_gradient(tf.reduce_mean(state.input_gate)))
+  if record_gates:
+    trace['forget_all'] = trace['forget_all'].write(
+        t, tf.stop_gradient(state.forget_gate))
+    trace['input_all'] = trace['input_all'].write(
+        t, tf.stop_gradient(state.input_gate))
+  return trace
 
 
 def query_logits(result: types.AdaptationResult, query_images: tf.Tensor,

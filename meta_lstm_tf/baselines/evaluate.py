@@ -107,6 +107,15 @@ def evaluate_baselines(config: config_lib.ExperimentConfig,
       'num_shots': config.episode.num_shots,
   }
 
+  nearest_neighbour = _nearest_neighbour(feature_params, config, valid,
+                                         test, common)
+  finetune = _finetune(feature_params, config, baseline_config, valid, test,
+                       common)
+  return {'finetune': finetune, 'nearest_neighbour': nearest_neighbour}
+
+
+def _nearest_neighbour(feature_params, config, valid, test, common) -> dict:
+  """The nearest-neighbour baseline's record (`evaluate_baselines`)."""
   start = time.perf_counter()
   nn_valid = nn_lib.evaluate_nearest_neighbour(feature_params,
                                                config.learner, valid)
@@ -121,6 +130,12 @@ def evaluate_baselines(config: config_lib.ExperimentConfig,
       selection_seconds=middle - start,
       eval_seconds=time.perf_counter() - middle)
 
+  return nearest_neighbour
+
+
+def _finetune(feature_params, config, baseline_config, valid, test,
+              common) -> dict:
+  """The fine-tune baseline's record, its setting chosen on `valid`."""
   start = time.perf_counter()
   grid = {}
   for learning_rate in baseline_config.finetune_learning_rates:
@@ -144,4 +159,5 @@ def evaluate_baselines(config: config_lib.ExperimentConfig,
             for (lr, steps), accuracy in grid.items()],
       selection_seconds=middle - start,
       eval_seconds=time.perf_counter() - middle)
-  return {'finetune': finetune, 'nearest_neighbour': nearest_neighbour}
+  return finetune
+

@@ -216,29 +216,14 @@ def pretrain(config: config_lib.ExperimentConfig,
     return _pretrain(config, baseline_config, out_dir, pools)
 
 
-def _pretrain(config: config_lib.ExperimentConfig,
-              baseline_config: baseline_config_lib.BaselineConfig,
-              out_dir: str,
-              pools: Optional[class_pools.ClassPools]) -> dict:
-  """`pretrain`, holding the lock of `out_dir`."""
-  if pools is None:
-    pools = pools_lib.make_class_pools(config.data)
-  pretrain_data.check_pools(pools)
-  num_classes, num_drawings = pretrain_data.check_pool(
-      pools.meta_train, config.learner, 'meta_train')
-  learner_config = pretrain_learner_config(config.learner, num_classes)
-  tf.io.gfile.makedirs(out_dir)
-  _check_settings(os.path.join(out_dir, SETTINGS_FILE),
-                  _pretrain_settings(learner_config, baseline_config,
-                                     pools.meta_train, num_drawings))
-  if (tf.io.gfile.exists(os.path.join(out_dir, RESULT_FILE)) and
-      tf.io.gfile.exists(os.path.join(out_dir, PARAMS_FILE))):
-    result = _load_result(out_dir)
-    result['reused'] = True
-    logging.info('Reusing the pretraining in %s (%d steps, %.0f s)', out_dir,
-                 result['steps'], result['seconds'])
-    return result
+def _train_classifier(learner_config, baseline_config, images, out_dir: str):
+  """The resumable classifier training of `pretrain` (checkpointed under
+  out_dir/checkpoints/).
 
+  Returns:
+    (initial flat parameters, trained parameters (a variable), steps,
+    seconds).
+  """
   spec = learner.param_spec(learner_config)
   initial = learner.flatten(learner.init_params(learner_config,
                                                 baseline_config.seed), spec)
@@ -257,7 +242,7 @@ def _pretrain(config: config_lib.ExperimentConfig,
   limit = float(baseline_config.pretrain_seconds)
   train_step = make_pretrain_step(params, optimizer, learner_config)
   batches = iter(pretrain_data.make_pretrain_dataset(
-      pools.meta_train.images, baseline_config.batch_size,
+      images, baseline_config.batch_size,
       baseline_config.seed, start_step=step))
   seconds_before = float(state.seconds)
   start = time.perf_counter()
@@ -283,6 +268,34 @@ def _pretrain(config: config_lib.ExperimentConfig,
   state.seconds.assign(seconds())
   manager.save(checkpoint_number=step)
 
+  return initial, params, step, float(state.seconds)
+
+
+def _pretrain(config: config_lib.ExperimentConfig,
+              baseline_config: baseline_config_lib.BaselineConfig,
+              out_dir: str,
+              pools: Optional[class_pools.ClassPools]) -> dict:
+  """`pretrain`, holding the lock of `out_dir`."""
+  if pools is None:
+    pools = pools_lib.make_class_pools(config.data)
+  pretrain_data.check_pools(pools)
+  num_classes, num_drawings = pretrain_data.check_pool(
+      pools.meta_train, config.learner, 'meta_train')
+  learner_config = pretrain_learner_config(config.learner, num_classes)
+  tf.io.gfile.makedirs(out_dir)
+  _check_settings(os.path.join(out_dir, SETTINGS_FILE),
+                  _pretrain_settings(learner_config, baseline_config,
+                                     pools.meta_train, num_drawings))
+  if (tf.io.gfile.exists(os.path.join(out_dir, RESULT_FILE)) and
+      tf.io.gfile.exists(os.path.join(out_dir, PARAMS_FILE))):
+    result = _load_result(out_dir)
+    result['reused'] = True
+    logging.info('Reusing the pretraining in %s (%d steps, %.0f s)', out_dir,
+                 result['steps'], result['seconds'])
+    return result
+
+  initial, params, step, seconds = _train_classifier(
+      learner_config, baseline_config, pools.meta_train.images, out_dir)
   sample_images, sample_labels = pretrain_data.loss_sample(
       pools.meta_train.images, baseline_config.seed)
   initial_loss, _ = _classification_loss(initial, sample_images,
@@ -303,7 +316,7 @@ def _pretrain(config: config_lib.ExperimentConfig,
       'learner_config': dataclasses.asdict(learner_config),
       'num_classes': num_classes,
       'steps': step,
-      'seconds': float(state.seconds),
+      'seconds': seconds,
       'initial_loss': float(initial_loss),
       'final_loss': float(final_loss),
       'final_accuracy': float(final_accuracy),

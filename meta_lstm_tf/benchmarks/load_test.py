@@ -1,8 +1,8 @@
 r"""Load test of the adapt-and-classify SavedModel under concurrent clients.
 
-    python -m meta_lstm_tf.benchmarks.load_test --num_threads=8 \
+    python -m meta_lstm_tf.bin.load_test --num_threads=8 \
         --requests_per_thread=10            # exports a fresh 5-way model
-    python -m meta_lstm_tf.benchmarks.load_test --export_dir=WORKDIR/export/3
+    python -m meta_lstm_tf.bin.load_test --export_dir=WORKDIR/export/3
 
 Loads ONE SavedModel in this process and has `--num_threads` client threads
 send `--requests_per_thread` requests each into it, at once: good episodes
@@ -26,35 +26,20 @@ mix needs a 20-way export (`--num_ways=20` for a fresh one).
 """
 
 import concurrent.futures
-import ctypes
 import dataclasses
-import json
-import os
 import re
 import struct
-import sys
-import tempfile
 import threading
 import time
 import zlib
 from typing import Dict, List, Optional
 
-from meta_lstm_tf.bin import verbosity
-
-if __name__ == '__main__':
-  # Before TensorFlow loads: its C++ INFO and WARNING lines off by default.
-  verbosity.quiet_tensorflow_by_default(sys.argv)
-
-# pylint: disable=g-import-not-at-top,wrong-import-position
-from absl import app
-from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from meta_lstm_tf.bin import cli
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import rules
-from meta_lstm_tf import runtime
+from meta_lstm_tf.benchmarks import memory
 from meta_lstm_tf.serving import export
 from meta_lstm_tf.serving import modules
 from meta_lstm_tf.serving import validation
@@ -106,54 +91,6 @@ def corrupt_png(png: bytes) -> bytes:
   for offset in (length // 3, length // 2):
     data[start + offset] ^= 0xFF
   return bytes(data)
-
-
-def reset_peak_rss() -> bool:
-  """Resets this process's VmHWM to its current RSS (Linux >= 4.0).
-
-  Memory freed earlier but kept by malloc is handed back first
-  (`malloc_trim`): else a later allocation reuses it without raising the
-  RSS, and a growth measured from here would read low.
-  """
-  try:
-    ctypes.CDLL(None).malloc_trim(0)
-  except (AttributeError, OSError):
-    pass  # Not glibc: growths may read low.
-  try:
-    with open('/proc/self/clear_refs', 'w') as f:
-      f.write('5')
-    return True
-  except OSError:
-    return False
-
-
-def _status_mib(field: str) -> float:
-  with open('/proc/self/status') as f:
-    for line in f:
-      if line.startswith(field + ':'):
-        return int(line.split()[1]) / 1024.0
-  raise KeyError(field)
-
-
-def rss_mib() -> float:
-  """This process's resident set size, MiB."""
-  return _status_mib('VmRSS')
-
-
-def peak_rss_mib() -> float:
-  """This process's peak RSS since start or `reset_peak_rss`, MiB."""
-  return _status_mib('VmHWM')
-
-
-def peak_rss_growth_mib(fn) -> Optional[float]:
-  """How far calling `fn()` raised the peak RSS above the RSS before it
-  (None where the peak cannot be reset)."""
-  if not reset_peak_rss():
-    fn()
-    return None
-  before = rss_mib()
-  fn()
-  return peak_rss_mib() - before
 
 
 @dataclasses.dataclass
@@ -312,8 +249,47 @@ def run_load_test(export_dir: str, num_threads: int = 8,
   requests = make_requests(total, num_ways, limits, bad_fraction,
                            queries_per_class, seed)
 
-  # References: each good request alone, one after another (this also
-  # warms up both signatures).
+  single_growth, bomb_growth = _send_alone(model, requests)
+  results, wall, rss_before, peak = _send_concurrently(model, requests,
+                                                       num_threads)
+  tally = _tally(requests, results)
+  bad, good_latencies, bad_latencies = (
+      tally['bad_by_kind'], tally.pop('good_latencies'),
+      tally.pop('bad_latencies'))
+  num_bad = sum(c['sent'] for c in bad.values())
+  return {
+      'export_dir': export_dir,
+      'num_ways': num_ways,
+      'shots': list(SHOTS),
+      'queries_per_class': queries_per_class,
+      'serving_limits': limits.to_dict(),
+      'num_threads': num_threads,
+      'requests_per_thread': requests_per_thread,
+      'requests': total,
+      'good_requests': total - num_bad,
+      'bad_requests': num_bad,
+      'wall_seconds': wall,
+      'throughput_requests_per_sec': total / wall,
+      'latency_ms_p50': _percentile(good_latencies, 50),
+      'latency_ms_p99': _percentile(good_latencies, 99),
+      'bad_latency_ms_p50': _percentile(bad_latencies, 50),
+      **tally,
+      'all_good_correct': (tally['wrong_answers'] == 0 and
+                           tally['good_errors'] == 0),
+      'all_bad_rejected_naming_input': all(
+          c['rejected_naming_input'] == c['sent'] for c in bad.values()),
+      'rss_mib_before': rss_before,
+      'peak_rss_mib': peak,
+      'peak_rss_growth_mib': peak - rss_before,
+      'single_request_peak_rss_growth_mib': single_growth,
+      'bomb_request_peak_rss_growth_mib': bomb_growth,
+  }
+
+
+def _send_alone(model, requests: List[Request]):
+  """Sends each good request alone, one after another (its reference
+  answer; this also warms up both signatures); returns the peak-RSS growth
+  of the largest good request and of a bomb, each alone."""
   for request in requests:
     if request.error is None:
       request.reference, error, _ = _send(model, request)
@@ -325,11 +301,21 @@ def run_load_test(export_dir: str, num_threads: int = 8,
        if r.error is None and r.signature == modules.SERVING_DEFAULT),
       key=lambda r: int(tf.size(r.inputs['support_images']) +
                         tf.size(r.inputs['query_images'])))
-  single_growth = peak_rss_growth_mib(lambda: _send(model, largest))
+  single_growth = memory.peak_rss_growth_mib(lambda: _send(model, largest))
   bombs = [r for r in requests if r.kind == 'bomb_png']
-  bomb_growth = (peak_rss_growth_mib(lambda: _send(model, bombs[0]))
+  bomb_growth = (memory.peak_rss_growth_mib(lambda: _send(model, bombs[0]))
                  if bombs else None)
+  return single_growth, bomb_growth
 
+
+def _send_concurrently(model, requests: List[Request], num_threads: int):
+  """Every request, from `num_threads` clients started at once.
+
+  Returns:
+    (per request (probabilities, error, latency), wall seconds, RSS before
+    and peak RSS during, MiB).
+  """
+  total = len(requests)
   results = [None] * total
   barrier = threading.Barrier(num_threads)
 
@@ -338,14 +324,17 @@ def run_load_test(export_dir: str, num_threads: int = 8,
     for i in range(thread_index, total, num_threads):
       results[i] = _send(model, requests[i])
 
-  reset_peak_rss()
-  rss_before = rss_mib()
+  memory.reset_peak_rss()
+  rss_before = memory.rss_mib()
   start = time.perf_counter()
   with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
     list(pool.map(client, range(num_threads)))
   wall = time.perf_counter() - start
-  peak = peak_rss_mib()
+  return results, wall, rss_before, memory.peak_rss_mib()
 
+
+def _tally(requests: List[Request], results) -> dict:
+  """Good answers against their references, bad ones by kind."""
   good_latencies, bad_latencies, max_diff = [], [], 0.0
   wrong, good_errors = 0, 0
   bad = {kind: {'sent': 0, 'rejected_naming_input': 0, 'accepted': 0,
@@ -375,37 +364,10 @@ def run_load_test(export_dir: str, num_threads: int = 8,
       else:
         counts['other_message'] += 1
         examples.setdefault(request.kind, _assertion_line(error))
-  num_bad = sum(c['sent'] for c in bad.values())
-  return {
-      'export_dir': export_dir,
-      'num_ways': num_ways,
-      'shots': list(SHOTS),
-      'queries_per_class': queries_per_class,
-      'serving_limits': limits.to_dict(),
-      'num_threads': num_threads,
-      'requests_per_thread': requests_per_thread,
-      'requests': total,
-      'good_requests': total - num_bad,
-      'bad_requests': num_bad,
-      'wall_seconds': wall,
-      'throughput_requests_per_sec': total / wall,
-      'latency_ms_p50': _percentile(good_latencies, 50),
-      'latency_ms_p99': _percentile(good_latencies, 99),
-      'bad_latency_ms_p50': _percentile(bad_latencies, 50),
-      'wrong_answers': wrong,
-      'good_errors': good_errors,
-      'max_abs_probability_diff': max_diff,
-      'bad_by_kind': bad,
-      'bad_messages': examples,
-      'all_good_correct': wrong == 0 and good_errors == 0,
-      'all_bad_rejected_naming_input': all(
-          c['rejected_naming_input'] == c['sent'] for c in bad.values()),
-      'rss_mib_before': rss_before,
-      'peak_rss_mib': peak,
-      'peak_rss_growth_mib': peak - rss_before,
-      'single_request_peak_rss_growth_mib': single_growth,
-      'bomb_request_peak_rss_growth_mib': bomb_growth,
-  }
+  return {'wrong_answers': wrong, 'good_errors': good_errors,
+          'max_abs_probability_diff': max_diff, 'bad_by_kind': bad,
+          'bad_messages': examples, 'good_latencies': good_latencies,
+          'bad_latencies': bad_latencies}
 
 
 def _assertion_line(message: str) -> str:
@@ -414,51 +376,3 @@ def _assertion_line(message: str) -> str:
     if 'assertion failed' in line:
       return line.strip()
   return message.splitlines()[0] if message else ''
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  values = flags.FLAGS
-  runtime.configure_threads(values.intra_op_threads, values.inter_op_threads)
-  with tempfile.TemporaryDirectory() as tmp:
-    export_dir = values.export_dir or fresh_export(
-        os.path.join(tmp, 'model'), num_ways=values.num_ways)
-    result = run_load_test(
-        export_dir, num_threads=values.num_threads,
-        requests_per_thread=values.requests_per_thread,
-        bad_fraction=values.bad_fraction,
-        queries_per_class=values.queries_per_class, seed=values.seed)
-  if not values.export_dir:
-    result['export_dir'] = (f'fresh untrained {values.num_ways}-way export '
-                            '(default config, default limits)')
-  print(json.dumps(result, indent=1, sort_keys=True))
-
-
-def _define_flags():
-  """The binary's flags; defined only when run as a binary, so importing
-  this library registers none."""
-  flags.DEFINE_string('export_dir', None,
-                      'An adapt-and-classify version directory; default: '
-                      'export a fresh untrained model to a temp dir.')
-  flags.DEFINE_integer('num_ways', 5, 'N of the fresh export.', lower_bound=2)
-  flags.DEFINE_integer('num_threads', 8, 'Concurrent client threads.',
-                       lower_bound=1)
-  flags.DEFINE_integer('requests_per_thread', 10, 'Requests per thread.',
-                       lower_bound=1)
-  flags.DEFINE_float('bad_fraction', 0.2, 'Share of bad requests.',
-                     lower_bound=0.0, upper_bound=1.0)
-  flags.DEFINE_integer('queries_per_class', 5,
-                       'Queries per class of a good request.', lower_bound=1)
-  flags.DEFINE_integer('seed', 0, 'Seed of the requests.')
-  flags.DEFINE_integer('intra_op_threads', 1,
-                       'TF intra-op threads (TF Serving: '
-                       '--tensorflow_intra_op_parallelism).', lower_bound=0)
-  flags.DEFINE_integer('inter_op_threads', 0,
-                       'TF inter-op threads (0: one per core).',
-                       lower_bound=0)
-
-
-if __name__ == '__main__':
-  _define_flags()
-  cli.run_binary(main)

@@ -174,32 +174,8 @@ def main(argv):
       conv_dtype=conv_dtype)
   result['meta_train_episodes_per_sec'] = first['episodes_per_sec']
   result['peak_rss_mib'] = training.peak_rss_mib()
-  for size in _META_BATCH_SIZES.value:
-    batched = training.time_meta_train(
-        episode, _INNER_STEPS.value, _IMAGE_SIZE.value, False, _STEPS.value,
-        _REPEATS.value, _JIT.value, meta_learner=meta_learner,
-        conv_dtype=conv_dtype, meta_batch_size=int(size))
-    result[f'meta_train_episodes_per_sec_meta_batch_{int(size)}'] = (
-        batched['episodes_per_sec'])
-  if _BOUND.value:
-    bound = training.learner_bound_ms(episode, _IMAGE_SIZE.value,
-                                      _INNER_STEPS.value, conv_dtype)
-    result['learner_bound_ms'] = bound
-    result['step_over_learner_bound'] = round(
-        1e3 / first['episodes_per_sec'] / bound, 3)
-    result['conv_gflops'] = training.conv_gflops(
-        episode.num_ways * episode.num_queries, _IMAGE_SIZE.value)
-  if _PAPER_LAYOUT.value:
-    other = 'paper' if meta_learner == 'base' else 'base'
-    other_layout = training.time_meta_train(
-        episode, _INNER_STEPS.value, _IMAGE_SIZE.value, False, _STEPS.value,
-        _REPEATS.value, _JIT.value, meta_learner=other,
-        conv_dtype=conv_dtype)
-    result[f'meta_train_episodes_per_sec_{other}_layout'] = (
-        other_layout['episodes_per_sec'])
-  if _BREAKDOWN.value:
-    result['step_breakdown_ms'] = training.step_breakdown_ms(
-        episode, _IMAGE_SIZE.value, meta_learner, conv_dtype=conv_dtype)
+  result.update(_first_order_variants(episode, first, meta_learner,
+                                       conv_dtype))
   if _REPLICAS.value > 1:
     try:
       result.update(_time_replicas_in_subprocess())
@@ -235,6 +211,40 @@ def main(argv):
         result[f'{name}_error'] = f'{type(e).__name__}: {e}'
   json.dump(result, sys.stdout, sort_keys=True)
   sys.stdout.write('\n')
+
+
+def _first_order_variants(episode, first: dict, meta_learner: str,
+                          conv_dtype: str) -> dict:
+  """The first-order step's other measurements: other meta-batch sizes,
+  the learner's bound, the other meta-LSTM layout, the step's breakdown."""
+  result = {}
+  for size in _META_BATCH_SIZES.value:
+    batched = training.time_meta_train(
+        episode, _INNER_STEPS.value, _IMAGE_SIZE.value, False, _STEPS.value,
+        _REPEATS.value, _JIT.value, meta_learner=meta_learner,
+        conv_dtype=conv_dtype, meta_batch_size=int(size))
+    result[f'meta_train_episodes_per_sec_meta_batch_{int(size)}'] = (
+        batched['episodes_per_sec'])
+  if _BOUND.value:
+    bound = training.learner_bound_ms(episode, _IMAGE_SIZE.value,
+                                      _INNER_STEPS.value, conv_dtype)
+    result['learner_bound_ms'] = bound
+    result['step_over_learner_bound'] = round(
+        1e3 / first['episodes_per_sec'] / bound, 3)
+    result['conv_gflops'] = training.conv_gflops(
+        episode.num_ways * episode.num_queries, _IMAGE_SIZE.value)
+  if _PAPER_LAYOUT.value:
+    other = 'paper' if meta_learner == 'base' else 'base'
+    other_layout = training.time_meta_train(
+        episode, _INNER_STEPS.value, _IMAGE_SIZE.value, False, _STEPS.value,
+        _REPEATS.value, _JIT.value, meta_learner=other,
+        conv_dtype=conv_dtype)
+    result[f'meta_train_episodes_per_sec_{other}_layout'] = (
+        other_layout['episodes_per_sec'])
+  if _BREAKDOWN.value:
+    result['step_breakdown_ms'] = training.step_breakdown_ms(
+        episode, _IMAGE_SIZE.value, meta_learner, conv_dtype=conv_dtype)
+  return result
 
 
 def _pipeline_benchmark(omniglot_dir):

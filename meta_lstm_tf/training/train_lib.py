@@ -190,9 +190,9 @@ def _train_and_evaluate(config, workdir, out_dir, flags_text, strategy,
     logging.info('Resumed from %s at step %d.', latest, int(state.step))
   # Only now that the run's state is sound are its records (re)written.
   if chief:
-    _retire_previous_results(workdir)
+    workdir_lib.retire_previous_results(workdir)
     workdir_lib.record_config_changes(workdir, changes)
-  _write_run_records(config, out_dir, flags_text)
+  workdir_lib.write_run_records(config, out_dir, flags_text)
   manager, best_manager = checkpoints.make_managers(
       state, rule, out_dir, config.runtime.keep_checkpoints)
   if not latest and config.train.init_from == 'pretrained':
@@ -342,24 +342,6 @@ def _make_progress(config, chief: bool, clock):
   return progress_lib.make_progress(
       config.train.max_steps, config.runtime.log_every,
       enabled=not config.runtime.quiet and chief, seconds_left=seconds_left)
-
-
-def _retire_previous_results(workdir: str) -> None:
-  """A finished run trained further: its results.json moves aside (to
-  results_previous.json), so results.json always belongs to config.json."""
-  path = os.path.join(workdir, workdir_lib.RESULTS_FILE)
-  if tf.io.gfile.exists(path):
-    tf.io.gfile.rename(path, os.path.join(workdir, 'results_previous.json'),
-                       overwrite=True)
-
-
-def _write_run_records(config, out_dir: str, flags_text: Optional[str]):
-  """config.json and flags.txt next to the run's outputs."""
-  workdir_lib.write_json(os.path.join(out_dir, workdir_lib.CONFIG_FILE),
-                         config.to_dict())
-  if flags_text is not None:
-    workdir_lib.write_atomic(os.path.join(out_dir, workdir_lib.FLAGS_FILE),
-                             flags_text)
 
 
 def _test_best(rule, eval_step, best_manager, workdir: str, pools, config):

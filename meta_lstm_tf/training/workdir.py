@@ -260,3 +260,20 @@ def remove_stale_exports(export_base: str) -> List[str]:
         continue
       removed.append(path)
   return removed
+
+
+def retire_previous_results(workdir: str) -> None:
+  """A finished run trained further: its results.json moves aside (to
+  results_previous.json), so results.json always belongs to config.json."""
+  path = os.path.join(workdir, RESULTS_FILE)
+  if tf.io.gfile.exists(path):
+    tf.io.gfile.rename(path, os.path.join(workdir, 'results_previous.json'),
+                       overwrite=True)
+
+
+def write_run_records(config: config_lib.ExperimentConfig, out_dir: str,
+                      flags_text: Optional[str]) -> None:
+  """config.json and flags.txt next to the run's outputs."""
+  write_json(os.path.join(out_dir, CONFIG_FILE), config.to_dict())
+  if flags_text is not None:
+    write_atomic(os.path.join(out_dir, FLAGS_FILE), flags_text)

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from meta_lstm_tf import rules
 from meta_lstm_tf.benchmarks import load_test
+from meta_lstm_tf.benchmarks import memory
 from meta_lstm_tf.serving import export as serving_export
 from meta_lstm_tf.serving import modules as serving_modules
 from meta_lstm_tf.serving import validation
@@ -51,6 +52,7 @@ import json, sys
 import numpy as np
 import tensorflow as tf
 from meta_lstm_tf.benchmarks import load_test
+from meta_lstm_tf.benchmarks import memory
 model = tf.saved_model.load(sys.argv[1])
 signature = model.signatures['encoded_images']
 def call(query):
@@ -58,12 +60,12 @@ def call(query):
             support_labels=tf.range(5), query_images=tf.constant(query))
 png = load_test.blank_png(4000, 4000)
 call([load_test.blank_png(8, 8)])
-load_test.reset_peak_rss()
-base = load_test.rss_mib()
+memory.reset_peak_rss()
+base = memory.rss_mib()
 call([png])
-one = load_test.peak_rss_mib() - base
+one = memory.peak_rss_mib() - base
 call([png] * 6)
-six = load_test.peak_rss_mib() - base
+six = memory.peak_rss_mib() - base
 print(json.dumps({'one': one, 'six': six}))
 '''
 
@@ -215,22 +217,22 @@ class ServingLimitsTest(tf.test.TestCase, parameterized.TestCase):
     bomb = load_test.blank_png(20000, 20000)
     # 400 MB of pixels (1.6 GB as float32) in under 1 MB.
     self.assertLess(len(bomb), 1 << 20)
-    if not load_test.reset_peak_rss():
+    if not memory.reset_peak_rss():
       self.skipTest('/proc/self/clear_refs is not writable')
     query = np.array([self.query_png[0], bomb], object)
     # Warm up: the first call of a signature instantiates its graph.
     self._call(serving_modules.ENCODED_SIGNATURE)
-    load_test.reset_peak_rss()
-    before = load_test.rss_mib()
+    memory.reset_peak_rss()
+    before = memory.rss_mib()
     with self.assertRaisesRegex(
         tf.errors.InvalidArgumentError,
         r'query_images\[1\] is 20000 x 20000: larger than the limit'):
       self._call(serving_modules.ENCODED_SIGNATURE, query_images=query)
     # MiB; decoding it would take over 1,500.
-    self.assertLess(load_test.peak_rss_mib() - before, 200)
+    self.assertLess(memory.peak_rss_mib() - before, 200)
 
   def test_encoded_images_are_decoded_one_at_a_time(self):
-    if not load_test.reset_peak_rss():
+    if not memory.reset_peak_rss():
       self.skipTest('/proc/self/clear_refs is not writable')
     result = subprocess.run(
         [sys.executable, '-c', _DECODE_MEMORY_SCRIPT, self.model_path],
