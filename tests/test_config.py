@@ -119,6 +119,16 @@ class DeclarationTest(tf.test.TestCase):
                      {'num_filters', 'num_blocks', 'bn_epsilon'})
     again = dataclasses.replace(config, episode=config_lib.EpisodeConfig(3))
     self.assertEqual(again.learner.num_ways, 3)
+    # A shape given explicitly must agree with the derived one.
+    with self.assertRaisesRegex(ValueError, r'learner\.num_ways=3: is derived'):
+      config_lib.ExperimentConfig(learner=config_lib.LearnerConfig(num_ways=3))
+    with self.assertRaisesRegex(ValueError, r'learner\.image_size=16'):
+      config_lib.ExperimentConfig(
+          learner=config_lib.LearnerConfig(image_size=16))
+    # A config derived before takes a new episode shape as it comes.
+    twenty = dataclasses.replace(again, episode=config_lib.EpisodeConfig(20))
+    self.assertEqual(dataclasses.replace(
+        twenty, episode=config_lib.EpisodeConfig(5)).learner.num_ways, 5)
 
   def test_config_json_of_earlier_versions_reads_and_round_trips(self):
     config = config_lib.ExperimentConfig(

@@ -4,7 +4,6 @@ Shape glossary: N ways, K shots, Q queries per class, P learner coordinates,
 T inner steps, D hidden units of the meta-LSTM's first layer.
 """
 
-import dataclasses
 import platform
 import resource
 import time
@@ -84,11 +83,9 @@ def time_meta_train(episode: config_lib.EpisodeConfig, inner_steps: int,
   replica. `meta_learner` names the meta-LSTM's settings
   (`META_LEARNERS`); `conv_dtype` is `InnerLoopConfig.conv_dtype`.
   """
-  learner_config = config_lib.LearnerConfig(num_ways=episode.num_ways,
-                                            image_size=image_size)
   strategy = strategy or tf.distribute.get_strategy()
-  config = dataclasses.replace(
-      config_lib.ExperimentConfig(), learner=learner_config,
+  config = config_lib.ExperimentConfig(
+      data=config_lib.DataConfig(image_size=image_size), episode=episode,
       meta_learner=meta_learner_config(meta_learner, update_rule))
   with strategy.scope():
     rule = rules.make_rule(config)
@@ -159,10 +156,8 @@ def step_breakdown_ms(episode: config_lib.EpisodeConfig, image_size: int,
      'query_forward_backward': query loss at theta_T and its gradient (once
        per episode), 'call_overhead', 'coordinates': P}
   """
-  config = dataclasses.replace(
-      config_lib.ExperimentConfig(),
-      learner=config_lib.LearnerConfig(num_ways=episode.num_ways,
-                                       image_size=image_size),
+  config = config_lib.ExperimentConfig(
+      data=config_lib.DataConfig(image_size=image_size), episode=episode,
       meta_learner=meta_learner_config(meta_learner))
   rule = rules.make_rule(config)
   learner_config = rule.learner_config

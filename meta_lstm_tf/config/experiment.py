@@ -15,7 +15,8 @@ class ExperimentConfig:
 
   The learner's shape is derived, not stored: `learner.num_ways` is
   `episode.num_ways`, `learner.image_size` and `learner.channels` are the
-  data's (whatever the `learner` given says).
+  data's. A `learner` given with another shape than its default is refused
+  (ValueError) unless it is the derived one.
   """
   data: parts.DataConfig = parts.DataConfig()
   episode: parts.EpisodeConfig = parts.EpisodeConfig()
@@ -26,10 +27,23 @@ class ExperimentConfig:
   runtime: run.RuntimeConfig = run.RuntimeConfig()
 
   def __post_init__(self):
-    shaped = dataclasses.replace(
-        self.learner, num_ways=self.episode.num_ways,
-        image_size=self.data.image_size, channels=self.data.channels)
-    object.__setattr__(self, 'learner', shaped)
+    shape = {'num_ways': self.episode.num_ways,
+             'image_size': self.data.image_size,
+             'channels': self.data.channels}
+    if not getattr(self.learner, '_shape_derived', False):
+      # A shape given explicitly (not the default) must be the derived one;
+      # a learner derived before (`dataclasses.replace(config, ...)`) is
+      # simply derived again.
+      defaults = parts.LearnerConfig()
+      for field, value in shape.items():
+        given = getattr(self.learner, field)
+        settings.check(given in (value, getattr(defaults, field)),
+                       f'learner.{field}', given,
+                       f'is derived from the episode and data settings '
+                       f'({value}); leave it unset')
+    learner = dataclasses.replace(self.learner, **shape)
+    object.__setattr__(learner, '_shape_derived', True)
+    object.__setattr__(self, 'learner', learner)
 
   def validate(self) -> 'ExperimentConfig':
     for part in (self.data, self.episode, self.learner, self.meta_learner,
