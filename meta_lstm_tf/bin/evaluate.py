@@ -23,51 +23,62 @@ from meta_lstm_tf.bin import cli
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import evaluation
 
-_WORKDIR = flags.DEFINE_string('workdir', None,
-                               'Training workdir of the run to test.')
-_EPISODE_CLASSES = flags.DEFINE_enum(
-    'episode_classes', None, list(config_lib.EPISODE_CLASSES),
-    'Replace the run\'s: any, or within_alphabet (Lake et al.).')
-_DISTINCT_DRAWERS = flags.DEFINE_bool(
-    'distinct_drawers', None, 'Replace the run\'s: support and query '
-    'drawings by different people (Omniglot, local copy).')
-_NUM_QUERIES = flags.DEFINE_integer('num_queries', None,
-                                    'Queries per class (default the run\'s).')
-_NUM_SHOTS = flags.DEFINE_integer('num_shots', None,
-                                  'Shots per class (default the run\'s).')
-_TRANSDUCTIVE = flags.DEFINE_bool(
-    'transductive', None, 'Replace the run\'s batch-norm protocol: '
-    '--transductive normalises the queries with their own batch\'s '
-    'statistics (as MAML\'s code), --notransductive with the support '
-    'set\'s.')
-_EPISODES = flags.DEFINE_integer('test_episodes', 600, 'Episodes.')
-_POOL = flags.DEFINE_enum('pool', 'meta_test', list(evaluation.POOLS),
-                          'Classes to test on.')
-_OMNIGLOT_DIR = flags.DEFINE_string(
-    'omniglot_dir', None, 'Where the run\'s Omniglot copy is now, if moved.')
-_DATA_ROOT = flags.DEFINE_string(
-    'data_root', None, 'Where the run\'s --data_root is now, if moved.')
-_OUTPUT = flags.DEFINE_string(
-    'output', None, 'Result JSON (default WORKDIR/eval_<pool>_<protocol>.json'
-    '; empty: none).')
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """The binary's flags, on `flag_values`."""
+  flags.DEFINE_string('workdir', None,
+                                 'Training workdir of the run to test.',
+                      flag_values=flag_values)
+  flags.DEFINE_enum(
+      'episode_classes', None, list(config_lib.EPISODE_CLASSES),
+      'Replace the run\'s: any, or within_alphabet (Lake et al.).',
+      flag_values=flag_values)
+  flags.DEFINE_bool(
+      'distinct_drawers', None, 'Replace the run\'s: support and query '
+      'drawings by different people (Omniglot, local copy).',
+      flag_values=flag_values)
+  flags.DEFINE_integer('num_queries', None,
+                                      'Queries per class (default the run\'s).',
+                       flag_values=flag_values)
+  flags.DEFINE_integer('num_shots', None,
+                                    'Shots per class (default the run\'s).',
+                       flag_values=flag_values)
+  flags.DEFINE_bool(
+      'transductive', None, 'Replace the run\'s batch-norm protocol: '
+      '--transductive normalises the queries with their own batch\'s '
+      'statistics (as MAML\'s code), --notransductive with the support '
+      'set\'s.', flag_values=flag_values)
+  flags.DEFINE_integer('test_episodes', 600, 'Episodes.',
+                       flag_values=flag_values)
+  flags.DEFINE_enum('pool', 'meta_test', list(evaluation.POOLS),
+                            'Classes to test on.', flag_values=flag_values)
+  flags.DEFINE_string(
+      'omniglot_dir', None, 'Where the run\'s Omniglot copy is now, if moved.',
+      flag_values=flag_values)
+  flags.DEFINE_string(
+      'data_root', None, 'Where the run\'s --data_root is now, if moved.',
+      flag_values=flag_values)
+  flags.DEFINE_string(
+      'output', None, 'Result JSON (default WORKDIR/eval_<pool>_<protocol>.json'
+      '; empty: none).', flag_values=flag_values)
 
 
 def main(argv):
   result = evaluation.test_workdir(
-      _WORKDIR.value, episode_classes=_EPISODE_CLASSES.value,
-      distinct_drawers=_DISTINCT_DRAWERS.value,
-      num_queries=_NUM_QUERIES.value, num_shots=_NUM_SHOTS.value,
-      transductive=_TRANSDUCTIVE.value, num_episodes=_EPISODES.value,
-      pool=_POOL.value, omniglot_dir=_OMNIGLOT_DIR.value,
-      data_root=_DATA_ROOT.value, output=_OUTPUT.value)
+      flags.FLAGS.workdir, episode_classes=flags.FLAGS.episode_classes,
+      distinct_drawers=flags.FLAGS.distinct_drawers,
+      num_queries=flags.FLAGS.num_queries, num_shots=flags.FLAGS.num_shots,
+      transductive=flags.FLAGS.transductive,
+      num_episodes=flags.FLAGS.test_episodes,
+      pool=flags.FLAGS.pool, omniglot_dir=flags.FLAGS.omniglot_dir,
+      data_root=flags.FLAGS.data_root, output=flags.FLAGS.output)
   print(f"{result['pool']} {result['protocol']}: accuracy "
         f"{result['accuracy']:.4f} +- {result['ci95']:.4f} over "
         f"{result['episodes']} episodes ({result['seconds']:.0f} s)")
 
 
 def run():
-  flags.mark_flag_as_required('workdir')
-  cli.run_binary(main)
+  cli.run_binary(main, define_flags, required=('workdir',))
 
 
 if __name__ == '__main__':

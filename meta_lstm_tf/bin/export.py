@@ -37,67 +37,74 @@ from meta_lstm_tf.serving import validation as serving_validation
 
 _DEFAULT_LIMITS = serving_validation.ServingLimits()
 
-_WORKDIR = flags.DEFINE_string(
-    'workdir', None, 'Training workdir (config.json and checkpoints).')
-_CHECKPOINT = flags.DEFINE_string(
-    'checkpoint', None, 'Checkpoint prefix to export instead of the best '
-    '(else latest) checkpoint of --workdir.')
-_EXPORT_DIR = flags.DEFINE_string(
-    'export_dir', None, 'Model base directory; versions go to '
-    'EXPORT_DIR/<version>. Default: WORKDIR/export (adapt_and_classify), '
-    'WORKDIR/export_adapted_learner (adapted_learner).')
-_MODEL = flags.DEFINE_enum(
-    'model', serving_modules.ADAPT_AND_CLASSIFY, serving_export.MODELS,
-    'adapt_and_classify: adapts to the support set sent with each request. '
-    'adapted_learner: adapts once to --support_dir and exports a plain '
-    'classifier.')
-_SUPPORT_DIR = flags.DEFINE_string(
-    'support_dir', None, 'For --model=adapted_learner: one subfolder of '
-    'images per class; classes are the subfolder names, sorted.')
-_CONV_DTYPE = flags.DEFINE_enum(
-    'conv_dtype', 'float32', list(config_lib.EXPORT_CONV_DTYPES),
-    "For adapt_and_classify: the learner's conv precision in the SavedModel. "
-    'float32 (default) runs on any CPU; bfloat16 is faster on CPUs with '
-    'AVX512-BF16 or AMX and slow on others.')
-_MAX_SUPPORT_IMAGES = flags.DEFINE_integer(
-    'max_support_images', _DEFAULT_LIMITS.max_support_images,
-    'Requests with more support images are refused (adapt_and_classify).',
-    lower_bound=1)
-_MAX_QUERY_IMAGES = flags.DEFINE_integer(
-    'max_query_images', _DEFAULT_LIMITS.max_query_images,
-    'Requests with more query images (adapted_learner: images) are refused.',
-    lower_bound=1)
-_MAX_IMAGE_HEIGHT = flags.DEFINE_integer(
-    'max_image_height', _DEFAULT_LIMITS.max_image_height,
-    'Images taller than this (encoded ones: as their PNG/JPEG header says, '
-    'checked before decoding) are refused.', lower_bound=1)
-_MAX_IMAGE_WIDTH = flags.DEFINE_integer(
-    'max_image_width', _DEFAULT_LIMITS.max_image_width,
-    'Images wider than this are refused (as --max_image_height).',
-    lower_bound=1)
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """The binary's flags, on `flag_values`."""
+  flags.DEFINE_string(
+      'workdir', None, 'Training workdir (config.json and checkpoints).',
+      flag_values=flag_values)
+  flags.DEFINE_string(
+      'checkpoint', None, 'Checkpoint prefix to export instead of the best '
+      '(else latest) checkpoint of --workdir.', flag_values=flag_values)
+  flags.DEFINE_string(
+      'export_dir', None, 'Model base directory; versions go to '
+      'EXPORT_DIR/<version>. Default: WORKDIR/export (adapt_and_classify), '
+      'WORKDIR/export_adapted_learner (adapted_learner).',
+      flag_values=flag_values)
+  flags.DEFINE_enum(
+      'model', serving_modules.ADAPT_AND_CLASSIFY, serving_export.MODELS,
+      'adapt_and_classify: adapts to the support set sent with each request. '
+      'adapted_learner: adapts once to --support_dir and exports a plain '
+      'classifier.', flag_values=flag_values)
+  flags.DEFINE_string(
+      'support_dir', None, 'For --model=adapted_learner: one subfolder of '
+      'images per class; classes are the subfolder names, sorted.',
+      flag_values=flag_values)
+  flags.DEFINE_enum(
+      'conv_dtype', 'float32', list(config_lib.EXPORT_CONV_DTYPES),
+      "For adapt_and_classify: the learner's conv precision in the SavedModel. "
+      'float32 (default) runs on any CPU; bfloat16 is faster on CPUs with '
+      'AVX512-BF16 or AMX and slow on others.', flag_values=flag_values)
+  flags.DEFINE_integer(
+      'max_support_images', _DEFAULT_LIMITS.max_support_images,
+      'Requests with more support images are refused (adapt_and_classify).',
+      lower_bound=1, flag_values=flag_values)
+  flags.DEFINE_integer(
+      'max_query_images', _DEFAULT_LIMITS.max_query_images,
+      'Requests with more query images (adapted_learner: images) are refused.',
+      lower_bound=1, flag_values=flag_values)
+  flags.DEFINE_integer(
+      'max_image_height', _DEFAULT_LIMITS.max_image_height,
+      'Images taller than this (encoded ones: as their PNG/JPEG header says, '
+      'checked before decoding) are refused.', lower_bound=1,
+      flag_values=flag_values)
+  flags.DEFINE_integer(
+      'max_image_width', _DEFAULT_LIMITS.max_image_width,
+      'Images wider than this are refused (as --max_image_height).',
+      lower_bound=1, flag_values=flag_values)
 
 
 def main(argv):
-  if not _WORKDIR.value:
+  if not flags.FLAGS.workdir:
     raise app.UsageError('--workdir is required')
   try:
     path = serving_export.export_from_workdir(
-        _WORKDIR.value, _MODEL.value, checkpoint=_CHECKPOINT.value,
-        export_dir=_EXPORT_DIR.value, support_dir=_SUPPORT_DIR.value,
-        conv_dtype=_CONV_DTYPE.value,
+        flags.FLAGS.workdir, flags.FLAGS.model,
+        checkpoint=flags.FLAGS.checkpoint,
+        export_dir=flags.FLAGS.export_dir, support_dir=flags.FLAGS.support_dir,
+        conv_dtype=flags.FLAGS.conv_dtype,
         limits=serving_validation.ServingLimits(
-            max_support_images=_MAX_SUPPORT_IMAGES.value,
-            max_query_images=_MAX_QUERY_IMAGES.value,
-            max_image_height=_MAX_IMAGE_HEIGHT.value,
-            max_image_width=_MAX_IMAGE_WIDTH.value))
+            max_support_images=flags.FLAGS.max_support_images,
+            max_query_images=flags.FLAGS.max_query_images,
+            max_image_height=flags.FLAGS.max_image_height,
+            max_image_width=flags.FLAGS.max_image_width))
   except serving_export.ExportArgumentError as e:
     raise app.UsageError(f'--{e}') from e
   print(path)
 
 
 def run():
-  flags.mark_flag_as_required('workdir')
-  cli.run_binary(main)
+  cli.run_binary(main, define_flags, required=('workdir',))
 
 
 if __name__ == '__main__':

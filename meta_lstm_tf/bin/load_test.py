@@ -45,33 +45,36 @@ def main(argv):
   print(json.dumps(result, indent=1, sort_keys=True))
 
 
-def _define_flags():
-  """The binary's flags; defined only when run as a binary, so importing
-  this library registers none."""
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """The binary's flags, on `flag_values`."""
   flags.DEFINE_string('export_dir', None,
                       'An adapt-and-classify version directory; default: '
-                      'export a fresh untrained model to a temp dir.')
-  flags.DEFINE_integer('num_ways', 5, 'N of the fresh export.', lower_bound=2)
+                      'export a fresh untrained model to a temp dir.',
+                      flag_values=flag_values)
+  flags.DEFINE_integer('num_ways', 5, 'N of the fresh export.', lower_bound=2,
+                       flag_values=flag_values)
   flags.DEFINE_integer('num_threads', 8, 'Concurrent client threads.',
-                       lower_bound=1)
+                       lower_bound=1, flag_values=flag_values)
   flags.DEFINE_integer('requests_per_thread', 10, 'Requests per thread.',
-                       lower_bound=1)
+                       lower_bound=1, flag_values=flag_values)
   flags.DEFINE_float('bad_fraction', 0.2, 'Share of bad requests.',
-                     lower_bound=0.0, upper_bound=1.0)
+                     lower_bound=0.0, upper_bound=1.0, flag_values=flag_values)
   flags.DEFINE_integer('queries_per_class', 5,
-                       'Queries per class of a good request.', lower_bound=1)
-  flags.DEFINE_integer('seed', 0, 'Seed of the requests.')
+                       'Queries per class of a good request.', lower_bound=1,
+                       flag_values=flag_values)
+  flags.DEFINE_integer('seed', 0, 'Seed of the requests.',
+                       flag_values=flag_values)
   flags.DEFINE_integer('intra_op_threads', 1,
                        'TF intra-op threads (TF Serving: '
-                       '--tensorflow_intra_op_parallelism).', lower_bound=0)
+                       '--tensorflow_intra_op_parallelism).', lower_bound=0,
+                       flag_values=flag_values)
   flags.DEFINE_integer('inter_op_threads', 0,
                        'TF inter-op threads (0: one per core).',
-                       lower_bound=0)
+                       lower_bound=0, flag_values=flag_values)
 
 
 def run():
-  _define_flags()
-  cli.run_binary(main)
+  cli.run_binary(main, define_flags)
 
 
 if __name__ == '__main__':

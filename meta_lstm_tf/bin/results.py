@@ -205,11 +205,7 @@ def main(argv):
 
 
 def run():
-  # Flags are defined here, not at import, so tests can import this module
-  # and define them on their own FlagValues.
-  define_flags(flags.FLAGS)
-  flags.mark_flag_as_required('workdir')
-  cli.run_binary(main)
+  cli.run_binary(main, define_flags, required=('workdir',))
 
 
 if __name__ == '__main__':

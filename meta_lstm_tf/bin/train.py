@@ -23,9 +23,6 @@ from absl import flags
 from meta_lstm_tf.bin import cli
 from meta_lstm_tf.training import train_lib
 
-cli.define_flags(flags.FLAGS)
-flags.mark_flag_as_required('workdir')
-
 
 def main(argv):
   cli.configure_threads(flags.FLAGS)
@@ -42,7 +39,7 @@ def main(argv):
 
 
 def run():
-  cli.run_binary(main)
+  cli.run_binary(main, cli.define_flags, required=('workdir',))
 
 
 if __name__ == '__main__':

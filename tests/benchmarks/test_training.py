@@ -2,6 +2,7 @@
 
 import os
 
+from absl import flags
 import numpy as np
 import tensorflow as tf
 
@@ -37,7 +38,9 @@ class BenchmarkSettingsTest(tf.test.TestCase):
     flags_file = _flagfile_values(os.path.join(_ROOT, 'configs',
                                                'base.flags'))
     from meta_lstm_tf.bin import benchmark  # pylint: disable=g-import-not-at-top
-    self.assertEqual(flags_file['conv_dtype'], benchmark._CONV_DTYPE.default)
+    flag_values = flags.FlagValues()
+    benchmark.define_flags(flag_values)
+    self.assertEqual(flags_file['conv_dtype'], flag_values['conv_dtype'].default)
 
   def test_learner_bound_and_conv_throughput(self):
     episode = config_lib.EpisodeConfig(3, 1, 2)
