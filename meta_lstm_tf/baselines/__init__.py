@@ -7,12 +7,12 @@
                         for a meta-learner's `--init_from=pretrained`
   nearest_neighbour.py  1-NN (cosine) in the pretrained learner's features
   finetune.py           SGD on the support set from the pretrained learner
-  evaluate.py           `evaluate_baselines`: both methods on the
+  scoring.py            `evaluate_baselines`: both methods on the
                         experiment's fixed meta-valid / meta-test episodes
 """
 
 from meta_lstm_tf.baselines.config import BaselineConfig
-from meta_lstm_tf.baselines.evaluate import evaluate_baselines
+from meta_lstm_tf.baselines.scoring import evaluate_baselines
 from meta_lstm_tf.baselines.pretraining import initial_params_of
 from meta_lstm_tf.baselines.pretraining import pretrain
 

@@ -7,7 +7,7 @@ P_f the learner's feature coordinates (its conv and batch-norm parameters,
 The learner is trained with Adam over every meta-train class, on mini-batches
 of (image, class) pairs. Its conv and batch-norm parameters do not depend on
 N or K, so one pretraining serves every episode shape. Two users: the
-non-meta baselines (`baselines.evaluate`: nearest neighbour and fine-tuning)
+non-meta baselines (`baselines.scoring`: nearest neighbour and fine-tuning)
 and the meta-learners' `--init_from=pretrained` (theta_0 starts from the
 pretrained conv/BN parameters and a zero N-way head, `initial_params_of`).
 
