@@ -23,7 +23,7 @@ from meta_lstm_tf import rules
 from meta_lstm_tf import train_lib
 from meta_lstm_tf.data import episodes as episodes_lib
 from meta_lstm_tf.data import splits
-from tests import test_train_lib
+from tests.fixtures import pools as pool_fixtures
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(REPO, 'tests', 'distribute_worker.py')
@@ -133,7 +133,7 @@ class SplitEpisodesTest(tf.test.TestCase, parameterized.TestCase):
   )
   def test_shares_tile_the_single_device_batches(self, batch, replicas,
                                                  pipelines, start_index):
-    pool = test_train_lib.synthetic_pools().meta_train
+    pool = pool_fixtures.synthetic_pools().meta_train
     episode = config_lib.EpisodeConfig(3, 1, 2)
     steps = 3
 
@@ -158,7 +158,7 @@ class SplitEpisodesTest(tf.test.TestCase, parameterized.TestCase):
           single[s])
 
   def test_bad_split(self):
-    pool = test_train_lib.synthetic_pools().meta_train
+    pool = pool_fixtures.synthetic_pools().meta_train
     episode = config_lib.EpisodeConfig(3, 1, 2)
     with self.assertRaisesRegex(ValueError, 'meta_batch_size=3'):
       episodes_lib.make_episode_dataset(pool, episode, 3, 0, num_replicas=2,
@@ -253,7 +253,7 @@ class MultiWorkerTest(tf.test.TestCase):
     params = [np.load(os.path.join(out_dir, f'params_{i}.npy'))
               for i in range(2)]
     self.assertAllClose(params[0], params[1], atol=1e-6)
-    initial = rules.make_rule(test_train_lib.tiny_config())
+    initial = rules.make_rule(pool_fixtures.tiny_config())
     initial = np.concatenate([np.reshape(v.numpy(), [-1])
                               for v in initial.trainable_variables])
     self.assertGreater(np.max(np.abs(params[0] - initial)), 1e-4)
@@ -270,7 +270,7 @@ class DefaultStrategyTest(tf.test.TestCase):
   def setUp(self):
     super().setUp()
     self._original = splits.make_class_pools
-    pools = test_train_lib.synthetic_pools()
+    pools = pool_fixtures.synthetic_pools()
     splits.make_class_pools = lambda data_config: pools
 
   def tearDown(self):
@@ -282,7 +282,7 @@ class DefaultStrategyTest(tf.test.TestCase):
     strategy = tf.distribute.MirroredStrategy(['/cpu:0'])
     workdir = tempfile.mkdtemp(dir=self.get_temp_dir())
     results = train_lib.train_and_evaluate(
-        test_train_lib.tiny_config(max_steps=2, eval_every=2,
+        pool_fixtures.tiny_config(max_steps=2, eval_every=2,
                                    strategy='mirrored'),
         workdir, strategy=strategy)
     self.assertEqual(results['num_replicas'], 1)

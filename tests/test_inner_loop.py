@@ -16,6 +16,7 @@ from meta_lstm_tf.rules import meta_lstm as meta_lstm_layer
 from meta_lstm_tf.rules import meta_lstm_cell
 from meta_lstm_tf.rules import meta_sgd as meta_sgd_rule
 from meta_lstm_tf.rules import sgd as sgd_rule
+from tests.fixtures import gradients
 
 TINY = config_lib.LearnerConfig(num_ways=2, num_filters=2, num_blocks=1,
                                 image_size=4, channels=1)
@@ -40,12 +41,7 @@ def make_rule(name):
 def rule_weights(name, rng):
   """Float64 meta-parameters (besides theta_0) of a rule, as a flat list."""
   if name == 'meta_lstm':
-    shapes = [(4, 4 * HIDDEN), (HIDDEN, 4 * HIDDEN), (4 * HIDDEN,),
-              (HIDDEN + 2,), (), (HIDDEN + 2,), ()]
-    weights = [rng.uniform(-0.5, 0.5, size=s) for s in shapes]
-    weights[4] = np.array(2.0)    # forget bias: f ~ 0.88
-    weights[6] = np.array(-1.5)   # input bias: i ~ 0.18
-    return weights
+    return gradients.meta_lstm_weights(rng, HIDDEN)
   if name == 'sgd':
     return [np.array(0.3)]
   return [rng.uniform(0.05, 0.5, size=learner.num_params(TINY))]
@@ -120,18 +116,9 @@ class InnerLoopTest(tf.test.TestCase, parameterized.TestCase):
     loss_fn = lambda m: query_loss(m, data, True, rule)
     if use_function:
       grad_fn, loss_fn = tf.function(grad_fn), tf.function(loss_fn)
-    grads = grad_fn(meta)
-    rng = np.random.default_rng(42)
-    eps = 1e-6
-    for _ in range(3):
-      direction = [tf.constant(rng.normal(size=m.shape)) for m in meta]
-      analytic = sum(float(tf.reduce_sum(g * d))
-                     for g, d in zip(grads, direction))
-      plus = loss_fn([m + eps * d for m, d in zip(meta, direction)])
-      minus = loss_fn([m - eps * d for m, d in zip(meta, direction)])
-      numeric = float(plus - minus) / (2 * eps)
-      self.assertLess(abs(analytic - numeric) / abs(numeric), 1e-6,
-                      msg=f'analytic={analytic} numeric={numeric}')
+    gradients.assert_matches_finite_differences(
+        self, loss_fn, grad_fn(meta), meta, np.random.default_rng(42),
+        eps=1e-6)
 
   @parameterized.parameters(*RULES)
   def test_second_order_differs_from_first_order(self, rule):

@@ -13,14 +13,13 @@ import time
 
 import pytest
 
-from tests import real_data
+from tests.fixtures import real_data
 
 REPO = real_data.REPO
 OMNIGLOT_DIR = real_data.OMNIGLOT_DIR
 
-pytestmark = pytest.mark.skipif(
-    not OMNIGLOT_DIR or not os.path.isdir(OMNIGLOT_DIR),
-    reason='OMNIGLOT_DIR is not set to a local Omniglot copy')
+pytestmark = pytest.mark.skipif(not OMNIGLOT_DIR,
+                                reason=real_data.SKIP_REASON)
 
 # Small but real: 5-way 1-shot on the lake split with the paper's learner.
 QUICK = ['--flagfile=configs/mini.flags', '--quiet', '--noexport',

@@ -22,7 +22,7 @@ from meta_lstm_tf import evaluate_lib
 from meta_lstm_tf import train_lib
 from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.serving import export as serving_export
-from tests.data import image_trees
+from tests.fixtures import image_trees
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Small but the real learner's shape: 4 blocks need a side of at least 16.

@@ -20,46 +20,14 @@ from meta_lstm_tf import stopping
 from meta_lstm_tf import train_lib
 from meta_lstm_tf import train_steps
 from meta_lstm_tf import workdir as workdir_lib
-from meta_lstm_tf.data import class_pools
 from meta_lstm_tf.data import splits
 from meta_lstm_tf.serving import export as serving_export
-from tests import test_file_lock
-from tests import test_summaries
+from tests.fixtures import locks
+from tests.fixtures import pools as pool_fixtures
+from tests.fixtures import summaries as event_files
 
-
-def synthetic_pools(num_classes=12, drawings=6, size=8, seed=0, nan=False):
-  """Each class is a fixed random pattern plus noise: learnable episodes."""
-  rng = np.random.default_rng(seed)
-
-  def pool(offset, count):
-    patterns = rng.uniform(size=(count, 1, size, size, 1))
-    images = np.clip(patterns + 0.2 * rng.normal(
-        size=(count, drawings, size, size, 1)), 0, 1).astype(np.float32)
-    if nan:
-      images[:] = np.nan
-    names = tuple(f'synthetic/character{offset + i:02d}' for i in range(count))
-    return class_pools.ClassPool(tf.constant(images), names)
-
-  return class_pools.ClassPools(pool(0, num_classes), pool(100, num_classes),
-                                pool(200, num_classes))
-
-
-def tiny_config(update_rule='meta_lstm', **train_overrides):
-  train = dict(max_steps=6, eval_every=3, eval_episodes=4, test_episodes=5,
-               checkpoint_every=2, log_every=2, quiet=True, export=False,
-               seed=3, deterministic=True)
-  train.update(train_overrides)
-  return config_lib.ExperimentConfig(
-      data=config_lib.DataConfig(image_size=8),
-      episode=config_lib.EpisodeConfig(num_ways=3, num_shots=1,
-                                       num_queries=2),
-      learner=config_lib.LearnerConfig(num_ways=3, num_filters=4,
-                                       num_blocks=2, image_size=8),
-      meta_learner=config_lib.MetaLearnerConfig(hidden_size=4,
-                                                update_rule=update_rule,
-                                                inner_lr=0.3),
-      inner_loop=config_lib.InnerLoopConfig(inner_steps=2),
-      train=config_lib.TrainConfig(**train)).validate()
+synthetic_pools = pool_fixtures.synthetic_pools
+tiny_config = pool_fixtures.tiny_config
 
 
 class _SignalAfter:
@@ -121,13 +89,13 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
     # Every metric the HParams dashboard is told of is in its run's logs;
     # the test accuracy at the last step.
     logs = os.path.join(workdir, 'logs')
-    metrics = test_summaries.declared_metrics(logs)
+    metrics = event_files.declared_metrics(logs)
     self.assertIn(('test', 'accuracy'), metrics)
     for group, tag in metrics:
-      logged = test_summaries.scalars(os.path.join(logs, group))
+      logged = event_files.scalars(os.path.join(logs, group))
       self.assertIn(tag, {t for t, _ in logged}, msg=group)
     self.assertAlmostEqual(
-        test_summaries.scalars(os.path.join(logs, 'test'))[('accuracy', 6)],
+        event_files.scalars(os.path.join(logs, 'test'))[('accuracy', 6)],
         results['test_accuracy'], places=6)
 
   def test_workdir_on_another_file_system(self):
@@ -283,7 +251,7 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_second_run_on_a_busy_workdir_fails_at_once_naming_the_pid(self):
     workdir = os.path.join(tempfile.mkdtemp(dir=self.get_temp_dir()), 'w')
-    holder = test_file_lock.hold_lock(workdir)
+    holder = locks.hold_lock(workdir)
     try:
       with self.assertRaisesRegex(file_lock.DirectoryBusyError,
                                   f'in use by pid {holder.pid}'):
