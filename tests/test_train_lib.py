@@ -63,7 +63,46 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_results_and_run_records(self):
     workdir = tempfile.mkdtemp(dir=self.get_temp_dir())
-    results = train_lib.train_and_evaluate(tiny_config(), workdir, '--x=1\n')
+    # Validation runs at steps 3 and 6; the one at the last step is made to
+    # score 0, so the best checkpoint is step 3's and the test must restore
+    # it rather than test the last parameters. The parameters in use during
+    # each evaluation are recorded.
+    made, evaluations = [], []
+    make_rule, evaluate = rules.make_rule, evaluation.evaluate
+
+    def recording_make_rule(config):
+      made.append(make_rule(config))
+      return made[-1]
+
+    def recording_evaluate(eval_step, batches):
+      result = evaluate(eval_step, batches)
+      if len(evaluations) == 1:  # Validation at step 6.
+        result = dict(result, accuracy=0.0)
+      evaluations.append((result, [v.numpy()
+                                   for v in made[0].trainable_variables]))
+      return result
+
+    with mock.patch.object(rules, 'make_rule', recording_make_rule), \
+         mock.patch.object(evaluation, 'evaluate', recording_evaluate):
+      results = train_lib.train_and_evaluate(tiny_config(), workdir,
+                                             '--x=1\n')
+    (valid_3, _), (valid_6, _), (test, tested) = evaluations
+    self.assertEqual((valid_3['episodes'], valid_6['episodes'],
+                      test['episodes']), (4, 4, 5))
+    self.assertGreater(valid_3['accuracy'], 0.0)
+    self.assertEqual(results['best_step'], 3)
+    self.assertEqual(results['valid_accuracy'], valid_3['accuracy'])
+    self.assertEqual(results['best_checkpoint'],
+                     os.path.join(workdir, 'best', 'ckpt-3'))
+    self.assertEqual(results['test_loss'], test['loss'])
+    best, _, _ = workdir_lib.restore_rule(workdir, results['best_checkpoint'])
+    last, _, _ = workdir_lib.restore_rule(
+        workdir, os.path.join(workdir, 'checkpoints', 'ckpt-6'))
+    for value, at_best in zip(tested, best.trainable_variables):
+      self.assertAllEqual(value, at_best)
+    self.assertNotAllClose(np.concatenate([v.ravel() for v in tested]),
+                           np.concatenate([np.ravel(v)
+                                           for v in last.trainable_variables]))
     with open(os.path.join(workdir, 'results.json')) as f:
       on_disk = json.load(f)
     self.assertEqual(on_disk, json.loads(json.dumps(results)))
@@ -81,7 +120,6 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAlmostEqual(results['test_ci95'], ci95, places=6)
     self.assertEqual(results['test_episodes'], 5)
     self.assertEqual(results['steps'], 6)
-    self.assertIn(results['best_step'], (3, 6))
     self.assertTrue(os.path.exists(os.path.join(workdir, 'config.json')))
     self.assertTrue(os.path.exists(os.path.join(workdir, 'flags.txt')))
     self.assertNotEmpty(tf.io.gfile.glob(os.path.join(workdir, 'logs', 'train',
