@@ -21,6 +21,7 @@ from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import distribute
 from meta_lstm_tf import rules
 from meta_lstm_tf import train_lib
+from meta_lstm_tf import workdir as workdir_lib
 from meta_lstm_tf.data import episodes as episodes_lib
 from meta_lstm_tf.data import splits
 from tests.fixtures import pools as pool_fixtures
@@ -278,12 +279,30 @@ class DefaultStrategyTest(tf.test.TestCase):
     super().tearDown()
 
   def test_single_replica_mirrored_needs_no_special_batch(self):
-    # A one-device MirroredStrategy takes the distributed path.
-    strategy = tf.distribute.MirroredStrategy(['/cpu:0'])
-    workdir = tempfile.mkdtemp(dir=self.get_temp_dir())
-    results = train_lib.train_and_evaluate(
-        pool_fixtures.tiny_config(max_steps=2, eval_every=2,
-                                   strategy='mirrored'),
-        workdir, strategy=strategy)
-    self.assertEqual(results['num_replicas'], 1)
-    self.assertEqual(results['steps'], 2)
+    # A one-device MirroredStrategy takes the distributed path (its own
+    # dataset, step and all-reduce); it must train exactly as the default
+    # strategy does on the same episodes.
+    runs = {}
+    for name, strategy in (
+        ('default', None),
+        ('mirrored', tf.distribute.MirroredStrategy(['/cpu:0']))):
+      workdir = tempfile.mkdtemp(dir=self.get_temp_dir())
+      results = train_lib.train_and_evaluate(
+          pool_fixtures.tiny_config(max_steps=2, eval_every=2,
+                                    strategy=name),
+          workdir, strategy=strategy)
+      restored, _, _ = workdir_lib.restore_rule(
+          workdir, os.path.join(workdir, 'checkpoints', 'ckpt-2'))
+      runs[name] = results, np.concatenate(
+          [np.ravel(v.numpy()) for v in restored.trainable_variables])
+    (default, default_params), (mirrored, mirrored_params) = (
+        runs['default'], runs['mirrored'])
+    self.assertEqual(mirrored['num_replicas'], 1)
+    self.assertEqual(mirrored['steps'], 2)
+    initial = np.concatenate([np.ravel(v.numpy()) for v in rules.make_rule(
+        pool_fixtures.tiny_config()).trainable_variables])
+    self.assertGreater(np.max(np.abs(default_params - initial)), 1e-4)
+    self.assertAllClose(mirrored_params, default_params, rtol=0, atol=1e-6)
+    for key in ('test_loss', 'valid_accuracy', 'test_accuracies'):
+      self.assertAllClose(mirrored[key], default[key], rtol=1e-6, atol=1e-6,
+                          msg=key)
