@@ -83,7 +83,7 @@ def equality(out_path):
   from meta_lstm_tf.training import train_lib
   from meta_lstm_tf.training import checkpoints
   from meta_lstm_tf.data import pools as pools_lib
-  from tests import test_train_lib
+  from tests.fixtures import pools as pool_fixtures
 
   mirrored = distribute.make_strategy('mirrored')
   report = {'replicas': mirrored.num_replicas_in_sync, 'steps': {}}
@@ -109,12 +109,12 @@ def equality(out_path):
         'iterations': [single[2], split[2]]}
 
   # End to end on synthetic pools: the same run on one device and mirrored.
-  pools = test_train_lib.synthetic_pools()
+  pools = pool_fixtures.synthetic_pools()
   pools_lib.make_class_pools = lambda data_config: pools
   runs = {}
   for name, strategy in (('default', None), ('mirrored', mirrored)):
     workdir = os.path.join(os.path.dirname(out_path), name)
-    config = test_train_lib.tiny_config(
+    config = pool_fixtures.tiny_config(
         meta_batch_size=2, strategy=name, export=name == 'mirrored')
     results = train_lib.train_and_evaluate(config, workdir, '--x=1\n',
                                            strategy=strategy)
@@ -154,15 +154,15 @@ def multi_worker(out_dir, workdir):
   strategy = distribute.make_strategy('multi_worker')  # Before other TF.
   from meta_lstm_tf.training import train_lib
   from meta_lstm_tf.data import pools as pools_lib
-  from tests import test_train_lib
+  from tests.fixtures import pools as pool_fixtures
   task = json.loads(os.environ['TF_CONFIG'])['task']
-  pools = test_train_lib.synthetic_pools()
+  pools = pool_fixtures.synthetic_pools()
   pools_lib.make_class_pools = lambda data_config: pools
   layers = []
   make_rule = rules.make_rule
   rules.make_rule = lambda config: layers.append(
       make_rule(config)) or layers[-1]
-  config = test_train_lib.tiny_config(
+  config = pool_fixtures.tiny_config(
       max_steps=3, eval_every=3, checkpoint_every=3, meta_batch_size=2,
       strategy='multi_worker')
   results = train_lib.train_and_evaluate(config, workdir, strategy=strategy)

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import meta_lstm_tf
-from tests import real_data
+from tests.fixtures import real_data
 
 
 def test_every_public_name_resolves():
@@ -43,9 +43,7 @@ def test_quickstart_is_short():
   assert len(_quickstart().strip().splitlines()) <= 30
 
 
-@pytest.mark.skipif(
-    not real_data.OMNIGLOT_DIR or not os.path.isdir(real_data.OMNIGLOT_DIR),
-    reason='OMNIGLOT_DIR is not set to a local Omniglot copy')
+@pytest.mark.skipif(not real_data.OMNIGLOT_DIR, reason=real_data.SKIP_REASON)
 def test_readme_python_quickstart_runs_as_written(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   monkeypatch.setenv('OMNIGLOT_DIR', real_data.OMNIGLOT_DIR)

@@ -105,6 +105,26 @@ class CliTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(
         workdir.config_from_dict(old).inner_loop.conv_dtype, 'float32')
 
+  def test_bn_momentum_and_train_query_stats_flags_reach_the_inner_loop(self):
+    def inner_loop(*argv):
+      return cli.config_from_flags(parse(['--workdir=/tmp/x', *argv])
+                                   ).inner_loop
+
+    self.assertEqual(inner_loop().bn_momentum, 1.0)  # The last pass.
+    # 0 means the mean over passes, which the config spells None.
+    self.assertIsNone(inner_loop('--bn_momentum=0').bn_momentum)
+    self.assertEqual(inner_loop('--bn_momentum=0.5').bn_momentum, 0.5)
+    for bad in ('-0.5', '1.5'):
+      with self.assertRaisesRegex(ValueError, f'bn_momentum={float(bad)}'):
+        inner_loop(f'--bn_momentum={bad}')
+    self.assertEqual(inner_loop().train_query_stats, 'batch')
+    self.assertEqual(
+        inner_loop('--train_query_stats=support').train_query_stats,
+        'support')
+    with self.assertRaisesRegex(flags.IllegalFlagValueError,
+                                'train_query_stats'):
+      parse(['--train_query_stats=query'])
+
   def test_unknown_split_is_rejected_by_the_parser(self):
     with self.assertRaisesRegex(flags.IllegalFlagValueError, 'split'):
       parse(['--split=bogus'])

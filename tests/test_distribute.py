@@ -21,9 +21,10 @@ from meta_lstm_tf import config as config_lib
 from meta_lstm_tf.training import distribute
 from meta_lstm_tf import rules
 from meta_lstm_tf.training import train_lib
+from meta_lstm_tf.training import checkpoints
 from meta_lstm_tf.data import episodes as episodes_lib
 from meta_lstm_tf.data import pools as pools_lib
-from tests import test_train_lib
+from tests.fixtures import pools as pool_fixtures
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(REPO, 'tests', 'distribute_worker.py')
@@ -133,7 +134,7 @@ class SplitEpisodesTest(tf.test.TestCase, parameterized.TestCase):
   )
   def test_shares_tile_the_single_device_batches(self, batch, replicas,
                                                  pipelines, start_index):
-    pool = test_train_lib.synthetic_pools().meta_train
+    pool = pool_fixtures.synthetic_pools().meta_train
     episode = config_lib.EpisodeConfig(3, 1, 2)
     steps = 3
 
@@ -158,7 +159,7 @@ class SplitEpisodesTest(tf.test.TestCase, parameterized.TestCase):
           single[s])
 
   def test_bad_split(self):
-    pool = test_train_lib.synthetic_pools().meta_train
+    pool = pool_fixtures.synthetic_pools().meta_train
     episode = config_lib.EpisodeConfig(3, 1, 2)
     with self.assertRaisesRegex(ValueError, 'meta_batch_size=3'):
       episodes_lib.make_episode_dataset(pool, episode, 3, 0, num_replicas=2,
@@ -253,7 +254,7 @@ class MultiWorkerTest(tf.test.TestCase):
     params = [np.load(os.path.join(out_dir, f'params_{i}.npy'))
               for i in range(2)]
     self.assertAllClose(params[0], params[1], atol=1e-6)
-    initial = rules.make_rule(test_train_lib.tiny_config())
+    initial = rules.make_rule(pool_fixtures.tiny_config())
     initial = np.concatenate([np.reshape(v.numpy(), [-1])
                               for v in initial.trainable_variables])
     self.assertGreater(np.max(np.abs(params[0] - initial)), 1e-4)
@@ -270,7 +271,7 @@ class DefaultStrategyTest(tf.test.TestCase):
   def setUp(self):
     super().setUp()
     self._original = pools_lib.make_class_pools
-    pools = test_train_lib.synthetic_pools()
+    pools = pool_fixtures.synthetic_pools()
     pools_lib.make_class_pools = lambda data_config: pools
 
   def tearDown(self):
@@ -278,12 +279,30 @@ class DefaultStrategyTest(tf.test.TestCase):
     super().tearDown()
 
   def test_single_replica_mirrored_needs_no_special_batch(self):
-    # A one-device MirroredStrategy takes the distributed path.
-    strategy = tf.distribute.MirroredStrategy(['/cpu:0'])
-    workdir = tempfile.mkdtemp(dir=self.get_temp_dir())
-    results = train_lib.train_and_evaluate(
-        test_train_lib.tiny_config(max_steps=2, eval_every=2,
-                                   strategy='mirrored'),
-        workdir, strategy=strategy)
-    self.assertEqual(results['num_replicas'], 1)
-    self.assertEqual(results['steps'], 2)
+    # A one-device MirroredStrategy takes the distributed path (its own
+    # dataset, step and all-reduce); it must train exactly as the default
+    # strategy does on the same episodes.
+    runs = {}
+    for name, strategy in (
+        ('default', None),
+        ('mirrored', tf.distribute.MirroredStrategy(['/cpu:0']))):
+      workdir = tempfile.mkdtemp(dir=self.get_temp_dir())
+      results = train_lib.train_and_evaluate(
+          pool_fixtures.tiny_config(max_steps=2, eval_every=2,
+                                    strategy=name),
+          workdir, strategy=strategy)
+      restored, _, _ = checkpoints.restore_rule(
+          workdir, os.path.join(workdir, 'checkpoints', 'ckpt-2'))
+      runs[name] = results, np.concatenate(
+          [np.ravel(v.numpy()) for v in restored.trainable_variables])
+    (default, default_params), (mirrored, mirrored_params) = (
+        runs['default'], runs['mirrored'])
+    self.assertEqual(mirrored['num_replicas'], 1)
+    self.assertEqual(mirrored['steps'], 2)
+    initial = np.concatenate([np.ravel(v.numpy()) for v in rules.make_rule(
+        pool_fixtures.tiny_config()).trainable_variables])
+    self.assertGreater(np.max(np.abs(default_params - initial)), 1e-4)
+    self.assertAllClose(mirrored_params, default_params, rtol=0, atol=1e-6)
+    for key in ('test_loss', 'valid_accuracy', 'test_accuracies'):
+      self.assertAllClose(mirrored[key], default[key], rtol=1e-6, atol=1e-6,
+                          msg=key)

@@ -3,39 +3,19 @@ exit however the holder exits."""
 
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 
 import tensorflow as tf
 
-from meta_lstm_tf import file_lock
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-HOLDER = '''
-import sys, time
-from meta_lstm_tf import file_lock
-with file_lock.exclusive_lock(sys.argv[1], 'workdir'):
-  print('locked', flush=True)
-  time.sleep(120)
-'''
-
-
-def hold_lock(directory: str) -> subprocess.Popen:
-  """A child process holding `directory`'s lock (until killed)."""
-  process = subprocess.Popen([sys.executable, '-c', HOLDER, directory],
-                             stdout=subprocess.PIPE, text=True, cwd=REPO,
-                             env=dict(os.environ, PYTHONPATH=REPO))
-  assert process.stdout.readline().strip() == 'locked'
-  return process
+from meta_lstm_tf.training import file_lock
+from tests.fixtures import locks
 
 
 class ExclusiveLockTest(tf.test.TestCase):
 
   def test_second_holder_fails_naming_the_pid_until_the_first_dies(self):
     directory = os.path.join(tempfile.mkdtemp(dir=self.get_temp_dir()), 'w')
-    holder = hold_lock(directory)
+    holder = locks.hold_lock(directory)
     try:
       with self.assertRaisesRegex(
           file_lock.DirectoryBusyError,

@@ -4,10 +4,12 @@ differences (second order), a stop-gradient reference (first order), and
 
 import functools
 
+from absl import flags
 from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
+from meta_lstm_tf.bin import cli
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import inner_loop
 from meta_lstm_tf.learners import conv_ops as learner
@@ -16,6 +18,8 @@ from meta_lstm_tf.rules import meta_lstm
 from meta_lstm_tf.rules import meta_lstm_cell
 from meta_lstm_tf.rules import meta_sgd
 from meta_lstm_tf.rules import sgd
+from tests.fixtures import gradients
+from tests.fixtures import reference
 
 TINY = config_lib.LearnerConfig(num_ways=2, num_filters=2, num_blocks=1,
                                 image_size=4, channels=1)
@@ -40,12 +44,7 @@ def make_rule(name):
 def rule_weights(name, rng):
   """Float64 meta-parameters (besides theta_0) of a rule, as a flat list."""
   if name == 'meta_lstm':
-    shapes = [(4, 4 * HIDDEN), (HIDDEN, 4 * HIDDEN), (4 * HIDDEN,),
-              (HIDDEN + 2,), (), (HIDDEN + 2,), ()]
-    weights = [rng.uniform(-0.5, 0.5, size=s) for s in shapes]
-    weights[4] = np.array(2.0)    # forget bias: f ~ 0.88
-    weights[6] = np.array(-1.5)   # input bias: i ~ 0.18
-    return weights
+    return gradients.meta_lstm_weights(rng, HIDDEN)
   if name == 'sgd':
     return [np.array(0.3)]
   return [rng.uniform(0.05, 0.5, size=learner.num_params(TINY))]
@@ -120,18 +119,9 @@ class InnerLoopTest(tf.test.TestCase, parameterized.TestCase):
     loss_fn = lambda m: query_loss(m, data, True, rule)
     if use_function:
       grad_fn, loss_fn = tf.function(grad_fn), tf.function(loss_fn)
-    grads = grad_fn(meta)
-    rng = np.random.default_rng(42)
-    eps = 1e-6
-    for _ in range(3):
-      direction = [tf.constant(rng.normal(size=m.shape)) for m in meta]
-      analytic = sum(float(tf.reduce_sum(g * d))
-                     for g, d in zip(grads, direction))
-      plus = loss_fn([m + eps * d for m, d in zip(meta, direction)])
-      minus = loss_fn([m - eps * d for m, d in zip(meta, direction)])
-      numeric = float(plus - minus) / (2 * eps)
-      self.assertLess(abs(analytic - numeric) / abs(numeric), 1e-6,
-                      msg=f'analytic={analytic} numeric={numeric}')
+    gradients.assert_matches_finite_differences(
+        self, loss_fn, grad_fn(meta), meta, np.random.default_rng(42),
+        eps=1e-6)
 
   @parameterized.parameters(*RULES)
   def test_second_order_differs_from_first_order(self, rule):
@@ -186,6 +176,52 @@ class InnerLoopTest(tf.test.TestCase, parameterized.TestCase):
     for m in means[1:]:
       ema = 0.5 * (ema + m)
     self.assertAllClose(run(support, momentum=0.5).bn_stats.means[0], ema)
+
+  def test_bn_momentum_flag_zero_is_the_mean_over_passes_in_evaluation(self):
+    """`--bn_momentum=0` (None in the config): the episode's running
+    statistics are the mean of the T + 1 support passes' batch statistics,
+    recomputed here in NumPy, and evaluation normalises the queries with
+    them."""
+    flag_values = flags.FlagValues()
+    cli.define_flags(flag_values)
+    flag_values(['prog', '--workdir=/tmp/x', '--bn_momentum=0',
+                 f'--inner_steps={STEPS}'])
+    inner_config = cli.config_from_flags(flag_values).inner_loop
+    self.assertIsNone(inner_config.bn_momentum)
+    rule = make_rule('sgd')  # theta_t = theta_{t-1} - 0.3 grad_t.
+    _, (support, labels, query, _) = tiny_problem()
+    support, query = tf.cast(support, tf.float32), tf.cast(query, tf.float32)
+    logits, result = inner_loop.adapt_and_classify(
+        rule, support, labels, query, inner_config, training=False)
+    # The passes at theta_0 .. theta_T: SGD on the library's support
+    # gradient; each pass's conv1 output (bias included) in NumPy.
+    spec = learner.param_spec(TINY)
+    theta = rule.initial_params.numpy()
+    means, variances = [], []
+    for t in range(STEPS + 1):
+      params = learner.unflatten(tf.constant(theta), spec)
+      conv = reference.conv3x3_same(support, params['conv1/kernel'],
+                                    params['conv1/bias'])
+      means.append(conv.mean(axis=(0, 1, 2)))
+      variances.append(conv.var(axis=(0, 1, 2)))
+      if t < STEPS:
+        _, grad, _ = inner_loop.support_loss_and_gradient(
+            tf.constant(theta), support, labels, TINY, False)
+        theta = theta - np.float32(0.3) * grad.numpy()
+    mean, variance = np.mean(means, axis=0), np.mean(variances, axis=0)
+    self.assertAllClose(result.params, theta, rtol=1e-5, atol=1e-6)
+    self.assertAllClose(result.bn_stats.means[0], mean, rtol=1e-5, atol=1e-6)
+    self.assertAllClose(result.bn_stats.variances[0], variance, rtol=1e-5,
+                        atol=1e-6)
+    self.assertEqual(float(result.bn_stats.count), STEPS + 1)
+    # Not the last pass's statistics (the default, momentum 1).
+    self.assertGreater(np.max(np.abs(means[-1] - mean)), 1e-3)
+    stats = types.BatchNormStats((tf.constant(mean, tf.float32),),
+                                 (tf.constant(variance, tf.float32),),
+                                 tf.constant(float(STEPS + 1)))
+    want, _ = learner.apply(learner.unflatten(result.params, spec), query,
+                            TINY, bn_stats=stats)
+    self.assertAllClose(logits, want, rtol=1e-4, atol=1e-5)
 
   def test_support_loss_decreases_on_separable_episode(self):
     cfg = config_lib.LearnerConfig(num_ways=2, num_filters=8, num_blocks=2,

@@ -5,6 +5,7 @@ Needs OMNIGLOT_DIR (CI sets it to ../shared/data/omniglot); skipped otherwise.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,15 +13,15 @@ import tempfile
 import time
 
 import pytest
+import tensorflow as tf
 
-from tests import real_data
+from tests.fixtures import real_data
 
 REPO = real_data.REPO
 OMNIGLOT_DIR = real_data.OMNIGLOT_DIR
 
-pytestmark = pytest.mark.skipif(
-    not OMNIGLOT_DIR or not os.path.isdir(OMNIGLOT_DIR),
-    reason='OMNIGLOT_DIR is not set to a local Omniglot copy')
+pytestmark = pytest.mark.skipif(not OMNIGLOT_DIR,
+                                reason=real_data.SKIP_REASON)
 
 # Small but real: 5-way 1-shot on the lake split with the paper's learner.
 QUICK = ['--flagfile=configs/mini.flags', '--quiet', '--noexport',
@@ -101,15 +102,30 @@ def test_sigterm_writes_a_checkpoint_and_exits():
                    '--checkpoint_every=5', '--eval_every=1000',
                    '--eval_episodes=5'),
       cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  wait_for(os.path.join(workdir, 'checkpoints', 'ckpt-5.index'), process)
+  checkpoint_dir = os.path.join(workdir, 'checkpoints')
+  wait_for(os.path.join(checkpoint_dir, 'ckpt-5.index'), process)
+  signalled = time.time()
   process.send_signal(signal.SIGTERM)
   _, stderr = process.communicate(timeout=120)
   assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
-  assert 'rerun the same command to resume' in stderr
-  checkpoints = os.listdir(os.path.join(workdir, 'checkpoints'))
-  steps = [int(name[len('ckpt-'):-len('.index')]) for name in checkpoints
-           if name.endswith('.index')]
-  assert max(steps) >= 5
+  written = re.search(r'checkpoint (\S+) written; rerun the same command to '
+                      'resume', stderr)
+  assert written, stderr[-3000:]
+  written = written.group(1)
+  # The checkpoint the handler named was saved after the signal (the state
+  # file records each save's time.time() in the saving process), is the
+  # newest, and holds the step its name says: not the periodic ckpt-5 that
+  # existed before the signal (a signal during step 5's save makes the
+  # handler save ckpt-5 again, later).
+  state = tf.train.get_checkpoint_state(checkpoint_dir)
+  assert state.model_checkpoint_path == written, (state, written)
+  saved_at = dict(zip(state.all_model_checkpoint_paths,
+                      state.all_model_checkpoint_timestamps))
+  assert saved_at[written] > signalled, (saved_at, signalled)
+  step = int(written.rsplit('-', 1)[1])
+  assert step >= 5
+  assert tf.train.load_variable(written,
+                                'step/.ATTRIBUTES/VARIABLE_VALUE') == step
 
 
 def test_missing_data_directory_fails_before_training():

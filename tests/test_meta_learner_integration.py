@@ -12,11 +12,10 @@ import pytest
 import tensorflow as tf
 
 import meta_lstm_tf
-from tests import real_data
+from tests.fixtures import real_data
 
-pytestmark = pytest.mark.skipif(
-    not real_data.OMNIGLOT_DIR or not os.path.isdir(real_data.OMNIGLOT_DIR),
-    reason='OMNIGLOT_DIR is not set to a local Omniglot copy')
+pytestmark = pytest.mark.skipif(not real_data.OMNIGLOT_DIR,
+                                reason=real_data.SKIP_REASON)
 
 WAYS, SHOTS, QUERIES = 5, 1, 5
 

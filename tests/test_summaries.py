@@ -1,6 +1,5 @@
 """TensorBoard summaries: the tags and values the run's logs hold."""
 
-import glob
 import os
 import tempfile
 
@@ -8,50 +7,11 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 from tensorboard.plugins.hparams import metadata as hparams_metadata
-from tensorboard.plugins.hparams import plugin_data_pb2
 
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf.training import summaries
 from meta_lstm_tf import types
-
-
-def scalars(log_dir):
-  values = {}
-  for path in glob.glob(os.path.join(log_dir, 'events.out.tfevents.*')):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.metadata.plugin_data.plugin_name == 'scalars':
-          values[(value.tag, event.step)] = float(
-              tf.make_ndarray(value.tensor))
-  return values
-
-
-def _tags(log_dir):
-  tags = set()
-  for path in glob.glob(os.path.join(log_dir, 'events.out.tfevents.*')):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      tags.update(value.tag for value in event.summary.value)
-  return tags
-
-
-def hparams_data(log_dir):
-  """{tag: HParamsPluginData} of the hparams summaries in `log_dir` itself."""
-  found = {}
-  for path in glob.glob(os.path.join(log_dir, 'events.out.tfevents.*')):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if (value.metadata.plugin_data.plugin_name ==
-            hparams_metadata.PLUGIN_NAME):
-          found[value.tag] = plugin_data_pb2.HParamsPluginData.FromString(
-              value.metadata.plugin_data.content)
-  return found
-
-
-def declared_metrics(log_dir):
-  """{(group, tag)} of the metrics the run's experiment declares."""
-  experiment = hparams_data(log_dir)[hparams_metadata.EXPERIMENT_TAG]
-  return {(m.name.group, m.name.tag) for m in experiment.experiment
-          .metric_infos}
+from tests.fixtures import summaries as event_files
 
 
 class WriterTest(tf.test.TestCase):
@@ -62,8 +22,8 @@ class WriterTest(tf.test.TestCase):
     config = config_lib.ExperimentConfig()
     writer.hparams(config)
     writer.flush()
-    data = hparams_data(log_dir)
-    self.assertEqual(declared_metrics(log_dir),
+    data = event_files.hparams_data(log_dir)
+    self.assertEqual(event_files.declared_metrics(log_dir),
                      {('valid', 'accuracy'), ('train', 'meta_loss'),
                       ('train', 'accuracy'), ('test', 'accuracy')})
     experiment = data[hparams_metadata.EXPERIMENT_TAG].experiment
@@ -80,7 +40,7 @@ class WriterTest(tf.test.TestCase):
     self.assertEqual(session.hparams['meta_learner.update_rule'].string_value,
                      'meta_lstm')
     # The session is the log directory itself, not one of its metric runs.
-    self.assertEmpty(hparams_data(os.path.join(log_dir, 'train')))
+    self.assertEmpty(event_files.hparams_data(os.path.join(log_dir, 'train')))
 
   def test_test_scalars(self):
     log_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
@@ -88,7 +48,7 @@ class WriterTest(tf.test.TestCase):
     self.assertFalse(os.path.exists(os.path.join(log_dir, 'test')))
     writer.test_scalars(12, accuracy=0.8125, ci95=0.01, loss=0.4)
     writer.flush()
-    test = scalars(os.path.join(log_dir, 'test'))
+    test = event_files.scalars(os.path.join(log_dir, 'test'))
     self.assertAlmostEqual(test[('accuracy', 12)], 0.8125)
     self.assertAlmostEqual(test[('accuracy_ci95', 12)], 0.01)
 
@@ -104,7 +64,7 @@ class WriterTest(tf.test.TestCase):
     writer.valid_scalars(10, accuracy=0.625, ci95=0.05, loss=0.7,
                          train_seconds=33.0)
     writer.flush()
-    train = scalars(os.path.join(log_dir, 'train'))
+    train = event_files.scalars(os.path.join(log_dir, 'train'))
     self.assertAlmostEqual(train[('meta_loss', 10)], 0.5)
     self.assertAlmostEqual(train[('accuracy', 10)], 0.75)
     self.assertAlmostEqual(train[('episodes_per_sec', 10)], 12.5)
@@ -113,7 +73,7 @@ class WriterTest(tf.test.TestCase):
     # Gates are numbered by the inner step they come out of (t = 1..T).
     self.assertAlmostEqual(train[('forget_gate_mean/t02', 10)], 0.8)
     self.assertAlmostEqual(train[('input_gate_mean/t01', 10)], 0.1)
-    valid = scalars(os.path.join(log_dir, 'valid'))
+    valid = event_files.scalars(os.path.join(log_dir, 'valid'))
     self.assertAlmostEqual(valid[('accuracy', 10)], 0.625)
     self.assertAlmostEqual(valid[('train_seconds', 10)], 33.0)
 
@@ -127,7 +87,7 @@ class WriterTest(tf.test.TestCase):
         forget_gates=gates, input_gates=gates)
     writer.gate_histograms(5, result)
     writer.flush()
-    tags = _tags(os.path.join(log_dir, 'train'))
+    tags = event_files.tags(os.path.join(log_dir, 'train'))
     for t in (1, 2, 3):
       self.assertIn(f'forget_gate/t{t:02d}', tags)
       self.assertIn(f'input_gate/t{t:02d}', tags)

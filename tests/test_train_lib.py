@@ -1,7 +1,6 @@
 """train_and_evaluate on small synthetic pools: results, resume, failures."""
 
 import contextlib
-import dataclasses
 import io
 import json
 import os
@@ -16,59 +15,20 @@ import tensorflow as tf
 from meta_lstm_tf.training import checkpoints
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import evaluation
-from meta_lstm_tf import file_lock
+from meta_lstm_tf.training import file_lock
 from meta_lstm_tf import rules
 from meta_lstm_tf.training import stopping
 from meta_lstm_tf.training import train_lib
 from meta_lstm_tf.training import train_steps
 from meta_lstm_tf.training import workdir as workdir_lib
-from meta_lstm_tf.data import class_pools
 from meta_lstm_tf.data import pools as pools_lib
 from meta_lstm_tf.serving import export as serving_export
-from tests import test_file_lock
-from tests import test_summaries
+from tests.fixtures import locks
+from tests.fixtures import pools as pool_fixtures
+from tests.fixtures import summaries as event_files
 
-
-def synthetic_pools(num_classes=12, drawings=6, size=8, seed=0, nan=False):
-  """Each class is a fixed random pattern plus noise: learnable episodes."""
-  rng = np.random.default_rng(seed)
-
-  def pool(offset, count):
-    patterns = rng.uniform(size=(count, 1, size, size, 1))
-    images = np.clip(patterns + 0.2 * rng.normal(
-        size=(count, drawings, size, size, 1)), 0, 1).astype(np.float32)
-    if nan:
-      images[:] = np.nan
-    names = tuple(f'synthetic/character{offset + i:02d}' for i in range(count))
-    return class_pools.ClassPool(tf.constant(images), names)
-
-  return class_pools.ClassPools(pool(0, num_classes), pool(100, num_classes),
-                                pool(200, num_classes))
-
-
-def tiny_config(update_rule='meta_lstm', **train_overrides):
-  train = dict(max_steps=6, eval_every=3, eval_episodes=4, test_episodes=5,
-               checkpoint_every=2, log_every=2, quiet=True, export=False,
-               seed=3, deterministic=True)
-  train.update(train_overrides)
-  return config_lib.ExperimentConfig(
-      data=config_lib.DataConfig(image_size=8),
-      episode=config_lib.EpisodeConfig(num_ways=3, num_shots=1,
-                                       num_queries=2),
-      learner=config_lib.LearnerConfig(num_ways=3, num_filters=4,
-                                       num_blocks=2, image_size=8),
-      meta_learner=config_lib.MetaLearnerConfig(hidden_size=4,
-                                                update_rule=update_rule,
-                                                inner_lr=0.3),
-      inner_loop=config_lib.InnerLoopConfig(inner_steps=2),
-      train=config_lib.TrainConfig(**{
-          k: v for k, v in train.items() if k not in _RUNTIME_FIELDS}),
-      runtime=config_lib.RuntimeConfig(**{
-          k: v for k, v in train.items() if k in _RUNTIME_FIELDS})).validate()
-
-
-_RUNTIME_FIELDS = tuple(f.name for f in dataclasses.fields(
-    config_lib.RuntimeConfig))
+synthetic_pools = pool_fixtures.synthetic_pools
+tiny_config = pool_fixtures.tiny_config
 
 
 class _SignalAfter:
@@ -104,7 +64,46 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_results_and_run_records(self):
     workdir = tempfile.mkdtemp(dir=self.get_temp_dir())
-    results = train_lib.train_and_evaluate(tiny_config(), workdir, '--x=1\n')
+    # Validation runs at steps 3 and 6; the one at the last step is made to
+    # score 0, so the best checkpoint is step 3's and the test must restore
+    # it rather than test the last parameters. The parameters in use during
+    # each evaluation are recorded.
+    made, evaluations = [], []
+    make_rule, evaluate = rules.make_rule, evaluation.evaluate
+
+    def recording_make_rule(config):
+      made.append(make_rule(config))
+      return made[-1]
+
+    def recording_evaluate(eval_step, batches):
+      result = evaluate(eval_step, batches)
+      if len(evaluations) == 1:  # Validation at step 6.
+        result = dict(result, accuracy=0.0)
+      evaluations.append((result, [v.numpy()
+                                   for v in made[0].trainable_variables]))
+      return result
+
+    with mock.patch.object(rules, 'make_rule', recording_make_rule), \
+         mock.patch.object(evaluation, 'evaluate', recording_evaluate):
+      results = train_lib.train_and_evaluate(tiny_config(), workdir,
+                                             '--x=1\n')
+    (valid_3, _), (valid_6, _), (test, tested) = evaluations
+    self.assertEqual((valid_3['episodes'], valid_6['episodes'],
+                      test['episodes']), (4, 4, 5))
+    self.assertGreater(valid_3['accuracy'], 0.0)
+    self.assertEqual(results['best_step'], 3)
+    self.assertEqual(results['valid_accuracy'], valid_3['accuracy'])
+    self.assertEqual(results['best_checkpoint'],
+                     os.path.join(workdir, 'best', 'ckpt-3'))
+    self.assertEqual(results['test_loss'], test['loss'])
+    best, _, _ = checkpoints.restore_rule(workdir, results['best_checkpoint'])
+    last, _, _ = checkpoints.restore_rule(
+        workdir, os.path.join(workdir, 'checkpoints', 'ckpt-6'))
+    for value, at_best in zip(tested, best.trainable_variables):
+      self.assertAllEqual(value, at_best)
+    self.assertNotAllClose(np.concatenate([v.ravel() for v in tested]),
+                           np.concatenate([np.ravel(v)
+                                           for v in last.trainable_variables]))
     with open(os.path.join(workdir, 'results.json')) as f:
       on_disk = json.load(f)
     self.assertEqual(on_disk, json.loads(json.dumps(results)))
@@ -122,7 +121,6 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAlmostEqual(results['test_ci95'], ci95, places=6)
     self.assertEqual(results['test_episodes'], 5)
     self.assertEqual(results['steps'], 6)
-    self.assertIn(results['best_step'], (3, 6))
     self.assertTrue(os.path.exists(os.path.join(workdir, 'config.json')))
     self.assertTrue(os.path.exists(os.path.join(workdir, 'flags.txt')))
     self.assertNotEmpty(tf.io.gfile.glob(os.path.join(workdir, 'logs', 'train',
@@ -130,13 +128,13 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
     # Every metric the HParams dashboard is told of is in its run's logs;
     # the test accuracy at the last step.
     logs = os.path.join(workdir, 'logs')
-    metrics = test_summaries.declared_metrics(logs)
+    metrics = event_files.declared_metrics(logs)
     self.assertIn(('test', 'accuracy'), metrics)
     for group, tag in metrics:
-      logged = test_summaries.scalars(os.path.join(logs, group))
+      logged = event_files.scalars(os.path.join(logs, group))
       self.assertIn(tag, {t for t, _ in logged}, msg=group)
     self.assertAlmostEqual(
-        test_summaries.scalars(os.path.join(logs, 'test'))[('accuracy', 6)],
+        event_files.scalars(os.path.join(logs, 'test'))[('accuracy', 6)],
         results['test_accuracy'], places=6)
 
   def test_workdir_on_another_file_system(self):
@@ -292,7 +290,7 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_second_run_on_a_busy_workdir_fails_at_once_naming_the_pid(self):
     workdir = os.path.join(tempfile.mkdtemp(dir=self.get_temp_dir()), 'w')
-    holder = test_file_lock.hold_lock(workdir)
+    holder = locks.hold_lock(workdir)
     try:
       with self.assertRaisesRegex(file_lock.DirectoryBusyError,
                                   f'in use by pid {holder.pid}'):

@@ -1,7 +1,5 @@
 """The baselines on the real Omniglot copy (OMNIGLOT_DIR)."""
 
-import os
-
 import tensorflow as tf
 
 from meta_lstm_tf import baselines
@@ -11,18 +9,17 @@ from meta_lstm_tf.baselines import nearest_neighbour
 from meta_lstm_tf.baselines import pretraining
 from meta_lstm_tf.data import episodes as episodes_lib
 from meta_lstm_tf.data import pools as pools_lib
-from tests.baselines import fixtures
+from tests.fixtures import baselines as fixtures
+from tests.fixtures import real_data
 
 
 class RealOmniglotTest(tf.test.TestCase):
   """A short pretraining on the real archives (skipped without them)."""
 
+  @real_data.requires_omniglot
   def test_pretrained_features_beat_random_ones(self):
-    omniglot_dir = os.environ.get('OMNIGLOT_DIR')
-    if not omniglot_dir:
-      self.skipTest('OMNIGLOT_DIR is not set')
     config = config_lib.ExperimentConfig(data=config_lib.DataConfig(
-        omniglot_dir=omniglot_dir))
+        omniglot_dir=real_data.OMNIGLOT_DIR))
     pools = pools_lib.make_class_pools(config.data)
     result = baselines.pretrain(config,
                                 baselines.BaselineConfig(pretrain_steps=300),

@@ -8,7 +8,7 @@ from meta_lstm_tf import config as config_lib
 from meta_lstm_tf.learners import conv_ops as learner
 from meta_lstm_tf.baselines import nearest_neighbour
 from meta_lstm_tf.data import episodes as episodes_lib
-from tests.baselines import fixtures
+from tests.fixtures import baselines as fixtures
 
 _SIZE = fixtures.SIZE
 _LEARNER = fixtures.LEARNER

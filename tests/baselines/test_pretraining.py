@@ -9,7 +9,7 @@ import tensorflow as tf
 from meta_lstm_tf import baselines
 from meta_lstm_tf.baselines import pretrain_data
 from meta_lstm_tf.baselines import pretraining
-from tests.baselines import fixtures
+from tests.fixtures import baselines as fixtures
 
 _SIZE = fixtures.SIZE
 

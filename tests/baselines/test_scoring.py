@@ -12,7 +12,7 @@ from meta_lstm_tf import inner_loop
 from meta_lstm_tf.baselines import finetune as finetune_lib
 from meta_lstm_tf.data import class_pools
 from meta_lstm_tf.data import episodes as episodes_lib
-from tests.baselines import fixtures
+from tests.fixtures import baselines as fixtures
 
 _SIZE = fixtures.SIZE
 _LEARNER = fixtures.LEARNER

@@ -3,26 +3,22 @@
 Skipped unless OMNIGLOT_DIR points at a local copy.
 """
 
-import os
-
 import numpy as np
 import tensorflow as tf
 
 from meta_lstm_tf import config
 from meta_lstm_tf.data import episodes
 from meta_lstm_tf.data import pools as pools_lib
-from tests import real_data
-
-OMNIGLOT_DIR = real_data.OMNIGLOT_DIR
+from tests.fixtures import real_data
 
 
+
+@real_data.requires_omniglot
 class RealOmniglotLakeProtocolTest(tf.test.TestCase):
 
   def test_real_omniglot_drawers_and_alphabets(self):
-    if not OMNIGLOT_DIR or not os.path.isdir(OMNIGLOT_DIR):
-      self.skipTest('OMNIGLOT_DIR is not set to a local Omniglot copy')
     pools = pools_lib.make_class_pools(
-        config.DataConfig(omniglot_dir=OMNIGLOT_DIR), drawers=True)
+        config.DataConfig(omniglot_dir=real_data.OMNIGLOT_DIR), drawers=True)
     test = pools.meta_test
     self.assertEqual(test.drawers.shape, (659, 20))
     # Every character: one drawing by each of the 20 drawers.

@@ -12,7 +12,7 @@ import tempfile
 
 import pytest
 
-from tests import real_data
+from tests.fixtures import real_data
 
 REPO = real_data.REPO
 OMNIGLOT_DIR = real_data.OMNIGLOT_DIR
@@ -20,8 +20,7 @@ PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
 
 @pytest.mark.slow  # About 70 s on 2 CPU cores.
-@pytest.mark.skipif(not OMNIGLOT_DIR or not os.path.isdir(OMNIGLOT_DIR),
-                    reason='OMNIGLOT_DIR is not set to a local Omniglot copy')
+@pytest.mark.skipif(not OMNIGLOT_DIR, reason=real_data.SKIP_REASON)
 def test_command_end_to_end_on_real_omniglot():
   root = tempfile.mkdtemp()
   readme = os.path.join(root, 'README.md')

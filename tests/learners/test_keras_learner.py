@@ -17,6 +17,7 @@ from meta_lstm_tf import learners
 from meta_lstm_tf.rules import meta_lstm
 from meta_lstm_tf.rules import meta_lstm_cell
 from meta_lstm_tf.rules import sgd
+from tests.fixtures import gradients
 
 CONFIG = config_lib.LearnerConfig(num_ways=3, num_filters=4, num_blocks=2,
                                   image_size=8, channels=1)
@@ -151,12 +152,7 @@ class SecondOrderTest(tf.test.TestCase):
   def test_second_order_matches_finite_differences(self):
     rule = _float64_rule()
     rng = np.random.default_rng(0)
-    hidden = 3
-    shapes = [(4, 4 * hidden), (hidden, 4 * hidden), (4 * hidden,),
-              (hidden + 2,), (), (hidden + 2,), ()]
-    weights = [rng.uniform(-0.5, 0.5, size=s) for s in shapes]
-    weights[4] = np.array(2.0)
-    weights[6] = np.array(-1.5)
+    weights = gradients.meta_lstm_weights(rng, hidden=3)
     meta = [tf.constant(w, tf.float64) for w in weights] + [
         tf.constant(rule.learner.initial_params())]
     self.assertEqual(meta[-1].dtype, tf.float64)
@@ -178,19 +174,10 @@ class SecondOrderTest(tf.test.TestCase):
         loss = loss_fn(meta)
       return tape.gradient(loss, meta)
 
-    grads = grad_fn(meta)
-    # Small: the loss's third derivatives are large here (at 1e-5 the
+    # eps small: the loss's third derivatives are large here (at 1e-5 the
     # central difference is off by 5e-4, at 1e-7 it agrees to 1e-10).
-    eps = 1e-7
-    for _ in range(3):
-      direction = [tf.constant(rng.normal(size=m.shape)) for m in meta]
-      analytic = sum(float(tf.reduce_sum(g * d))
-                     for g, d in zip(grads, direction))
-      plus = loss_fn([m + eps * d for m, d in zip(meta, direction)])
-      minus = loss_fn([m - eps * d for m, d in zip(meta, direction)])
-      numeric = float(plus - minus) / (2 * eps)
-      self.assertLess(abs(analytic - numeric) / abs(numeric), 1e-6,
-                      msg=f'analytic={analytic} numeric={numeric}')
+    gradients.assert_matches_finite_differences(self, loss_fn, grad_fn(meta),
+                                                meta, rng, eps=1e-7)
 
   def test_keras_own_moments_would_be_wrong(self):
     """The check above can fail: with tf.nn.moments' stop_gradient (Keras's

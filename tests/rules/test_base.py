@@ -68,6 +68,18 @@ class InterfaceTest(tf.test.TestCase, parameterized.TestCase):
                         atol=5e-3)
     self.assertAllClose(new.forget_gate, np.full(theta0.shape, 0.999),
                         atol=1e-3)
+    # Near 1 only the logits tell gates apart (0.999 and 0.9999 are 1e-3
+    # close, their logits 6.91 and 9.21): each gate's logit is its bias's,
+    # logit(configured value), up to the small weights' share (measured
+    # under 0.005).
+    def logit(gate):
+      gate = np.asarray(gate, np.float64)
+      return np.log(gate) - np.log1p(-gate)
+
+    self.assertAllClose(logit(new.forget_gate),
+                        np.full(theta0.shape, logit(0.999)), atol=0.05)
+    self.assertAllClose(logit(new.input_gate),
+                        np.full(theta0.shape, logit(0.05)), atol=0.05)
 
   @parameterized.parameters('meta_lstm', 'sgd', 'meta_sgd')
   def test_set_initial_params_checks_then_assigns(self, name):

@@ -7,7 +7,7 @@ import tensorflow as tf
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf.rules import meta_lstm
 from meta_lstm_tf.rules import meta_lstm_cell
-from tests import test_preprocessing
+from tests.fixtures import reference
 
 
 def sigmoid(x):
@@ -19,8 +19,8 @@ def numpy_step(w, state, grad, loss, p=10.0):
   (kx, kh, b, wf, bf, wi, bi) = w
   h, c, f_prev, i_prev, theta = state
   x = np.concatenate([
-      test_preprocessing.numpy_preprocess(grad, p),
-      np.broadcast_to(test_preprocessing.numpy_preprocess(loss, p),
+      reference.numpy_preprocess(grad, p),
+      np.broadcast_to(reference.numpy_preprocess(loss, p),
                       (grad.shape[0], 2))
   ], axis=1)
   z = x @ kx + h @ kh + b

@@ -29,20 +29,11 @@ from meta_lstm_tf.benchmarks import memory
 from meta_lstm_tf.serving import export as serving_export
 from meta_lstm_tf.serving import modules as serving_modules
 from meta_lstm_tf.serving import validation
-from tests.serving import test_serving
+from tests.fixtures import serving as fixtures
 
 _LIMITS = validation.ServingLimits(max_support_images=12, max_query_images=8,
                                    max_image_height=4096,
                                    max_image_width=4000)
-# The tiny learner and the image helpers of test_serving.
-# pylint: disable=protected-access
-_NUM_WAYS = test_serving._NUM_WAYS
-_CLASS_NAMES = test_serving._CLASS_NAMES
-_tiny_config = test_serving._tiny_config
-_natural_images = test_serving._natural_images
-_pngs = test_serving._pngs
-_subprocess_env = test_serving._subprocess_env
-# pylint: enable=protected-access
 
 # Runs in a fresh process (no memory kept from other tests): peak RSS of one
 # request with one 4000 x 4000 PNG, then of one with six; decoding one at
@@ -92,22 +83,23 @@ class ServingLimitsTest(tf.test.TestCase, parameterized.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     cls.tmp = tempfile.mkdtemp(prefix='test_serving_limits_')
-    cls.config = _tiny_config()
+    cls.config = fixtures.tiny_config()
     cls.rule = rules.make_rule(cls.config)
     rng = np.random.default_rng(0)
-    cls.labels = rng.permutation(np.repeat(np.arange(_NUM_WAYS), 2)).astype(
+    cls.labels = rng.permutation(
+        np.repeat(np.arange(fixtures.NUM_WAYS), 2)).astype(
         np.int32)
-    cls.support_u8 = _natural_images(rng, len(cls.labels), size=20)
-    cls.query_u8 = _natural_images(rng, 7, size=24)
+    cls.support_u8 = fixtures.natural_images(rng, len(cls.labels), size=20)
+    cls.query_u8 = fixtures.natural_images(rng, 7, size=24)
     cls.support = cls.support_u8.astype(np.float32) / 255.0
     cls.query = cls.query_u8.astype(np.float32) / 255.0
-    cls.support_png = _pngs(cls.support_u8)
-    cls.query_png = _pngs(cls.query_u8)
+    cls.support_png = fixtures.pngs(cls.support_u8)
+    cls.query_png = fixtures.pngs(cls.query_u8)
     cls.model_path = serving_export.export_adapt_and_classify(
         cls.rule, cls.config, os.path.join(cls.tmp, 'meta_lstm'),
         limits=_LIMITS)
     cls.learner_path = serving_export.export_adapted_learner(
-        cls.rule, cls.config, cls.support, cls.labels, _CLASS_NAMES,
+        cls.rule, cls.config, cls.support, cls.labels, fixtures.CLASS_NAMES,
         os.path.join(cls.tmp, 'meta_lstm_adapted'), limits=_LIMITS)
     cls.model = tf.saved_model.load(cls.model_path)
     cls.learner = tf.saved_model.load(cls.learner_path)
@@ -160,7 +152,7 @@ class ServingLimitsTest(tf.test.TestCase, parameterized.TestCase):
       ('support_count', r'support_images: too many images; the limit is 12 '
        r'\(max_support_images', dict(
            support_images=np.full((13, 1, 1, 1), 0.5, np.float32),
-           support_labels=np.arange(13, dtype=np.int32) % _NUM_WAYS)),
+           support_labels=np.arange(13, dtype=np.int32) % fixtures.NUM_WAYS)),
       ('query_count', r'query_images: too many images; the limit is 8 '
        r'\(max_query_images', dict(
            query_images=np.full((9, 1, 1, 1), 0.5, np.float32))),
@@ -237,7 +229,7 @@ class ServingLimitsTest(tf.test.TestCase, parameterized.TestCase):
     result = subprocess.run(
         [sys.executable, '-c', _DECODE_MEMORY_SCRIPT, self.model_path],
         check=True, capture_output=True, text=True, cwd=self.tmp,
-        env=_subprocess_env())
+        env=fixtures.subprocess_env())
     peaks = json.loads(result.stdout.strip().splitlines()[-1])
     # MiB. One 4000 x 4000 image: 16 MB decoded, 64 MB as float32.
     self.assertGreater(peaks['one'], 40)
@@ -262,7 +254,8 @@ class ServingLimitsTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, r'missing classes \[4\]'):
       serving_modules.make_adapted_learner(
           self.rule, self.config, self.support,
-          np.array([0, 1, 2, 3, 0, 1, 2, 3, 0, 1], np.int32), _CLASS_NAMES)
+          np.array([0, 1, 2, 3, 0, 1, 2, 3, 0, 1], np.int32),
+          fixtures.CLASS_NAMES)
 
   # ------------------------------------------------------------ NaN and Inf
 

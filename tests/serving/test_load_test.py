@@ -1,5 +1,5 @@
 """Smoke test of the serving load test (benchmarks/load_test.py): a few
-threads and requests against the tiny learner of test_serving."""
+threads and requests against the tiny learner of the serving tests."""
 
 import shutil
 import tempfile
@@ -7,7 +7,7 @@ import tempfile
 import tensorflow as tf
 
 from meta_lstm_tf.benchmarks import load_test
-from tests.serving import test_serving
+from tests.fixtures import serving as fixtures
 
 
 class LoadTestSmokeTest(tf.test.TestCase):
@@ -15,8 +15,8 @@ class LoadTestSmokeTest(tf.test.TestCase):
   def test_good_answered_correctly_bad_rejected_by_name(self):
     tmp = tempfile.mkdtemp(prefix='test_load_test_')
     self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
-    # The tiny learner of test_serving keeps it fast.
-    config = test_serving._tiny_config()  # pylint: disable=protected-access
+    # The tiny learner of the serving tests keeps it fast.
+    config = fixtures.tiny_config()
     export_dir = load_test.fresh_export(tmp, config=config)
     result = load_test.run_load_test(export_dir, num_threads=4,
                                      requests_per_thread=3, bad_fraction=0.5,

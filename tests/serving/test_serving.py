@@ -15,7 +15,6 @@ OMNIGLOT_DIR.
 import base64
 import dataclasses
 import importlib.util
-import io
 import json
 import os
 import shutil
@@ -27,7 +26,6 @@ import zipfile
 
 from absl.testing import parameterized
 import numpy as np
-from PIL import Image
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
@@ -43,16 +41,16 @@ from meta_lstm_tf.serving import modules as serving_modules
 from meta_lstm_tf.serving import support as serving_support
 from meta_lstm_tf.serving import validation as serving_validation
 from meta_lstm_tf.serving import warmup as serving_warmup
+from tests.fixtures import real_data
+from tests.fixtures import serving as fixtures
 
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+_REPO = real_data.REPO
 _SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable),
                                 'saved_model_cli')
-_NUM_WAYS = 5
-_CLASS_NAMES = ('alpha', 'beta', 'gamma', 'delta', 'epsilon')
 # Support folders number classes in sorted order; these sort as the labels
 # (relabelling changes the adaptation: theta_0 differs per output unit).
-_FOLDER_NAMES = tuple(f'{i}_{name}' for i, name in enumerate(_CLASS_NAMES))
+_FOLDER_NAMES = tuple(f'{i}_{name}'
+                      for i, name in enumerate(fixtures.CLASS_NAMES))
 
 # Runs in a fresh interpreter that never imports meta_lstm_tf: loads both
 # SavedModels and runs every signature on the inputs of an .npz file.
@@ -82,42 +80,6 @@ np.savez(outputs_path, **out)
 '''
 
 
-def _tiny_config(transductive=False) -> config_lib.ExperimentConfig:
-  return config_lib.ExperimentConfig(
-      data=config_lib.DataConfig(image_size=12),
-      episode=config_lib.EpisodeConfig(num_ways=_NUM_WAYS, num_queries=2),
-      learner=config_lib.LearnerConfig(num_ways=_NUM_WAYS, num_filters=4,
-                                       num_blocks=2, image_size=12),
-      inner_loop=config_lib.InnerLoopConfig(inner_steps=2,
-                                            transductive=transductive),
-  ).validate()
-
-
-def _natural_images(rng, num, size=20, channels=1) -> np.ndarray:
-  """uint8 [num, size, size, channels]: white background, dark strokes."""
-  images = np.full((num, size, size, 1), 255, np.uint8)
-  for image in images:
-    for _ in range(3):
-      row, col = rng.integers(2, size - 2, size=2)
-      length = rng.integers(3, size // 2)
-      if rng.random() < 0.5:
-        image[row, col:col + length] = rng.integers(0, 80)
-      else:
-        image[row:row + length, col] = rng.integers(0, 80)
-  return np.repeat(images, channels, axis=-1)
-
-
-def _png(image: np.ndarray) -> bytes:
-  buffer = io.BytesIO()
-  Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(
-      buffer, format='PNG')
-  return buffer.getvalue()
-
-
-def _pngs(images: np.ndarray) -> np.ndarray:
-  return np.array([_png(image) for image in images], dtype=object)
-
-
 def _reference_logits(rule, config, support_u8, labels, query_u8) -> np.ndarray:
   """What evaluation computes, on images preprocessed as the pipeline does."""
   size = config.learner.image_size
@@ -127,13 +89,6 @@ def _reference_logits(rule, config, support_u8, labels, query_u8) -> np.ndarray:
       image_ops.preprocess_images(query_u8, size), config.inner_loop,
       training=False)
   return logits.numpy()
-
-
-def _subprocess_env() -> dict:
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
-  env['PYTHONPATH'] = os.pathsep.join(
-      p for p in (_REPO, env.get('PYTHONPATH')) if p)
-  return env
 
 
 def _load_script(name: str):
@@ -156,7 +111,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     cls.tmp = tempfile.mkdtemp(prefix='test_export_lib_')
-    cls.config = _tiny_config()
+    cls.config = fixtures.tiny_config()
     cls.rule = rules.make_rule(cls.config)
     # Move theta_0 away from its initial value: the exports must hold the
     # layer's current weights, not a fresh initialisation.
@@ -165,10 +120,11 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
         cls.rule.initial_params.numpy() +
         0.05 * rng.standard_normal(cls.rule.num_coordinates).astype(np.float32))
     # Two shots per class, shuffled; support and query differ in size.
-    cls.labels = rng.permutation(np.repeat(np.arange(_NUM_WAYS), 2)).astype(
+    cls.labels = rng.permutation(
+        np.repeat(np.arange(fixtures.NUM_WAYS), 2)).astype(
         np.int32)
-    cls.support_u8 = _natural_images(rng, len(cls.labels), size=20)
-    cls.query_u8 = _natural_images(rng, 7, size=24)
+    cls.support_u8 = fixtures.natural_images(rng, len(cls.labels), size=20)
+    cls.query_u8 = fixtures.natural_images(rng, 7, size=24)
     cls.support = cls.support_u8.astype(np.float32) / 255.0
     cls.query = cls.query_u8.astype(np.float32) / 255.0
     cls.reference = _reference_logits(cls.rule, cls.config, cls.support_u8,
@@ -176,7 +132,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     cls.model_path = serving_export.export_adapt_and_classify(
         cls.rule, cls.config, os.path.join(cls.tmp, 'meta_lstm'))
     cls.learner_path = serving_export.export_adapted_learner(
-        cls.rule, cls.config, cls.support, cls.labels, _CLASS_NAMES,
+        cls.rule, cls.config, cls.support, cls.labels, fixtures.CLASS_NAMES,
         os.path.join(cls.tmp, 'meta_lstm_adapted'))
     cls.model = tf.saved_model.load(cls.model_path)
     cls.learner = tf.saved_model.load(cls.learner_path)
@@ -190,8 +146,8 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     inputs = dict(support_images=self.support, support_labels=self.labels,
                   query_images=self.query)
     if signature == serving_modules.ENCODED_SIGNATURE:
-      inputs.update(support_images=_pngs(self.support_u8),
-                    query_images=_pngs(self.query_u8))
+      inputs.update(support_images=fixtures.pngs(self.support_u8),
+                    query_images=fixtures.pngs(self.query_u8))
     inputs.update(overrides)
     outputs = self.model.signatures[signature](
         **{k: tf.constant(v) for k, v in inputs.items()})
@@ -210,7 +166,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
         set(self.learner.signatures['serving_default'].structured_outputs),
         {'probabilities', 'classes', 'class_names'})
     metadata = serving_export.read_metadata(self.model_path)
-    self.assertEqual(metadata['num_ways'], _NUM_WAYS)
+    self.assertEqual(metadata['num_ways'], fixtures.NUM_WAYS)
     self.assertEqual(metadata['inner_steps'], 2)
     # The defaults, as the graph enforces them (test_limits.py).
     self.assertEqual(metadata['serving_limits'], dict(
@@ -218,7 +174,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
         max_image_height=1024, max_image_width=1024))
     self.assertEqual(
         serving_export.read_metadata(self.learner_path)['class_names'],
-        list(_CLASS_NAMES))
+        list(fixtures.CLASS_NAMES))
 
   # ---------------------------------------------- TF Serving conventions
 
@@ -275,7 +231,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
             **{k: tf.constant(v) for k, v in inputs.items()})
         self.assertIn(outputs, result)
         probabilities = result['probabilities'].numpy()
-        self.assertEqual(probabilities.shape[1], _NUM_WAYS)
+        self.assertEqual(probabilities.shape[1], fixtures.NUM_WAYS)
         self.assertAllClose(probabilities.sum(-1),
                             np.ones(probabilities.shape[0]), atol=1e-5)
       # As TF Serving runs them: in a TF1 session of the C++ loader's graph.
@@ -291,7 +247,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     if importlib.util.find_spec('tensorflow_serving') is None:
       self.skipTest('tensorflow-serving-api is not installed')
     inputs = dict(support_images=self.support, support_labels=self.labels,
-                  query_images=_pngs(self.query_u8))
+                  query_images=fixtures.pngs(self.query_u8))
     for model_name in ('', 'meta_lstm'):
       self.assertEqual(
           serving_warmup._prediction_log_bytes(  # pylint: disable=protected-access
@@ -317,13 +273,13 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
   def test_encoded_signature_matches_float(self, channels):
     outputs = self._classify(
         signature=serving_modules.ENCODED_SIGNATURE,
-        support_images=_pngs(np.repeat(self.support_u8, channels, -1)),
-        query_images=_pngs(np.repeat(self.query_u8, channels, -1)))
+        support_images=fixtures.pngs(np.repeat(self.support_u8, channels, -1)),
+        query_images=fixtures.pngs(np.repeat(self.query_u8, channels, -1)))
     self.assertAllClose(outputs['logits'], self._classify()['logits'],
                         atol=1e-4)
 
   def test_transductive_config_is_honoured(self):
-    config = _tiny_config(transductive=True)
+    config = fixtures.tiny_config(transductive=True)
     module = serving_modules.AdaptAndClassifyModule(self.rule, config)
     logits = module.classify(tf.constant(self.support),
                              tf.constant(self.labels),
@@ -335,27 +291,28 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_adapted_learner_matches_adapt_and_classify(self):
     for signature, images in (('serving_default', self.query),
-                              ('encoded_images', _pngs(self.query_u8))):
+                              ('encoded_images', fixtures.pngs(self.query_u8))):
       outputs = self.learner.signatures[signature](images=tf.constant(images))
       self.assertAllClose(outputs['probabilities'], _softmax(self.reference),
                           atol=1e-5)
       self.assertAllEqual(outputs['classes'], self.reference.argmax(-1))
       self.assertAllEqual(
           outputs['class_names'].numpy().astype(str),
-          np.array(_CLASS_NAMES)[self.reference.argmax(-1)])
+          np.array(fixtures.CLASS_NAMES)[self.reference.argmax(-1)])
     self.assertAllEqual(self.learner.class_names.numpy().astype(str),
-                        _CLASS_NAMES)
+                        fixtures.CLASS_NAMES)
 
   def test_fresh_process_matches_in_process(self):
     inputs = os.path.join(self.tmp, 'reload_inputs.npz')
     outputs = os.path.join(self.tmp, 'reload_outputs.npz')
     np.savez(inputs, support=self.support, labels=self.labels,
-             query=self.query, support_png=_pngs(self.support_u8),
-             query_png=_pngs(self.query_u8))
+             query=self.query, support_png=fixtures.pngs(self.support_u8),
+             query_png=fixtures.pngs(self.query_u8))
     subprocess.run(
         [sys.executable, '-c', _RELOAD_SCRIPT, self.model_path,
          self.learner_path, inputs, outputs],
-        check=True, env=_subprocess_env(), cwd=self.tmp, capture_output=True)
+        check=True, env=fixtures.subprocess_env(), cwd=self.tmp,
+        capture_output=True)
     got = dict(np.load(outputs, allow_pickle=True))
     for signature in ('serving_default', 'encoded_images'):
       self.assertAllClose(got[f'{signature}/logits'], self.reference,
@@ -365,7 +322,8 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
       self.assertAllClose(got[f'learner/{signature}/probabilities'],
                           _softmax(self.reference), atol=1e-5)
       self.assertAllEqual(got[f'learner/{signature}/class_names'].astype(str),
-                          np.array(_CLASS_NAMES)[self.reference.argmax(-1)])
+                          np.array(fixtures.CLASS_NAMES)[
+                              self.reference.argmax(-1)])
 
   # ------------------------------------------------------------ bad inputs
 
@@ -416,7 +374,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
        lambda x: np.array([b'', b'GIF89a', b'hello'] + list(x), dtype=object)),
   )
   def test_bad_encoded_input_names_it(self, name, key, change):
-    images = _pngs(self.support_u8 if key == 'support_images'
+    images = fixtures.pngs(self.support_u8 if key == 'support_images'
                    else self.query_u8)
     with self.assertRaisesRegex(tf.errors.InvalidArgumentError, f'{name}: '):
       self._classify(signature=serving_modules.ENCODED_SIGNATURE,
@@ -441,10 +399,12 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
   def test_make_adapted_learner_checks_arguments(self):
     with self.assertRaisesRegex(ValueError, 'class_names'):
       serving_modules.make_adapted_learner(self.rule, self.config, self.support,
-                                           self.labels, _CLASS_NAMES[:4])
+                                           self.labels,
+                                           fixtures.CLASS_NAMES[:4])
     with self.assertRaisesRegex(ValueError, 'support_labels'):
       serving_modules.make_adapted_learner(self.rule, self.config, self.support,
-                                           self.labels + 1, _CLASS_NAMES)
+                                           self.labels + 1,
+                                           fixtures.CLASS_NAMES)
 
   # ------------------------------------------------------------ versioning
 
@@ -519,7 +479,8 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
   def test_saved_model_cli_show_lists_signatures(self):
     result = subprocess.run(
         [_SAVED_MODEL_CLI, 'show', '--all', '--dir', self.model_path],
-        check=True, capture_output=True, text=True, env=_subprocess_env())
+        check=True, capture_output=True, text=True,
+        env=fixtures.subprocess_env())
     for text in ("signature_def['serving_default']",
                  "signature_def['encoded_images']", "inputs['support_images']",
                  "inputs['support_labels']", "inputs['query_images']",
@@ -527,12 +488,11 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
                  "outputs['classes']"):
       self.assertIn(text, result.stdout)
 
+  @real_data.requires_omniglot
   def test_saved_model_cli_run_on_real_episode(self):
-    omniglot_dir = os.environ.get('OMNIGLOT_DIR')
-    if not omniglot_dir:
-      self.skipTest('OMNIGLOT_DIR is not set')
     episode = serving_benchmark.sample_raw_episode(
-        omniglot_dir, config_lib.EpisodeConfig(_NUM_WAYS, 1, 3), seed=1)
+        real_data.OMNIGLOT_DIR,
+        config_lib.EpisodeConfig(fixtures.NUM_WAYS, 1, 3), seed=1)
     files = {}
     for key, value in (('support_images', episode.support_images),
                        ('support_labels', episode.support_labels),
@@ -545,7 +505,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
          'serve', '--signature_def', 'serving_default', '--inputs',
          ';'.join(f'{k}={v}' for k, v in files.items()), '--outdir', outdir,
          '--overwrite'],
-        check=True, capture_output=True, env=_subprocess_env())
+        check=True, capture_output=True, env=fixtures.subprocess_env())
     reference = _reference_logits(
         self.rule, self.config,
         (episode.support_images * 255).round().astype(np.uint8),
@@ -564,8 +524,8 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     grpc_client = _load_script('grpc_client')
     for signature, support, query in (
         ('serving_default', self.support, self.query),
-        ('encoded_images', list(_pngs(self.support_u8)),
-         list(_pngs(self.query_u8)))):
+        ('encoded_images', list(fixtures.pngs(self.support_u8)),
+         list(fixtures.pngs(self.query_u8)))):
       request = grpc_client.build_predict_request(
           support, self.labels, query, model_name='meta_lstm')
       self.assertEqual(request.model_spec.signature_name, signature)
@@ -587,7 +547,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     support, labels, class_names = rest.read_support_folder(support_dir)
     self.assertEqual(class_names, list(_FOLDER_NAMES))
     request = json.loads(json.dumps(rest.make_request(
-        support, labels, list(_pngs(self.query_u8)))))
+        support, labels, list(fixtures.pngs(self.query_u8)))))
     self.assertEqual(request['signature_name'], 'encoded_images')
     decode = lambda items: np.array(
         [base64.b64decode(item['b64']) for item in items], dtype=object)
@@ -598,7 +558,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
                                    tf.int32),
         query_images=tf.constant(decode(request['inputs']['query_images'])))
     self.assertAllClose(outputs['logits'], self.reference, atol=1e-4)
-    classify = rest.make_classify_request(list(_pngs(self.query_u8)))
+    classify = rest.make_classify_request(list(fixtures.pngs(self.query_u8)))
     outputs = self.learner.signatures['encoded_images'](images=tf.constant(
         decode(classify['instances'])))
     self.assertAllEqual(outputs['classes'], self.reference.argmax(-1))
@@ -612,7 +572,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
         support_labels=tf.constant(inputs['support_labels'], tf.int32),
         query_images=tf.constant(inputs['query_images'], tf.float32))
     self.assertEqual(outputs['probabilities'].shape,
-                     [len(inputs['query_images']), _NUM_WAYS])
+                     [len(inputs['query_images']), fixtures.NUM_WAYS])
 
   # ----------------------------------------------------- folders, workdirs
 
@@ -623,7 +583,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
       os.makedirs(os.path.join(root, name))
       for i in range(count):
         with open(os.path.join(root, name, f'{i}.png'), 'wb') as f:
-          f.write(_png(_natural_images(rng, 1, channels=3)[0]))
+          f.write(fixtures.png(fixtures.natural_images(rng, 1, channels=3)[0]))
     with open(os.path.join(root, 'b_class', 'notes.txt'), 'w') as f:
       f.write('not an image')
     images, labels, class_names = serving_support.load_support_folder(root)
@@ -634,7 +594,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(images.max(), 1.0)
 
     with open(os.path.join(root, 'a_class', 'big.png'), 'wb') as f:
-      f.write(_png(_natural_images(rng, 1, size=30)[0]))
+      f.write(fixtures.png(fixtures.natural_images(rng, 1, size=30)[0]))
     images, _, _ = serving_support.load_support_folder(root)
     self.assertIsInstance(images, list)
     self.assertEqual(serving_modules.preprocess_support(images, 12).shape,
@@ -652,7 +612,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
       class_dir = os.path.join(root, _FOLDER_NAMES[label])
       os.makedirs(class_dir, exist_ok=True)
       with open(os.path.join(class_dir, f'{i:02d}.png'), 'wb') as f:
-        f.write(_png(image))
+        f.write(fixtures.png(image))
     return root
 
   def _make_workdir(self) -> str:
@@ -669,7 +629,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
       for name in ('a', 'b'):
         os.makedirs(os.path.join(two_classes, name))
         with open(os.path.join(two_classes, name, '0.png'), 'wb') as f:
-          f.write(_png(self.support_u8[0]))
+          f.write(fixtures.png(self.support_u8[0]))
     return workdir
 
   def test_export_from_workdir(self):
@@ -730,7 +690,8 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
                f'--workdir={workdir}', f'--export_dir={export_dir}']
     result = subprocess.run(
         command + ['--max_query_images=9', '--max_image_width=640'],
-        capture_output=True, text=True, env=_subprocess_env(), cwd=self.tmp)
+        capture_output=True, text=True, env=fixtures.subprocess_env(),
+        cwd=self.tmp)
     self.assertEqual(result.returncode, 0, result.stderr)
     self.assertEqual(result.stdout.strip().splitlines()[-1],
                      os.path.join(export_dir, '1'))
@@ -741,12 +702,12 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
              max_image_height=1024, max_image_width=640))
     result = subprocess.run(command + ['--model=adapted_learner'],
                             capture_output=True, text=True,
-                            env=_subprocess_env(), cwd=self.tmp)
+                            env=fixtures.subprocess_env(), cwd=self.tmp)
     self.assertNotEqual(result.returncode, 0)
     self.assertIn('--support_dir', result.stderr)
     result = subprocess.run(command + ['--max_support_images=0'],
                             capture_output=True, text=True,
-                            env=_subprocess_env(), cwd=self.tmp)
+                            env=fixtures.subprocess_env(), cwd=self.tmp)
     self.assertNotEqual(result.returncode, 0)
     self.assertIn('max_support_images', result.stderr)
 
@@ -759,7 +720,7 @@ class UpdateRuleExportTest(tf.test.TestCase, parameterized.TestCase):
   def test_rule_exports_and_serves_in_fresh_process(self, rule):
     tmp = tempfile.mkdtemp(prefix='test_rule_export_')
     self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
-    base = _tiny_config()
+    base = fixtures.tiny_config()
     config = dataclasses.replace(
         base, meta_learner=dataclasses.replace(
             base.meta_learner, update_rule=rule, inner_lr=0.3)).validate()
@@ -776,17 +737,17 @@ class UpdateRuleExportTest(tf.test.TestCase, parameterized.TestCase):
       variable.assign(
           variable.numpy() *
           (1 + 0.2 * rng.standard_normal(variable.shape)).astype(np.float32))
-    labels = rng.permutation(np.repeat(np.arange(_NUM_WAYS), 2)).astype(
+    labels = rng.permutation(np.repeat(np.arange(fixtures.NUM_WAYS), 2)).astype(
         np.int32)
-    support_u8 = _natural_images(rng, len(labels))
-    query_u8 = _natural_images(rng, 6)
+    support_u8 = fixtures.natural_images(rng, len(labels))
+    query_u8 = fixtures.natural_images(rng, 6)
     reference = _reference_logits(update_rule, config, support_u8, labels,
                                   query_u8)
     model_path = serving_export.export_adapt_and_classify(
         update_rule, config, os.path.join(tmp, rule))
     learner_path = serving_export.export_adapted_learner(
         update_rule, config,
-        support_u8.astype(np.float32) / 255.0, labels, _CLASS_NAMES,
+        support_u8.astype(np.float32) / 255.0, labels, fixtures.CLASS_NAMES,
         os.path.join(tmp, rule + '_adapted'))
     self.assertEqual(
         serving_export.read_metadata(model_path)['config']['meta_learner']
@@ -795,11 +756,12 @@ class UpdateRuleExportTest(tf.test.TestCase, parameterized.TestCase):
     outputs = os.path.join(tmp, 'outputs.npz')
     np.savez(inputs, support=support_u8.astype(np.float32) / 255.0,
              labels=labels, query=query_u8.astype(np.float32) / 255.0,
-             support_png=_pngs(support_u8), query_png=_pngs(query_u8))
+             support_png=fixtures.pngs(support_u8),
+             query_png=fixtures.pngs(query_u8))
     subprocess.run(
         [sys.executable, '-c', _RELOAD_SCRIPT, model_path, learner_path,
          inputs, outputs],
-        check=True, env=_subprocess_env(), cwd=tmp, capture_output=True)
+        check=True, env=fixtures.subprocess_env(), cwd=tmp, capture_output=True)
     got = dict(np.load(outputs, allow_pickle=True))
     for signature in ('serving_default', 'encoded_images'):
       self.assertAllClose(got[f'{signature}/logits'], reference, atol=1e-4)
@@ -865,7 +827,7 @@ class ServingLatencyBenchmarkTest(tf.test.TestCase):
         for drawing in range(3):
           archive.writestr(
               f'images_evaluation/Alpha/{character}/0001_{drawing:02d}.png',
-              _png(_natural_images(rng, 1, size=16)[0]))
+              fixtures.png(fixtures.natural_images(rng, 1, size=16)[0]))
     episode = serving_benchmark.sample_raw_episode(
         root, config_lib.EpisodeConfig(2, 1, 2), seed=0)
     self.assertEqual(episode.support_images.shape, (2, 16, 16, 1))
@@ -874,12 +836,10 @@ class ServingLatencyBenchmarkTest(tf.test.TestCase):
         root, config_lib.EpisodeConfig(2, 1, 2), seed=0, encoded=True)
     self.assertTrue(encoded.support_images[0].startswith(b'\x89PNG'))
 
+  @real_data.requires_omniglot
   def test_real_episode_is_natural_images(self):
-    omniglot_dir = os.environ.get('OMNIGLOT_DIR')
-    if not omniglot_dir:
-      self.skipTest('OMNIGLOT_DIR is not set')
     episode = serving_benchmark.sample_raw_episode(
-        omniglot_dir, config_lib.EpisodeConfig(5, 1, 2), seed=0)
+        real_data.OMNIGLOT_DIR, config_lib.EpisodeConfig(5, 1, 2), seed=0)
     self.assertEqual(episode.query_images.shape, (10, 105, 105, 1))
     # White background, dark strokes.
     self.assertGreater(np.median(episode.support_images), 0.99)

@@ -9,7 +9,6 @@ about 10 s) and reused by later runs.
 import os
 import shutil
 import tempfile
-import unittest
 
 import numpy as np
 import tensorflow as tf
@@ -17,31 +16,17 @@ import tensorflow_datasets as tfds
 
 from meta_lstm_tf import config
 from meta_lstm_tf.data import episodes
-from meta_lstm_tf.data import pools as pools_lib
-from meta_lstm_tf.data.omniglot import catalog as omniglot_catalog
 from meta_lstm_tf.data.omniglot import loader as omniglot
+from meta_lstm_tf.data.omniglot import catalog as omniglot_catalog
 from meta_lstm_tf.data.omniglot import sources as omniglot_sources
+from meta_lstm_tf.data import pools as pools_lib
 from meta_lstm_tf.data.omniglot import splits
+from tests.fixtures import real_data
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))))
-
-
-def _omniglot_dir():
-  value = os.environ.get(omniglot_sources.OMNIGLOT_DIR_ENV)
-  if not value:
-    return None
-  return os.path.normpath(os.path.join(_REPO_ROOT, os.path.expanduser(value)))
+_OMNIGLOT_DIR = real_data.OMNIGLOT_DIR
 
 
-_OMNIGLOT_DIR = _omniglot_dir()
-_SKIP_REASON = (
-    'OMNIGLOT_DIR is unset' if _OMNIGLOT_DIR is None else
-    f'OMNIGLOT_DIR={_OMNIGLOT_DIR!r} does not exist')
-_SKIP = _OMNIGLOT_DIR is None or not os.path.isdir(_OMNIGLOT_DIR)
-
-
-@unittest.skipIf(_SKIP, _SKIP_REASON)
+@real_data.requires_omniglot
 class OfflineOmniglotTest(tf.test.TestCase):
 
   @classmethod
@@ -106,7 +91,7 @@ class OfflineOmniglotTest(tf.test.TestCase):
       self.assertIn(example['image'].numpy(), contents)
 
 
-@unittest.skipIf(_SKIP, _SKIP_REASON)
+@real_data.requires_omniglot
 class ClassPoolsTest(tf.test.TestCase):
 
   def _pools(self, **kwargs):

@@ -17,7 +17,7 @@ from meta_lstm_tf.training import train_lib
 from meta_lstm_tf.data import episodes
 from meta_lstm_tf.data import errors
 from meta_lstm_tf.data import pools as pools_lib
-from tests.data.photos import image_trees
+from tests.fixtures import image_trees
 
 SIZE = 12
 
