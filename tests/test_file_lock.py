@@ -7,7 +7,7 @@ import tempfile
 
 import tensorflow as tf
 
-from meta_lstm_tf.training import file_lock
+from meta_lstm_tf import file_lock
 from tests.fixtures import locks
 
 

@@ -15,7 +15,7 @@ import tensorflow as tf
 from meta_lstm_tf.training import checkpoints
 from meta_lstm_tf import config as config_lib
 from meta_lstm_tf import evaluation
-from meta_lstm_tf.training import file_lock
+from meta_lstm_tf import file_lock
 from meta_lstm_tf import rules
 from meta_lstm_tf.training import stopping
 from meta_lstm_tf.training import train_lib
