@@ -29,34 +29,35 @@ The Python API (imported on first use, so `import meta_lstm_tf` is cheap):
 
 Layout, from the maths outwards:
 
-  learner.py, preprocessing.py   the functional conv learner; gradient and
-                                 loss preprocessing
-  learners/                      the learner interface: the built-in conv
-                                 net, any Keras model
-  rules/                         update rules (meta_lstm, sgd, meta_sgd) behind
-                                 one interface, and their registry
-  inner_loop.py                  the one `adapt`: a rule adapting the learner
-                                 to a support set
-  train_steps.py, distribute.py  compiled meta-train / evaluation steps, and
-                                 the tf.distribute strategies
-  meta_learner.py                `MetaLearner`, the Keras-model front end
-  evaluation.py, evaluate_lib.py fixed episodes, batching, mean and 95% CI;
-                                 retesting a finished run
-  train_lib.py, stopping.py,     one resumable run: meta-train, validate, test,
-  summaries.py, progress.py,     export; its early stops and the binaries'
-  workdir.py, file_lock.py       exit, TensorBoard, progress lines, workdir
-                                 layout and checks, one process per workdir
-  data/                          data sources, class splits, episodes
-  baselines/                     pretraining, fine-tuning, nearest neighbour
-  serving/                       SavedModels for TF Serving
-  grid/                          the results grid and its report
-  benchmarks/                    speed and memory measurements
-  config.py, cli.py, runtime.py  frozen configs; flags -> configs (the only
-                                 reader of FLAGS; flagfiles from the
-                                 installed configs/); thread pools
-  verbosity.py                   the binaries' log levels (quiet by default)
-  main.py, results.py, evaluate.py, export_main.py, benchmark.py
-                                 the binaries (`python -m meta_lstm_tf.X`)
+  learners/               the learner interface: the built-in conv net
+                          (`conv_ops.py`, its functional maths), any Keras
+                          model
+  rules/                  update rules (meta_lstm, sgd, meta_sgd) behind one
+                          interface, their registry, the meta-LSTM's input
+                          preprocessing
+  inner_loop.py           the one `adapt`: a rule adapting the learner to a
+                          support set; the episode loss
+  evaluation.py           every scoring of fixed episodes: seeds, the eval
+                          step, batching, mean and 95% CI, retesting a run
+  meta_learner.py         `MetaLearner`, the Keras-model front end
+  training/               one resumable run: the loop of named actions, the
+                          meta-train step (every strategy), checkpoints and
+                          their key, workdir records, stops, TensorBoard
+  config/                 frozen configs, each setting declared once
+  data/                   class pools by source (omniglot/, photos/) behind
+                          `data/pools.py`; episodes
+  baselines/              pretraining, fine-tuning, nearest neighbour
+  serving/                SavedModels for TF Serving
+  grid/                   the results grid and its report
+  benchmarks/             speed and memory measurements
+  types.py, runtime.py,   shared tuples; thread pools and conv precision;
+  file_lock.py            one process per directory
+  bin/                    the binaries (train, evaluate, export, results,
+                          benchmark, load_test; `python -m meta_lstm_tf.bin.X`)
+                          and what they share: flags from the declarations,
+                          the one error handler, log levels
+  main.py, benchmark.py   `python -m meta_lstm_tf.main` / `.benchmark`: the
+                          train and benchmark binaries under their first names
 """
 
 import importlib

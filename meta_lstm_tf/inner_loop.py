@@ -42,7 +42,7 @@ def support_loss_and_gradient(params: tf.Tensor, images: tf.Tensor,
     learner: a `learners.Learner` (or a `LearnerConfig`).
     second_order: whether to keep the gradient differentiable.
     patches: optional `learner.prepare(images)`.
-    conv_dtype: see `learner.features` (first order only).
+    conv_dtype: see `conv_ops.features` (first order only).
 
   Returns:
     (loss [], grad [P], batch `types.BatchNormStats`, with no gradient).
@@ -74,7 +74,7 @@ def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
   Batch-norm running statistics are reset at the start (every episode starts
   fresh) and accumulated over the T + 1 support passes (theta_0 .. theta_T;
   the last pass is forward only and gives the final support loss) with
-  `learner.accumulate_bn_stats(..., bn_momentum)`.
+  `conv_ops.accumulate_bn_stats(..., bn_momentum)`.
 
   Args:
     rule: the update rule (`rule.learner` is the learner).
@@ -86,7 +86,7 @@ def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
     bn_momentum: see `learner_lib.accumulate_bn_stats` (1.0: the last
       pass).
     record_gates: also return the full [T, P] gates (for histograms).
-    conv_dtype: the first-order passes' conv precision (`learner.features`;
+    conv_dtype: the first-order passes' conv precision (`conv_ops.features`;
       None: the parameters' dtype).
 
   Returns:
@@ -185,7 +185,7 @@ def query_logits(result: types.AdaptationResult, query_images: tf.Tensor,
     learner: the adapted `learners.Learner` (or a `LearnerConfig`).
     use_support_stats: normalise with the episode's running support
       statistics (non-transductive) instead of the query batch's own.
-    conv_dtype: see `learner.features`.
+    conv_dtype: see `conv_ops.features`.
     differentiated: whether a gradient of the logits will be taken (passed
       to `learner.prepare`: the built-in learner's first conv then runs over
       input patches, which makes its kernel gradient cheap; forward only,

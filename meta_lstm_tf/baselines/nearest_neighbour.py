@@ -5,7 +5,7 @@ the learner's feature coordinates (its conv and batch-norm parameters,
 `learner.feature_spec`), d = F * R * R the feature dimension.
 
 1-NN by cosine similarity between the penultimate features
-(`learner.features`) of each query and of the support examples. Batch norm
+(`conv_ops.features`) of each query and of the support examples. Batch norm
 is non-transductive: the query pass normalises with the support batch's
 statistics.
 """

@@ -11,7 +11,7 @@ Both baselines start from one pretrained network
 ordinary C-way classifier over every meta-train class.
 
   nearest neighbour  1-NN by cosine similarity between the penultimate
-                     features (`learner.features`) of each query and of the
+                     features (`conv_ops.features`) of each query and of the
                      support examples.
   fine-tune          the pretrained conv/BN parameters with a fresh,
                      zero-initialised N-way linear head, trained on the

@@ -135,12 +135,12 @@ def parse_flags(argv: Sequence[str]) -> List[str]:
 
 
 def run_binary(main: Callable[[List[str]], None],
-               define: Callable[[flags.FlagValues], None],
+               define: Optional[Callable[[flags.FlagValues], None]] = None,
                required: Sequence[str] = ()) -> None:
   """Runs a binary: defines its flags (`define(flags.FLAGS)`, each binary's
   one `define_flags` function; none is defined at import, so importing a
-  binary registers nothing), marks `required` ones, then runs `main` with
-  absl, the flags parsed by `parse_flags`.
+  binary registers nothing; None: no flags of its own), marks `required`
+  ones, then runs `main` with absl, the flags parsed by `parse_flags`.
 
   The one error handler of every binary: arguments left over after the
   flags are a usage error, and an expected failure (bad config or data, a
@@ -154,7 +154,8 @@ def run_binary(main: Callable[[List[str]], None],
     with stopping.exit_on_error():
       main(argv)
 
-  define(flags.FLAGS)
+  if define is not None:
+    define(flags.FLAGS)
   for name in required:
     flags.mark_flag_as_required(name)
   app.run(guarded_main, flags_parser=parse_flags)

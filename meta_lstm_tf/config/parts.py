@@ -267,14 +267,14 @@ class InnerLoopConfig:
     transductive: at evaluation, normalise the query batch with its own
       statistics instead of the episode's running (support) statistics.
     bn_momentum: how support passes fold into the episode's running batch
-      norm statistics (`learner.accumulate_bn_stats`): None averages all
+      norm statistics (`conv_ops.accumulate_bn_stats`): None averages all
       T + 1 passes, 1.0 (default) keeps the last pass, at theta_T (chosen on
       meta-valid: +1.2 points over the average for the mini run).
     train_query_stats: `batch` (the original code: meta-training normalises
       the query set with its own statistics) or `support` (with the running
       support statistics, as evaluation does).
     conv_dtype: the precision of the learner's convolutions and activations
-      in first-order passes (`learner.features`): `float32`, `bfloat16`
+      in first-order passes (`conv_ops.features`): `float32`, `bfloat16`
       (parameters, batch-norm statistics, losses, gradients and the
       meta-learner stay float32), or `auto` (bfloat16 where the CPU has
       AVX512-BF16 or AMX, see `runtime.resolve_conv_dtype`). Second-order

@@ -11,7 +11,7 @@ from meta_lstm_tf.config import settings
 class TrainConfig:
   """The outer loop, its budget, validation and test.
 
-  `init_from`: where theta_0 starts. `scratch`: `learner.init_params`;
+  `init_from`: where theta_0 starts. `scratch`: `conv_ops.init_params`;
   `pretrained`: the learner is first trained as an ordinary classifier over
   all meta-train classes (`baselines.pretrain`, for `init_pretrain_seconds` /
   `init_pretrain_steps`, whichever ends first), and theta_0 starts from its

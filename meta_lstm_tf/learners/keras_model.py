@@ -224,7 +224,7 @@ def conv_net(config=None, seed: int = 0, **fields) -> keras.Sequential:
   Args:
     config: a `LearnerConfig`, or None to build one from `fields`
       (num_ways, num_filters, num_blocks, image_size, channels).
-    seed: `learner.init_params`'s seed.
+    seed: `conv_ops.init_params`'s seed.
   """
   from meta_lstm_tf import config as config_lib  # pylint: disable=g-import-not-at-top
   from meta_lstm_tf.learners import conv_ops as learner_lib  # pylint: disable=g-import-not-at-top

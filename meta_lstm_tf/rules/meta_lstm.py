@@ -47,7 +47,7 @@ class MetaLSTMRule(base.UpdateRule):
   with a step of about 0.01 and a forget gate of about 0.99), or, as
   `MetaLearnerConfig.gate_init='inner_lr'` gives, the constants
   logit(forget_gate_init) and logit(inner_lr) (low = high). theta_0 starts
-  from `learner.init_params`.
+  from `conv_ops.init_params`.
 
   `gate_bias`: the paper shares one forget and one input bias across all
   coordinates (`shared`); `per_tensor` learns one per learner tensor
