@@ -7,8 +7,8 @@
 
 The rule is saved under one key, `RULE_KEY`, and only `rule_checkpoint`
 names it: checkpoints of every earlier version used it, so they restore
-(`tests/test_checkpoints.py` restores a golden checkpoint written by an
-earlier version).
+(`tests/test_checkpoints.py` checks today's checkpoints against the keys
+and shapes an earlier release wrote).
 """
 
 import os

@@ -4,9 +4,12 @@ r"""Writes the golden run directory that `tests/test_checkpoints.py` restores.
         tests/golden/<release>
 
 Run once per release whose checkpoints must keep restoring, with that
-release's code on PYTHONPATH, and commit the directory (a few kB): the test
-then checks that today's code reads what that release wrote (the checkpoint
-keys, the config.json layout), as Sonnet's conformance checkpoints do. The
+release's code on PYTHONPATH; commit, as text, its config.json and the keys
+and shapes of what it wrote (`checkpoint_keys.json`, from
+`tf.train.list_variables` of checkpoints/ and best/), not the binary
+checkpoint files. `tests/test_checkpoints.py` writes the same directory
+with today's code and checks the keys, shapes and config layout against
+each release's, as Sonnet's conformance checkpoints do. The
 script uses only what every release has: its run-state builder, Keras's Adam, a
 `tf.train.Checkpoint` laid out as the release's training writes it (taken
 from the release itself where it has a function for it), `to_dict()`.
