@@ -52,7 +52,11 @@ class ExperimentConfig:
     if self.data.dataset != 'omniglot':
       settings.check(self.episode.episode_classes == 'any', 'episode_classes',
              self.episode.episode_classes,
-             'within_alphabet needs dataset=omniglot (alphabets)')
+             'within_alphabet and mixed need dataset=omniglot (alphabets)')
+      settings.check(
+          self.episode.train_episode_classes in ('same', 'any'),
+          'train_episode_classes', self.episode.train_episode_classes,
+          'within_alphabet and mixed need dataset=omniglot (alphabets)')
       settings.check(not self.episode.distinct_drawers, 'distinct_drawers',
              self.episode.distinct_drawers,
              'needs dataset=omniglot (drawers)')

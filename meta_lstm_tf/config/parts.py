@@ -102,7 +102,11 @@ class EpisodeConfig:
     episode_classes: `any` (N classes from the whole pool) or
       `within_alphabet` (all N from one alphabet, drawn uniformly among the
       alphabets with at least N classes: Lake et al.'s one-shot runs; needs
-      a pool that knows its alphabets, i.e. Omniglot).
+      a pool that knows its alphabets, i.e. Omniglot), or `mixed` (each
+      episode one or the other with probability 1/2).
+    train_episode_classes: the meta-train episodes' classes when they
+      differ from the evaluation episodes' (`same`: as `episode_classes`),
+      e.g. training on `mixed` episodes for a `within_alphabet` test.
     distinct_drawers: K drawers and Q other drawers are drawn per episode;
       every class's support drawings are by the first, its queries by the
       others (Lake et al.: the support and the query drawings of a
@@ -112,14 +116,23 @@ class EpisodeConfig:
       rotated (up to 10 degrees), zoomed (0.9-1.1x) and shifted (up to a
       tenth of its side) at random (`image_ops.random_affine`). Evaluation
       episodes are never augmented.
+    augment_shear: with `augment`, shear factors per axis drawn in
+      [-augment_shear, augment_shear] (0: none; the other draws do not
+      change with it).
   """
   num_ways: int = settings.setting(5, 'N classes per episode.', record=True)
   num_shots: int = settings.setting(1, 'K support examples per class.', record=True)
   num_queries: int = settings.setting(15, 'Q query examples per class.', record=True)
   episode_classes: str = settings.setting(
       'any', 'any: N classes from all of the pool; within_alphabet: all N '
-      'from one Omniglot alphabet (Lake et al.\'s one-shot runs).',
+      'from one Omniglot alphabet (Lake et al.\'s one-shot runs); mixed: '
+      'each episode one or the other, with probability 1/2.',
       choices=settings.EPISODE_CLASSES, record=True)
+  train_episode_classes: str = settings.setting(
+      'same', 'The meta-train episodes\' classes (same: as '
+      '--episode_classes; any, within_alphabet, mixed: as there). '
+      'Validation and test episodes follow --episode_classes.',
+      choices=settings.TRAIN_EPISODE_CLASSES, record=True)
   distinct_drawers: bool = settings.setting(
       False, 'Omniglot: support and query drawings of a class by different '
       'people (K support drawers, Q others, per episode; Lake et al.). '
@@ -128,15 +141,33 @@ class EpisodeConfig:
       False, 'Meta-train episodes only: rotate (up to 10 degrees), zoom '
       '(0.9-1.1x) and shift (up to a tenth of the side) every image at '
       'random. Evaluation is never augmented.', record=True)
+  augment_shear: float = settings.setting(
+      0.0, 'With --augment, also shear every image by factors drawn '
+      'uniformly in [-augment_shear, augment_shear] per axis (Koch et al.: '
+      '0.3); 0: no shear.', record=True)
 
   def validate(self) -> 'EpisodeConfig':
     settings.check(self.episode_classes in settings.EPISODE_CLASSES, 'episode_classes',
            self.episode_classes, f'must be one of {settings.EPISODE_CLASSES}')
+    settings.check(self.train_episode_classes in settings.TRAIN_EPISODE_CLASSES,
+                   'train_episode_classes', self.train_episode_classes,
+                   f'must be one of {settings.TRAIN_EPISODE_CLASSES}')
     settings.positive_int('num_ways', self.num_ways)
     settings.check(self.num_ways >= 2, 'num_ways', self.num_ways, 'must be >= 2')
     settings.positive_int('num_shots', self.num_shots)
     settings.positive_int('num_queries', self.num_queries)
+    settings.check(0 <= self.augment_shear <= 1, 'augment_shear',
+                   self.augment_shear, 'must be in [0, 1]')
+    settings.check(self.augment or not self.augment_shear, 'augment_shear',
+                   self.augment_shear, 'needs --augment')
     return self
+
+  def for_training(self) -> 'EpisodeConfig':
+    """The meta-train episodes' config: `train_episode_classes` resolved."""
+    if self.train_episode_classes == 'same':
+      return self
+    return dataclasses.replace(self, episode_classes=self.train_episode_classes,
+                               train_episode_classes='same')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -68,7 +68,9 @@ DATASETS = ('omniglot', 'mini_imagenet', 'image_folder')
 # mini-ImageNet: the paper's 84 x 84 RGB; image folders: as mini-ImageNet.
 DATASET_DEFAULTS = {'omniglot': (28, 1), 'mini_imagenet': (84, 3),
                     'image_folder': (84, 3)}
-EPISODE_CLASSES = ('any', 'within_alphabet')
+EPISODE_CLASSES = ('any', 'within_alphabet', 'mixed')
+# The meta-train stream's classes: 'same' follows episode_classes.
+TRAIN_EPISODE_CLASSES = ('same',) + EPISODE_CLASSES
 TRAIN_QUERY_STATS = ('batch', 'support')
 
 

@@ -65,24 +65,34 @@ def class_pools(dataset: str = 'omniglot', *,
 def training_episodes(pool: class_pools_lib.ClassPool, *, num_ways: int = 5,
                       num_shots: int = 1, num_queries: int = 15,
                       batch_size: int = 1, seed: int = 0,
-                      augment: bool = False, start_index: int = 0
+                      augment: bool = False, augment_shear: float = 0.0,
+                      episode_classes: str = 'any',
+                      distinct_drawers: bool = False, start_index: int = 0
                       ) -> tf.data.Dataset:
   """An infinite dataset of `types.Episode` batches [B, ...] for
-  `MetaLearner.fit` (give `steps_per_epoch`)."""
+  `MetaLearner.fit` (give `steps_per_epoch`); the options are
+  `config.EpisodeConfig`'s (e.g. `episode_classes='within_alphabet'`,
+  `distinct_drawers=True` for Lake et al.'s one-shot protocol)."""
   return episodes.make_episode_dataset(
-      pool, config_lib.EpisodeConfig(num_ways, num_shots, num_queries,
-                                     augment=augment),
+      pool, config_lib.EpisodeConfig(
+          num_ways, num_shots, num_queries, augment=augment,
+          augment_shear=augment_shear, episode_classes=episode_classes,
+          distinct_drawers=distinct_drawers),
       batch_size, seed, start_index=start_index)
 
 
 def evaluation_episodes(pool: class_pools_lib.ClassPool, *,
                         num_ways: int = 5, num_shots: int = 1,
                         num_queries: int = 15, num_episodes: int = 100,
-                        batch_size: int = 4, seed: int = 0
+                        batch_size: int = 4, seed: int = 0,
+                        episode_classes: str = 'any',
+                        distinct_drawers: bool = False
                         ) -> tf.data.Dataset:
   """The same `num_episodes` episodes for every model given `seed`, in
   batches of `batch_size` (the last may be smaller), for `validation_data`,
   `evaluate` and `predict`."""
   return episodes.make_eval_dataset(
-      pool, config_lib.EpisodeConfig(num_ways, num_shots, num_queries),
+      pool, config_lib.EpisodeConfig(num_ways, num_shots, num_queries,
+                                     episode_classes=episode_classes,
+                                     distinct_drawers=distinct_drawers),
       num_episodes, seed).batch(batch_size)

@@ -100,11 +100,12 @@ def _protocol(pool: class_pools.ClassPool,
   """What `episode_config`'s protocol needs from `pool`; ValueError if the
   pool lacks it."""
   groups = eligible = by_drawer = None
-  if episode_config.episode_classes == 'within_alphabet':
+  if episode_config.episode_classes in ('within_alphabet', 'mixed'):
     alphabets = getattr(pool, 'alphabets', None)
     if not alphabets:
-      raise ValueError(f'{name}: episode_classes=within_alphabet needs '
-                       'classes with alphabets (Omniglot)')
+      raise ValueError(f'{name}: episode_classes='
+                       f'{episode_config.episode_classes} needs classes with '
+                       'alphabets (Omniglot)')
     names = sorted(set(alphabets))
     groups = np.array([names.index(a) for a in alphabets], np.int32)
     counts = np.bincount(groups, minlength=len(names))
@@ -112,7 +113,8 @@ def _protocol(pool: class_pools.ClassPool,
         counts >= episode_config.num_ways).astype(np.int32)
     if not eligible.size:
       raise ValueError(
-          f'{name}: episode_classes=within_alphabet with num_ways='
+          f'{name}: episode_classes={episode_config.episode_classes} '
+          f'with num_ways='
           f'{episode_config.num_ways}: no alphabet has that many classes '
           f'(the largest has {counts.max()})')
   if episode_config.distinct_drawers:
@@ -137,11 +139,12 @@ def _choose_classes(num_classes: tf.Tensor,
                     class_seed: tf.Tensor,
                     protocol: Optional[_Protocol]) -> tf.Tensor:
   """int32 [N]: N distinct classes in random order (of one alphabet for
-  `episode_classes='within_alphabet'`)."""
+  `episode_classes='within_alphabet'`; for `mixed`, of one alphabet in half
+  of the episodes, by a coin drawn from the seed)."""
   # top_k of i.i.d. uniforms: N distinct classes in random order.
   class_scores = tf.random.stateless_uniform([num_classes], seed=class_seed,
                                              alg=_RNG_ALG)  # [C]
-  if episode_config.episode_classes == 'within_alphabet':
+  if episode_config.episode_classes in ('within_alphabet', 'mixed'):
     eligible = tf.constant(protocol.eligible_groups)
     alphabet = tf.gather(eligible, tf.random.stateless_uniform(
         [], seed=tf.random.experimental.stateless_fold_in(
@@ -149,9 +152,13 @@ def _choose_classes(num_classes: tf.Tensor,
         maxval=tf.size(eligible), dtype=tf.int32, alg=_RNG_ALG))
     # Scores are in [0, 1): classes of other alphabets, pushed below 0,
     # come after all of the chosen alphabet's (at least N of them).
-    class_scores = tf.where(
-        tf.equal(tf.constant(protocol.class_groups), alphabet),
-        class_scores, class_scores - 2.0)
+    in_alphabet = tf.equal(tf.constant(protocol.class_groups), alphabet)
+    if episode_config.episode_classes == 'mixed':
+      coin = tf.random.stateless_uniform(
+          [], seed=tf.random.experimental.stateless_fold_in(
+              class_seed, 2, alg=_RNG_ALG), alg=_RNG_ALG)
+      in_alphabet = tf.logical_or(in_alphabet, coin >= 0.5)
+    class_scores = tf.where(in_alphabet, class_scores, class_scores - 2.0)
   return tf.math.top_k(class_scores, k=episode_config.num_ways,
                        sorted=True).indices
 
@@ -183,7 +190,8 @@ def sample_episode(pool_images: tf.Tensor,
                    episode_config: config_lib.EpisodeConfig,
                    seed: tf.Tensor,
                    protocol: Optional[_Protocol] = None,
-                   augment: bool = False) -> types.Episode:
+                   augment: bool = False,
+                   max_shear: float = 0.0) -> types.Episode:
   """Samples one episode; a pure function of its inputs.
 
   Args:
@@ -196,6 +204,7 @@ def sample_episode(pool_images: tf.Tensor,
     augment: rotate, zoom and shift every image at random
       (`image_ops.random_affine`, seeded from `seed`; the classes and
       drawings drawn are the same as without).
+    max_shear: with `augment`, also shear (`image_ops.random_affine`).
 
   Returns:
     `Episode` with support [N * K, H, W, ch] / [N * K] and query
@@ -236,7 +245,7 @@ def sample_episode(pool_images: tf.Tensor,
   if augment:
     images = image_ops.random_affine(
         images, tf.random.experimental.stateless_fold_in(
-            seed, _AUGMENT_SEED, alg=_RNG_ALG))
+            seed, _AUGMENT_SEED, alg=_RNG_ALG), max_shear)
   support_images = images[:num_ways * num_shots]
   query_images = images[num_ways * num_shots:]
   image_shape = pool_images.shape[2:]
@@ -275,7 +284,8 @@ def _sampler(pool: class_pools.ClassPool,
     return sample_episode(images, episode_config,
                           episode_seed(base_seed, index), protocol,
                           augment=(episode_config.augment and
-                                   stream == _TRAIN_STREAM))
+                                   stream == _TRAIN_STREAM),
+                          max_shear=episode_config.augment_shear)
 
   return sample
 
@@ -317,6 +327,7 @@ def make_episode_dataset(
     ValueError: the pool cannot supply such episodes, a bad batch size, or
       B not divisible by R.
   """
+  episode_config = episode_config.for_training()
   validate_episode_config(pool, episode_config, 'meta_train')
   if (not isinstance(meta_batch_size, int) or isinstance(meta_batch_size, bool)
       or meta_batch_size < 1):

@@ -19,6 +19,8 @@ Shape glossary:
   S: output side, `image_size`.
 """
 
+from typing import Optional
+
 import tensorflow as tf
 
 
@@ -146,15 +148,19 @@ AUGMENT_MAX_SHIFT_FRACTION = 0.1  # Of the image side, per axis.
 
 def affine_transforms(angles: tf.Tensor, scales: tf.Tensor,
                       shifts: tf.Tensor, height: int,
-                      width: int) -> tf.Tensor:
-  """Output -> input pixel maps of rotations about the centre, zooms and
-  shifts, in the 8-number form of `ImageProjectiveTransformV3`.
+                      width: int,
+                      shears: Optional[tf.Tensor] = None) -> tf.Tensor:
+  """Output -> input pixel maps of rotations about the centre, zooms,
+  shears and shifts, in the 8-number form of `ImageProjectiveTransformV3`.
 
   Args:
     angles: float32 [B], radians (counter-clockwise on screen).
     scales: float32 [B], zoom factors (2: twice as large).
     shifts: float32 [B, 2], (dx, dy) in pixels, applied after the zoom.
     height, width: image size.
+    shears: float32 [B, 2] or None (none), shear factors (hx, hy): the
+      sampling grid's x moves by hx * y and its y by hy * x (about the
+      centre), before the rotation and the zoom.
 
   Returns:
     float32 [B, 8]: output (x, y) reads input (a0 x + a1 y + a2,
@@ -162,23 +168,33 @@ def affine_transforms(angles: tf.Tensor, scales: tf.Tensor,
   """
   cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
   cos, sin = tf.cos(angles) / scales, tf.sin(angles) / scales
-  # input = M (output - centre - shift) + centre, M = R(angle) / scale
-  # (rotating the sampling grid by +angle turns the image by -angle on
-  # screen, where y points down: counter-clockwise).
+  # input = M (output - centre - shift) + centre, M = R(angle) H / scale
+  # with H = [[1, hx], [hy, 1]] (rotating the sampling grid by +angle
+  # turns the image by -angle on screen, where y points down:
+  # counter-clockwise).
+  a0, a1, b0, b1 = cos, -sin, sin, cos
+  if shears is not None:
+    hx, hy = shears[:, 0], shears[:, 1]
+    a0, a1, b0, b1 = (cos - sin * hy, cos * hx - sin,
+                      sin + cos * hy, sin * hx + cos)
   ox = -cx - shifts[:, 0]
   oy = -cy - shifts[:, 1]
   zeros = tf.zeros_like(angles)
-  return tf.stack([cos, -sin, cos * ox - sin * oy + cx,
-                   sin, cos, sin * ox + cos * oy + cy, zeros, zeros], axis=1)
+  return tf.stack([a0, a1, a0 * ox + a1 * oy + cx,
+                   b0, b1, b0 * ox + b1 * oy + cy, zeros, zeros], axis=1)
 
 
-def random_affine(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-  """Each image rotated, zoomed and shifted at random; a pure function of
-  (images, seed).
+def random_affine(images: tf.Tensor, seed: tf.Tensor,
+                  max_shear: float = 0.0) -> tf.Tensor:
+  """Each image rotated, zoomed, sheared and shifted at random; a pure
+  function of (images, seed, max_shear).
 
   Args:
     images: float32 [B, H, W, ch].
     seed: int32 or int64 [2], stateless seed.
+    max_shear: shear factors (hx, hy) uniform in [-max_shear, max_shear]
+      (`affine_transforms`; Koch et al. used 0.3); 0: no shear, and the
+      other draws are the same as with shear.
 
   Returns:
     float32 [B, H, W, ch]; pixels from outside the image repeat the nearest
@@ -199,7 +215,13 @@ def random_affine(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   shifts = tf.random.stateless_uniform(
       [batch, 2], shift_seed, -1.0, 1.0,
       alg='philox') * (AUGMENT_MAX_SHIFT_FRACTION * side)
-  transforms = affine_transforms(angles, scales, shifts, height, width)
+  shears = None
+  if max_shear:
+    shears = tf.random.stateless_uniform(
+        [batch, 2], tf.random.experimental.stateless_fold_in(
+            seed, 3, alg='philox'), -max_shear, max_shear, alg='philox')
+  transforms = affine_transforms(angles, scales, shifts, height, width,
+                                 shears)
   return tf.raw_ops.ImageProjectiveTransformV3(
       images=images, transforms=transforms,
       output_shape=tf.constant([height, width], tf.int32),

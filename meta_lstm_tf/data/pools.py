@@ -76,6 +76,8 @@ def load_pools(config: config_lib.ExperimentConfig) -> class_pools.ClassPools:
   """
   pools = make_episode_pools(config.data, config.episode)
   for name in META_SPLITS:
-    episodes.validate_episode_config(getattr(pools, name), config.episode,
+    episode_config = (config.episode.for_training() if name == 'meta_train'
+                      else config.episode)
+    episodes.validate_episode_config(getattr(pools, name), episode_config,
                                      name)
   return pools

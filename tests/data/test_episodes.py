@@ -158,6 +158,19 @@ class EpisodeDatasetTest(tf.test.TestCase, parameterized.TestCase):
           self.assertNotAllClose(plain_image, augmented_image)
           self.assertTrue(np.any(np.all(images == plain_image, axis=(1, 2,
                                                                      3))))
+    # Shear: the same drawings and labels, other pixels, still in [0, 1].
+    sheared = self._take(episodes.make_episode_dataset(
+        pool, config.EpisodeConfig(5, 1, 3, augment=True, augment_shear=0.3),
+        2, 4), 3)
+    for a, s in zip(augmented, sheared):
+      self.assertAllEqual(a[1], s[1])
+      self.assertAllEqual(a[3], s[3])
+      self.assertNotAllClose(a[0], s[0])
+      for images_ in (a[0], a[2], s[0], s[2]):
+        self.assertGreaterEqual(images_.min(), 0.0)
+        self.assertLessEqual(images_.max(), 1.0)
+    with self.assertRaisesRegex(ValueError, 'augment_shear=0.3: needs'):
+      config.EpisodeConfig(5, 1, 3, augment_shear=0.3).validate()
     # Evaluation episodes are never augmented.
     plain_eval = self._take(
         episodes.make_eval_dataset(pool, plain_config, 3, 4), 3)

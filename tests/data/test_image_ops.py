@@ -158,11 +158,12 @@ def _dot(side=9, row=4, col=4, batch=1):
   return images
 
 
-def _warp(images, angles, scales, shifts):
+def _warp(images, angles, scales, shifts, shears=None):
   side = images.shape[1]
   transforms = image_ops.affine_transforms(
       tf.constant(angles, tf.float32), tf.constant(scales, tf.float32),
-      tf.constant(shifts, tf.float32), side, side)
+      tf.constant(shifts, tf.float32), side, side,
+      None if shears is None else tf.constant(shears, tf.float32))
   return tf.raw_ops.ImageProjectiveTransformV3(
       images=tf.constant(images), transforms=transforms,
       output_shape=tf.constant([side, side]), fill_value=0.0,
@@ -194,6 +195,64 @@ class AffineTest(tf.test.TestCase):
     # 2 pixels right of the centre -> 4 pixels right.
     self.assertAlmostEqual(float(warped[0, 4, 8, 0]), 1.0, places=5)
     self.assertAlmostEqual(float(warped[0, 4, 4, 0]), 0.0, places=5)
+
+  def test_shear_about_the_centre(self):
+    # The sampling grid's x moves by hx * (y - centre): a dot 2 rows below
+    # the centre moves left by hx * 2 = 1 pixel; one on the centre row stays.
+    self.assertAllClose(_warp(_dot(row=6, col=4), [0], [1], [[0, 0]],
+                              [[0.5, 0]]), _dot(row=6, col=3), atol=1e-5)
+    self.assertAllClose(_warp(_dot(row=4, col=6), [0], [1], [[0, 0]],
+                              [[0.5, 0]]), _dot(row=4, col=6), atol=1e-5)
+    # And y by hy * (x - centre): 2 columns right of it, up by 1.
+    self.assertAllClose(_warp(_dot(row=4, col=6), [0], [1], [[0, 0]],
+                              [[0, 0.5]]), _dot(row=3, col=6), atol=1e-5)
+    # No shear is the transform without one.
+    args = ([0.3], [1.1], [[1.0, -2.0]])
+    self.assertAllClose(_warp(_dot(row=2, col=5), *args, [[0, 0]]),
+                        _warp(_dot(row=2, col=5), *args))
+
+  def test_transform_against_numpy(self):
+    # input = R(angle) H (output - centre - shift) / scale + centre.
+    angle, scale, shift, shear = 0.4, 1.3, (1.5, -0.5), (0.2, -0.3)
+    transform = image_ops.affine_transforms(
+        tf.constant([angle]), tf.constant([scale]), tf.constant([shift]),
+        9, 11, tf.constant([shear])).numpy()[0]
+    rotation = np.array([[np.cos(angle), -np.sin(angle)],
+                         [np.sin(angle), np.cos(angle)]])
+    matrix = rotation @ np.array([[1, shear[0]], [shear[1], 1]]) / scale
+    centre = np.array([(11 - 1) / 2, (9 - 1) / 2])
+    for point in ([0.0, 0.0], [3.0, 7.0], [10.0, 2.5]):
+      want = matrix @ (np.array(point) - centre - shift) + centre
+      got = transform[:6].reshape(2, 3) @ np.array(point + [1.0])
+      self.assertAllClose(got, want, atol=1e-5)
+
+  def test_random_shear(self):
+    images = tf.constant(np.random.default_rng(2).random((8, 28, 28, 1),
+                                                         np.float32))
+    seed = tf.constant([4, 5], tf.int64)
+    plain = image_ops.random_affine(images, seed)
+    sheared = image_ops.random_affine(images, seed, max_shear=0.3)
+    self.assertAllEqual(plain, image_ops.random_affine(images, seed, 0.0))
+    self.assertAllEqual(sheared, image_ops.random_affine(images, seed, 0.3))
+    self.assertNotAllClose(plain, sheared)
+    self.assertGreaterEqual(float(tf.reduce_min(sheared)), 0.0)
+    self.assertLessEqual(float(tf.reduce_max(sheared)), 1.0)
+    # A horizontal bar through the centre tilts: its rows spread by up to
+    # max_shear * half its length, never more.
+    bar = np.zeros((300, 29, 29, 1), np.float32)
+    bar[:, 14, 4:25, 0] = 1.0
+    warped = image_ops.random_affine(
+        tf.constant(bar), tf.constant([0, 9], tf.int64), max_shear=0.3)
+    rows = np.indices((29, 29))[0]
+    # Slope of the bar's centre line, from its left and right halves.
+    left, right = warped[:, :, 5:12, 0].numpy(), warped[:, :, 17:24, 0].numpy()
+    row_of = lambda part: ((part * rows[:, :7]).sum(axis=(1, 2)) /
+                           part.sum(axis=(1, 2)))
+    slope = (row_of(right) - row_of(left)) / 12.0
+    # Rotation (<= 10 degrees) and shear (<= 0.3) together.
+    bound = np.tan(np.radians(10)) + 0.3 + 0.05
+    self.assertLessEqual(np.abs(slope).max(), bound)
+    self.assertGreater(np.abs(slope).max(), np.tan(np.radians(10)))
 
   def test_random_affine_is_a_function_of_its_seed(self):
     images = tf.constant(np.random.default_rng(1).random((6, 28, 28, 1),

@@ -74,6 +74,52 @@ class LakeProtocolTest(tf.test.TestCase, parameterized.TestCase):
     if classes == 'within_alphabet':
       self.assertEqual(seen_alphabets, {'a1', 'a2'})
 
+  def _alphabets_per_episode(self, pool, dataset):
+    counts = []
+    for batch in dataset:
+      images = np.reshape(batch.support_images,
+                          (-1,) + tuple(batch.support_images.shape[-3:]))
+      classes, _ = _class_and_drawing(images, 6)
+      counts.append(len({pool.alphabets[c] for c in classes}))
+    return np.array(counts)
+
+  def test_training_episodes_follow_train_episode_classes(self):
+    pool = _pool(alphabet_sizes=(6, 6, 6, 6))
+    episode_config = config.EpisodeConfig(
+        5, 1, 2, train_episode_classes='within_alphabet')
+    train = self._alphabets_per_episode(
+        pool, episodes.make_episode_dataset(pool, episode_config, 1, 3).take(
+            40))
+    self.assertTrue(np.all(train == 1))
+    # Validation and test episodes follow episode_classes ('any').
+    valid = self._alphabets_per_episode(
+        pool, episodes.make_eval_dataset(pool, episode_config, 40, 3))
+    self.assertGreater(valid.mean(), 2.0)
+    # 'same' (the default) trains on episode_classes' episodes, unchanged.
+    within = config.EpisodeConfig(5, 1, 2, episode_classes='within_alphabet')
+    for a, b in zip(
+        episodes.make_episode_dataset(pool, within, 2, 3).take(3),
+        episodes.make_episode_dataset(
+            pool, config.EpisodeConfig(
+                5, 1, 2, episode_classes='within_alphabet',
+                train_episode_classes='same'), 2, 3).take(3)):
+      for u, v in zip(a, b):
+        self.assertAllEqual(u, v)
+
+  def test_mixed_episodes_are_half_within_one_alphabet(self):
+    pool = _pool(alphabet_sizes=(6, 6, 6, 6))
+    mixed = config.EpisodeConfig(5, 1, 2, episode_classes='mixed')
+    counts = self._alphabets_per_episode(
+        pool, episodes.make_eval_dataset(pool, mixed, 400, 5))
+    # Among 'any' episodes, 5 of 24 classes from one alphabet: p = 0.0006.
+    self.assertBetween(np.mean(counts == 1), 0.43, 0.57)
+    self.assertTrue(np.all(counts[counts > 1] >= 2))
+    # Too few classes per alphabet: refused, naming the option.
+    with self.assertRaisesRegex(ValueError, 'meta_train.*mixed.*no alphabet'):
+      episodes.make_episode_dataset(
+          pool, config.EpisodeConfig(7, 1, 2, train_episode_classes='mixed'),
+          1, 0)
+
   def test_default_options_leave_the_episodes_unchanged(self):
     pool = _pool()
     plain = class_pools.ClassPool(pool.images, pool.class_names)
@@ -107,6 +153,7 @@ class LakeProtocolTest(tf.test.TestCase, parameterized.TestCase):
                              channels=3, image_size=28)
     learner = config.LearnerConfig(channels=3)
     for episode in (config.EpisodeConfig(episode_classes='within_alphabet'),
+                    config.EpisodeConfig(train_episode_classes='mixed'),
                     config.EpisodeConfig(distinct_drawers=True)):
       with self.assertRaisesRegex(ValueError, 'dataset=omniglot'):
         config.ExperimentConfig(data=data, episode=episode,
