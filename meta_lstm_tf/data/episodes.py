@@ -100,12 +100,12 @@ def _protocol(pool: class_pools.ClassPool,
   """What `episode_config`'s protocol needs from `pool`; ValueError if the
   pool lacks it."""
   groups = eligible = by_drawer = None
-  if episode_config.episode_classes in ('within_alphabet', 'mixed'):
+  kind = episode_config.episode_classes
+  if kind in ('within_alphabet', 'mixed'):
     alphabets = getattr(pool, 'alphabets', None)
     if not alphabets:
-      raise ValueError(f'{name}: episode_classes='
-                       f'{episode_config.episode_classes} needs classes with '
-                       'alphabets (Omniglot)')
+      raise ValueError(f'{name}: episode_classes={kind} needs classes '
+                       'with alphabets (Omniglot)')
     names = sorted(set(alphabets))
     groups = np.array([names.index(a) for a in alphabets], np.int32)
     counts = np.bincount(groups, minlength=len(names))
@@ -113,8 +113,7 @@ def _protocol(pool: class_pools.ClassPool,
         counts >= episode_config.num_ways).astype(np.int32)
     if not eligible.size:
       raise ValueError(
-          f'{name}: episode_classes={episode_config.episode_classes} '
-          f'with num_ways='
+          f'{name}: episode_classes={kind} with num_ways='
           f'{episode_config.num_ways}: no alphabet has that many classes '
           f'(the largest has {counts.max()})')
   if episode_config.distinct_drawers:
@@ -154,10 +153,10 @@ def _choose_classes(num_classes: tf.Tensor,
     # come after all of the chosen alphabet's (at least N of them).
     in_alphabet = tf.equal(tf.constant(protocol.class_groups), alphabet)
     if episode_config.episode_classes == 'mixed':
-      coin = tf.random.stateless_uniform(
-          [], seed=tf.random.experimental.stateless_fold_in(
-              class_seed, 2, alg=_RNG_ALG), alg=_RNG_ALG)
-      in_alphabet = tf.logical_or(in_alphabet, coin >= 0.5)
+      coin_seed = tf.random.experimental.stateless_fold_in(class_seed, 2,
+                                                           alg=_RNG_ALG)
+      in_alphabet |= tf.random.stateless_uniform(
+          [], seed=coin_seed, alg=_RNG_ALG) >= 0.5
     class_scores = tf.where(in_alphabet, class_scores, class_scores - 2.0)
   return tf.math.top_k(class_scores, k=episode_config.num_ways,
                        sorted=True).indices
@@ -251,10 +250,8 @@ def sample_episode(pool_images: tf.Tensor,
   image_shape = pool_images.shape[2:]
   support_images.set_shape([num_ways * num_shots] + image_shape)
   query_images.set_shape([num_ways * num_queries] + image_shape)
-  return types.Episode(support_images=support_images,
-                       support_labels=support_labels,
-                       query_images=query_images,
-                       query_labels=query_labels)
+  return types.Episode(support_images, support_labels, query_images,
+                       query_labels)
 
 
 def _base_seed(seed: Seed, stream: int) -> tf.Tensor:
