@@ -50,13 +50,11 @@ class ExperimentConfig:
                  self.inner_loop, self.train, self.runtime):
       part.validate()
     if self.data.dataset != 'omniglot':
-      settings.check(self.episode.episode_classes == 'any', 'episode_classes',
-             self.episode.episode_classes,
-             'within_alphabet and mixed need dataset=omniglot (alphabets)')
-      settings.check(
-          self.episode.train_episode_classes in ('same', 'any'),
-          'train_episode_classes', self.episode.train_episode_classes,
-          'within_alphabet and mixed need dataset=omniglot (alphabets)')
+      for field, value in (
+          ('episode_classes', self.episode.episode_classes),
+          ('train_episode_classes', self.episode.train_episode_classes)):
+        settings.check(value in ('same', 'any'), field, value,
+                       f'{value} needs dataset=omniglot (alphabets)')
       settings.check(not self.episode.distinct_drawers, 'distinct_drawers',
              self.episode.distinct_drawers,
              'needs dataset=omniglot (drawers)')
