@@ -308,7 +308,7 @@ def make_episode_dataset(
 
   Args:
     pool: meta-train classes.
-    episode_config: N, K, Q.
+    episode_config: N, K, Q (its `for_training()` form).
     meta_batch_size: B, episodes per (global) meta-batch.
     seed: int (or int [2]) seed of the stream.
     start_index: index of the first episode, e.g. `step * meta_batch_size`
