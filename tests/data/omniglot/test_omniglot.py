@@ -688,7 +688,10 @@ class DownloadFailureTest(tf.test.TestCase):
     seconds = time.monotonic() - start
     lines = result.stdout.strip().splitlines()
     self.assertEqual(result.returncode, 1, result.stdout[-3000:])
-    self.assertLess(seconds, 10.0, result.stdout[-3000:])
+    # Seconds, not TFDS's minutes of download retries; TensorFlow's import
+    # alone takes 5-8 s on a 2-core AVX2 machine (10 s was exceeded there
+    # under load).
+    self.assertLess(seconds, 20.0, result.stdout[-3000:])
     self.assertLessEqual(len(lines), 15, result.stdout)
     self.assertStartsWith(lines[-1], 'error: Omniglot is not prepared')
     self.assertIn('--omniglot_dir (or $OMNIGLOT_DIR)', lines[-1])
