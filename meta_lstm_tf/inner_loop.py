@@ -16,6 +16,7 @@ from typing import Optional
 import tensorflow as tf
 
 from meta_lstm_tf import config as config_lib
+from meta_lstm_tf.config import settings
 from meta_lstm_tf.learners import conv_ops as learner_lib
 from meta_lstm_tf import learners
 from meta_lstm_tf import rules
@@ -64,8 +65,8 @@ def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
           support_images: tf.Tensor, support_labels: tf.Tensor, *,
           inner_steps: int, second_order: bool = False,
           bn_momentum: Optional[float] = 1.0,
-          record_gates: bool = False,
-          conv_dtype=None) -> types.AdaptationResult:
+          record_gates: bool = False, conv_dtype=None,
+          head_init: str = 'learned') -> types.AdaptationResult:
   """Adapts the learner to a support set with T steps of an update rule.
 
   The rule is used only through `rules.UpdateRule`'s interface
@@ -88,9 +89,10 @@ def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
     record_gates: also return the full [T, P] gates (for histograms).
     conv_dtype: the first-order passes' conv precision (`conv_ops.features`;
       None: the parameters' dtype).
+    head_init: `learned` (theta_0 as given, the paper) or `prototypes`
+      (its linear head set from the support set first, `initial_head`).
 
-  Returns:
-    `types.AdaptationResult`.
+  Returns: `types.AdaptationResult`.
   """
   learner = rule.learner
   dtype = initial_params.dtype
@@ -98,6 +100,9 @@ def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
   # Per-episode work shared by all T + 1 passes (the built-in learner's
   # first-conv patches).
   patches = learner.prepare(support_images)
+  initial_params = initial_head(
+      head_init, learner, initial_params, support_images, support_labels,
+      patches, conv_dtype=None if second_order else conv_dtype)
 
   def body(t, state, stats, trace):
     loss, grad, batch_stats = support_loss_and_gradient(
@@ -135,6 +140,58 @@ def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
       forget_gate_mean=trace['forget_means'].stack(),
       input_gate_mean=trace['input_means'].stack(),
       forget_gates=forget_gates, input_gates=input_gates)
+
+
+def check_head_init(learner, head_init: str) -> None:
+  """Raises ValueError naming `head_init` unless the learner supports it."""
+  learner = learners.as_learner(learner)
+  if head_init not in settings.HEAD_INITS:
+    raise ValueError(f'head_init={head_init!r}: must be one of '
+                     f'{settings.HEAD_INITS}')
+  if head_init == 'prototypes' and (type(learner).head_features is
+                                    learners.Learner.head_features):
+    raise ValueError(
+        f"head_init='prototypes': {type(learner).__name__} exposes no linear "
+        'head to set from the prototypes (the built-in conv learner does)')
+
+
+def initial_head(head_init: str, learner, params: tf.Tensor,
+                 images: tf.Tensor, labels: tf.Tensor, patches=None,
+                 conv_dtype=None) -> tf.Tensor:
+  """theta_0 for `adapt`: `params` as given (`learned`), or with the head
+  set from the class prototypes of `images` (`prototypes`)."""
+  check_head_init(learner, head_init)
+  if head_init == 'learned':
+    return params
+  return prototype_head_params(learner, params, images, labels, patches,
+                               conv_dtype)
+
+
+def prototype_head_params(learner, params: tf.Tensor, images: tf.Tensor,
+                          labels: tf.Tensor, patches=None,
+                          conv_dtype=None) -> tf.Tensor:
+  """[P] `params` with the linear head replaced by `conv_ops.prototype_head`
+  of the learner's features of `images` (at `params`, batch statistics).
+
+  Differentiable: a meta-gradient reaching the head flows on into the
+  features' parameters through the prototypes.
+  """
+  learner = learners.as_learner(learner)
+  spec = [tuple(shape) for shape in learner.param_spec.values()]
+  num_ways = learner.num_ways
+  if len(spec) < 2 or len(spec[-2]) != 2 or spec[-2][1] != num_ways or (
+      spec[-1] != (num_ways,)):
+    raise ValueError(
+        "head_init='prototypes': the learner's last two parameters must be a "
+        f'linear head [F, {num_ways}] and [{num_ways}], not {spec[-2:]}')
+  num_features = spec[-2][0]
+  feature_batch = tf.ensure_shape(
+      learner.head_features(params, images, aux=patches,
+                            conv_dtype=conv_dtype), [None, num_features])
+  kernel, bias = learner_lib.prototype_head(feature_batch, labels, num_ways)
+  head_size = (num_features + 1) * num_ways
+  return tf.concat([params[:-head_size], tf.reshape(kernel, [-1]),
+                    tf.cast(bias, params.dtype)], axis=0)
 
 
 def _new_trace(dtype, inner_steps: int, params_shape, record_gates: bool
@@ -237,7 +294,8 @@ def adapt_and_classify(rule: rules.UpdateRule,
       support_images, support_labels, inner_steps=inner_config.inner_steps,
       second_order=inner_config.second_order and training,
       bn_momentum=inner_config.bn_momentum,
-      record_gates=record_gates, conv_dtype=conv_dtype)
+      record_gates=record_gates, conv_dtype=conv_dtype,
+      head_init=inner_config.head_init)
   if training:
     use_support_stats = inner_config.train_query_stats == 'support'
   else:

@@ -68,7 +68,9 @@ class MetaLearner(keras.Model):
     inner_steps: T.
     second_order: exact second-order meta-gradients (default first order).
     transductive: evaluate with the query batch's BN statistics.
-    train_query_stats, bn_momentum, conv_dtype: as `InnerLoopConfig`.
+    train_query_stats, bn_momentum, conv_dtype, head_init: as
+      `InnerLoopConfig` (`head_init='prototypes'` needs a learner with a
+      linear head: the built-in conv learner).
     seed: the built-in learner's initialisation.
     rule_kwargs: `MetaLearnerConfig` fields for the rule, over
       `RECOMMENDED_RULE_SETTINGS` (e.g. `hidden_size`, `gate_bias` for the
@@ -80,7 +82,8 @@ class MetaLearner(keras.Model):
                second_order: bool = False, transductive: bool = False,
                train_query_stats: str = 'batch',
                bn_momentum: Optional[float] = 1.0,
-               conv_dtype: str = 'float32', seed: int = 0,
+               conv_dtype: str = 'float32', head_init: str = 'learned',
+               seed: int = 0,
                rule_kwargs: Optional[dict] = None, **kwargs):
     super().__init__(**kwargs)
     if isinstance(rule, rules.UpdateRule):
@@ -100,7 +103,9 @@ class MetaLearner(keras.Model):
     self.inner_config = config_lib.InnerLoopConfig(
         inner_steps=inner_steps, second_order=second_order,
         transductive=transductive, bn_momentum=bn_momentum,
-        train_query_stats=train_query_stats, conv_dtype=conv_dtype).validate()
+        train_query_stats=train_query_stats, conv_dtype=conv_dtype,
+        head_init=head_init).validate()
+    inner_loop.check_head_init(self.rule.learner, head_init)
     self._rule_name = rule if isinstance(rule, str) else None
     self._rule_kwargs = dict(rule_kwargs or {})
     self._seed = seed
@@ -255,6 +260,7 @@ class MetaLearner(keras.Model):
         'train_query_stats': self.inner_config.train_query_stats,
         'bn_momentum': self.inner_config.bn_momentum,
         'conv_dtype': self.inner_config.conv_dtype,
+        'head_init': self.inner_config.head_init,
         'seed': self._seed, 'rule_kwargs': self._rule_kwargs})
     return base
 

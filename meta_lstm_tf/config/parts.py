@@ -311,6 +311,14 @@ class InnerLoopConfig:
       AVX512-BF16 or AMX, see `runtime.resolve_conv_dtype`). Second-order
       passes are always float32 (or the parameters' dtype); exported
       SavedModels always run float32.
+    head_init: `learned` (the paper: theta_0 is the meta-learned cell
+      state, the linear head included) or `prototypes` (the head's part of
+      theta_0 is set per episode from the support set's class prototypes
+      in the learner's features, W_k = 2 c_k, b_k = -|c_k|^2, so that theta_0
+      classifies as Prototypical Networks do, and the update rule adapts
+      from there: Proto-MAML's initialisation, Triantafillou et al. 2020;
+      the meta-gradient flows through the prototypes into the features).
+      Learners with a linear head only (the built-in conv learner).
   """
   inner_steps: int = settings.setting(
       8, 'T meta-LSTM updates per episode (paper: 12 for 1-shot, 8 for 5).',
@@ -335,6 +343,10 @@ class InnerLoopConfig:
       'passes: float32, bfloat16, or auto (bfloat16 on CPUs with '
       'AVX512-BF16 or AMX). Exports always run float32.',
       choices=settings.CONV_DTYPES, record=True)
+  head_init: str = settings.setting(
+      'learned', "theta_0's linear head: learned (meta-learned, the paper) or "
+      "prototypes (set per episode from the support set's class "
+      'prototypes, as Proto-MAML).', choices=settings.HEAD_INITS, record=True)
 
   def validate(self) -> 'InnerLoopConfig':
     settings.positive_int('inner_steps', self.inner_steps)
@@ -346,4 +358,6 @@ class InnerLoopConfig:
            "must be 'batch' or 'support'")
     settings.check(self.conv_dtype in settings.CONV_DTYPES, 'conv_dtype', self.conv_dtype,
            f'must be one of {settings.CONV_DTYPES}')
+    settings.check(self.head_init in settings.HEAD_INITS, 'head_init',
+                   self.head_init, f'must be one of {settings.HEAD_INITS}')
     return self

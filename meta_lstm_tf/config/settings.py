@@ -72,6 +72,9 @@ EPISODE_CLASSES = ('any', 'within_alphabet', 'mixed')
 # The meta-train stream's classes: 'same' follows episode_classes.
 TRAIN_EPISODE_CLASSES = ('same',) + EPISODE_CLASSES
 TRAIN_QUERY_STATS = ('batch', 'support')
+# InnerLoopConfig.head_init: theta_0's linear head as meta-learned (the
+# paper) or set per episode from the support set's class prototypes.
+HEAD_INITS = ('learned', 'prototypes')
 
 
 def check(condition: bool, field: str, value, requirement: str) -> None:

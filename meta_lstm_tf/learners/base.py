@@ -88,6 +88,18 @@ class Learner:
     """
     raise NotImplementedError
 
+  def head_features(self, params: tf.Tensor, images: tf.Tensor, *,
+                    aux=None, conv_dtype=None) -> tf.Tensor:
+    """Features [S, F] entering a linear head, normalised with the batch's
+    own statistics, for learners whose last two `param_spec` entries are
+    that head's kernel [F, N] and bias [N] (what `head_init='prototypes'`
+    sets); once differentiable. Learners without one raise
+    NotImplementedError (the default)."""
+    del params, images, aux, conv_dtype
+    raise NotImplementedError(
+        f'{type(self).__name__} exposes no linear head '
+        "(head_init='prototypes' needs the built-in conv learner)")
+
   @property
   def variables(self) -> list:
     """Variables the forward pass reads besides `params` (a Keras model's

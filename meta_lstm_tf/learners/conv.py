@@ -48,6 +48,13 @@ class ConvLearner(base.Learner):
                          twice_differentiable=twice_differentiable,
                          patches=aux, conv_dtype=conv_dtype)
 
+  def head_features(self, params: tf.Tensor, images: tf.Tensor, *,
+                    aux=None, conv_dtype=None) -> tf.Tensor:
+    feature_batch, _ = learner.features(
+        learner.unflatten(params, self.param_spec), images, self.config,
+        twice_differentiable=False, patches=aux, conv_dtype=conv_dtype)
+    return feature_batch
+
   def get_config(self) -> dict:
     return dict(self.config.__dict__)
 

@@ -294,6 +294,30 @@ def head(params: dict, feature_batch: tf.Tensor) -> tf.Tensor:
       'linear/bias']
 
 
+def prototype_head(feature_batch: tf.Tensor, labels: tf.Tensor,
+                   num_ways: int):
+  """The linear head that classifies as Prototypical Networks do.
+
+  With c_k the mean feature of class k's examples, kernel[:, k] = 2 c_k and
+  bias[k] = -|c_k|^2 give logits 2 x.c_k - |c_k|^2 = |x|^2 - |x - c_k|^2:
+  the negative squared distance to each prototype up to a term shared by the
+  classes, so the same softmax (Proto-MAML, Triantafillou et al. 2020).
+
+  Args:
+    feature_batch: [S, F]; labels: int [S] in [0, num_ways).
+    num_ways: N (a class without examples gets c_k = 0).
+
+  Returns:
+    (kernel [F, N], bias [N]).
+  """
+  one_hot = tf.one_hot(labels, num_ways, dtype=feature_batch.dtype)
+  counts = tf.reduce_sum(one_hot, axis=0)
+  prototypes = tf.matmul(one_hot, feature_batch, transpose_a=True) / (
+      tf.maximum(counts, 1.0)[:, tf.newaxis])
+  return (2.0 * tf.transpose(prototypes),
+          -tf.reduce_sum(tf.square(prototypes), axis=-1))
+
+
 def apply(params: dict, images: tf.Tensor,
           config: config_lib.LearnerConfig,
           bn_stats: Optional[types.BatchNormStats] = None,
