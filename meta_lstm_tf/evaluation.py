@@ -126,17 +126,42 @@ _SEEDS = {'meta_test': TEST_SEED,
 
 
 def protocol_name(episode: config_lib.EpisodeConfig,
-                  transductive: bool = False) -> str:
-  """e.g. 'within_alphabet_distinct_drawers', 'any', 'any_transductive'."""
+                  transductive: bool = False,
+                  inner_steps: Optional[int] = None) -> str:
+  """e.g. 'within_alphabet_distinct_drawers', 'any', 'any_transductive',
+  'any_T0' (`inner_steps`: a T other than the run's)."""
   name = episode.episode_classes
   name += '_distinct_drawers' if episode.distinct_drawers else ''
-  return name + ('_transductive' if transductive else '')
+  name += '_transductive' if transductive else ''
+  return name + (f'_T{inner_steps}' if inner_steps is not None else '')
 
 
 def default_output(workdir: str, episode: config_lib.EpisodeConfig,
-                   pool: str, transductive: bool = False) -> str:
-  return os.path.join(
-      workdir, f'eval_{pool}_{protocol_name(episode, transductive)}.json')
+                   pool: str, transductive: bool = False,
+                   inner_steps: Optional[int] = None) -> str:
+  name = protocol_name(episode, transductive, inner_steps)
+  return os.path.join(workdir, f'eval_{pool}_{name}.json')
+
+
+def _retest_config(config: config_lib.ExperimentConfig, episode_changes: dict,
+                   inner_changes: dict, omniglot_dir: Optional[str],
+                   data_root: Optional[str]) -> config_lib.ExperimentConfig:
+  """The run's config with the retest's changes (None values: keep)."""
+  def changed(part, changes):
+    return dataclasses.replace(
+        part, **{k: v for k, v in changes.items() if v is not None})
+
+  data = config.data
+  if omniglot_dir:
+    data = dataclasses.replace(data, omniglot_dir=os.path.abspath(
+        os.path.expanduser(omniglot_dir)))
+  if data_root:
+    data = dataclasses.replace(data, data_root=os.path.abspath(
+        os.path.expanduser(data_root)))
+  return dataclasses.replace(
+      config, data=data,
+      episode=changed(config.episode, episode_changes).validate(),
+      inner_loop=changed(config.inner_loop, inner_changes)).validate()
 
 
 def test_workdir(workdir: str, *,
@@ -145,6 +170,7 @@ def test_workdir(workdir: str, *,
                  num_queries: Optional[int] = None,
                  num_shots: Optional[int] = None,
                  transductive: Optional[bool] = None,
+                 inner_steps: Optional[int] = None,
                  num_episodes: int = 600,
                  pool: str = 'meta_test',
                  omniglot_dir: Optional[str] = None,
@@ -159,6 +185,8 @@ def test_workdir(workdir: str, *,
     transductive: replace the run's batch-norm protocol at test (True: the
       query batch's own statistics, as MAML's code; False: the support
       set's); None keeps the run's.
+    inner_steps: replace the run's T (None: keep it; 0, for a run with
+      `head_init='prototypes'`: its prototype classifier without the rule).
     num_episodes: how many episodes.
     pool: `meta_test` or `meta_valid`.
     omniglot_dir, data_root: where the data is now, if it moved.
@@ -176,24 +204,13 @@ def test_workdir(workdir: str, *,
   if pool not in POOLS:
     raise ValueError(f'pool={pool!r}: must be one of {POOLS}')
   rule, config, checkpoint = checkpoints.restore_rule(workdir)
+  config = _retest_config(
+      config, dict(episode_classes=episode_classes,
+                   distinct_drawers=distinct_drawers, num_queries=num_queries,
+                   num_shots=num_shots),
+      dict(transductive=transductive, inner_steps=inner_steps),
+      omniglot_dir, data_root)
   episode = config.episode
-  changes = {k: v for k, v in (('episode_classes', episode_classes),
-                               ('distinct_drawers', distinct_drawers),
-                               ('num_queries', num_queries),
-                               ('num_shots', num_shots)) if v is not None}
-  episode = dataclasses.replace(episode, **changes).validate()
-  data = config.data
-  if omniglot_dir:
-    data = dataclasses.replace(data, omniglot_dir=os.path.abspath(
-        os.path.expanduser(omniglot_dir)))
-  if data_root:
-    data = dataclasses.replace(data, data_root=os.path.abspath(
-        os.path.expanduser(data_root)))
-  inner_loop = config.inner_loop
-  if transductive is not None:
-    inner_loop = dataclasses.replace(inner_loop, transductive=transductive)
-  config = dataclasses.replace(config, data=data, episode=episode,
-                               inner_loop=inner_loop).validate()
   pools = pools_lib.make_episode_pools(config.data, episode)
   episodes = episodes_lib.make_eval_dataset(
       getattr(pools, pool), episode, num_episodes, _SEEDS[pool], name=pool)
@@ -202,14 +219,16 @@ def test_workdir(workdir: str, *,
   result = evaluate(eval_step, batch_episodes(episodes))
   result.update(
       pool=pool,
-      protocol=protocol_name(episode, config.inner_loop.transductive),
+      protocol=protocol_name(episode, config.inner_loop.transductive,
+                             inner_steps),
       transductive=config.inner_loop.transductive,
+      inner_steps=config.inner_loop.inner_steps,
       episode=dataclasses.asdict(episode), checkpoint=checkpoint,
       workdir=workdir_lib.absolute(workdir), dataset=config.data.dataset,
       split=config.data.split, seconds=time.perf_counter() - start)
   if output is None:
     output = default_output(workdir, episode, pool,
-                            config.inner_loop.transductive)
+                            config.inner_loop.transductive, inner_steps)
   if output:
     workdir_lib.write_json(output, result)
   logging.info('%s %s: accuracy %.4f +- %.4f over %d episodes.', pool,

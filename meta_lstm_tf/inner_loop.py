@@ -201,8 +201,10 @@ def _new_trace(dtype, inner_steps: int, params_shape, record_gates: bool
   gate_steps = inner_steps if record_gates else 0
   return {
       'losses': tf.TensorArray(dtype, size=inner_steps + 1),
-      'forget_means': tf.TensorArray(dtype, size=inner_steps),
-      'input_means': tf.TensorArray(dtype, size=inner_steps),
+      'forget_means': tf.TensorArray(dtype, size=inner_steps,
+                                     element_shape=[]),
+      'input_means': tf.TensorArray(dtype, size=inner_steps,
+                                    element_shape=[]),
       'forget_all': tf.TensorArray(dtype, size=gate_steps,
                                    element_shape=params_shape),
       'input_all': tf.TensorArray(dtype, size=gate_steps,

@@ -99,6 +99,16 @@ class PhotoSourcesIntegrationTest(tf.test.TestCase):
     self.assertNotAlmostEqual(transductive['loss'], retest['loss'], places=4)
     self.assertTrue(os.path.exists(os.path.join(
         workdir, 'eval_meta_test_any_transductive.json')))
+    # Another T (the run's is 2): other numbers, a result named for it.
+    one_step = evaluation.test_workdir(workdir, num_episodes=4,
+                                       inner_steps=1, output='')
+    self.assertEqual((one_step['protocol'], one_step['inner_steps']),
+                     ('any_T1', 1))
+    self.assertNotAlmostEqual(one_step['loss'], retest['loss'], places=4)
+    # T = 0 is the prototype classifier's, which this run does not have.
+    with self.assertRaisesRegex(ValueError, 'inner_steps=0'):
+      evaluation.test_workdir(workdir, num_episodes=4, inner_steps=0,
+                              output='')
 
   def test_image_folder_trains_in_process(self):
     # Classes that differ (a block pattern each), in mixed JPEG, RGB and

@@ -81,6 +81,25 @@ class PrototypeHeadTest(tf.test.TestCase):
     self.assertAllEqual(logits.argmax(-1), want.argmax(-1))
     self.assertAllClose(logits - logits[:, :1], want - want[:, :1])
 
+  def test_zero_steps_is_the_prototype_classifier_and_needs_it(self):
+    meta, data = tiny.tiny_problem(seed=6)
+    support, support_labels, query, _ = data
+    result = inner_loop.adapt(
+        tiny.make_rule('meta_lstm'), tiny.pack_weights('meta_lstm', meta[:-1]),
+        meta[-1], support, support_labels, inner_steps=0,
+        head_init='prototypes')
+    self.assertEqual(result.support_losses.shape, [1])
+    self.assertEqual(result.forget_gate_mean.shape, [0])
+    logits = inner_loop.query_logits(result, query, tiny.TINY,
+                                     use_support_stats=False).numpy()
+    want = _numpy_prototype_logits(_features(meta[-1], support),
+                                   support_labels.numpy(), 2,
+                                   _features(meta[-1], query))
+    self.assertAllClose(logits - logits[:, :1], want - want[:, :1])
+    config_lib.InnerLoopConfig(inner_steps=0, head_init='prototypes').validate()
+    with self.assertRaisesRegex(ValueError, 'inner_steps=0'):
+      config_lib.InnerLoopConfig(inner_steps=0).validate()
+
   def test_second_order_meta_gradient_matches_finite_differences(self):
     meta, data = tiny.tiny_problem(seed=4)
 

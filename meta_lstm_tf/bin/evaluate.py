@@ -48,6 +48,10 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
       '--transductive normalises the queries with their own batch\'s '
       'statistics (as MAML\'s code), --notransductive with the support '
       'set\'s.', flag_values=flag_values)
+  flags.DEFINE_integer(
+      'inner_steps', None, 'Replace the run\'s T (0, for a run with '
+      '--head_init=prototypes: its prototype classifier alone).',
+      flag_values=flag_values)
   flags.DEFINE_integer('test_episodes', 600, 'Episodes.',
                        flag_values=flag_values)
   flags.DEFINE_enum('pool', 'meta_test', list(evaluation.POOLS),
@@ -69,6 +73,7 @@ def main(argv):
       distinct_drawers=flags.FLAGS.distinct_drawers,
       num_queries=flags.FLAGS.num_queries, num_shots=flags.FLAGS.num_shots,
       transductive=flags.FLAGS.transductive,
+      inner_steps=flags.FLAGS.inner_steps,
       num_episodes=flags.FLAGS.test_episodes,
       pool=flags.FLAGS.pool, omniglot_dir=flags.FLAGS.omniglot_dir,
       data_root=flags.FLAGS.data_root, output=flags.FLAGS.output)

@@ -292,7 +292,10 @@ class InnerLoopConfig:
   """How `adapt` runs.
 
   Attributes:
-    inner_steps: T, number of meta-LSTM updates on the support set.
+    inner_steps: T, number of meta-LSTM updates on the support set (0,
+      with `head_init='prototypes'`: theta_0's prototype classifier alone,
+      Prototypical Networks' classifier; trained so, Prototypical
+      Networks).
     second_order: differentiate through the learner's gradient (exact
       meta-gradient) instead of treating gradient and loss as constants.
     transductive: at evaluation, normalise the query batch with its own
@@ -349,7 +352,12 @@ class InnerLoopConfig:
       'prototypes, as Proto-MAML).', choices=settings.HEAD_INITS, record=True)
 
   def validate(self) -> 'InnerLoopConfig':
-    settings.positive_int('inner_steps', self.inner_steps)
+    settings.check(isinstance(self.inner_steps, int) and (
+        self.inner_steps >= 1 or (self.inner_steps == 0 and
+                                  self.head_init == 'prototypes')),
+                   'inner_steps', self.inner_steps,
+                   "must be >= 1 (0 only with head_init='prototypes': the "
+                   'prototype classifier alone)')
     if self.bn_momentum is not None:
       settings.check(0.0 < self.bn_momentum <= 1.0, 'bn_momentum', self.bn_momentum,
              'must be in (0, 1] (or unset for the mean over passes)')
