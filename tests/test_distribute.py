@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import types
 
 from absl.testing import parameterized
 import numpy as np
@@ -221,7 +222,8 @@ class MirroredTest(tf.test.TestCase):
 
 class MultiWorkerTest(tf.test.TestCase):
 
-  def test_two_workers_on_localhost(self):
+  def _run_two_workers(self):
+    """(out_dir, workdir, [(returncode, stdout, stderr)] of the 2 workers)."""
     ports = [_free_port(), _free_port()]
     out_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
     workdir = os.path.join(out_dir, 'run')
@@ -243,6 +245,23 @@ class MultiWorkerTest(tf.test.TestCase):
         if process.poll() is None:
           process.kill()
           process.wait()
+    return out_dir, workdir, [(process.returncode, stdout, stderr)
+                              for process, (stdout, stderr)
+                              in zip(processes, outputs)]
+
+  def test_two_workers_on_localhost(self):
+    # A worker starved of CPU for longer than TensorFlow's coordination
+    # heartbeat (the whole suite on 2 cores) is declared dead by its peer:
+    # that infrastructure error, and only it, is retried once.
+    for attempt in range(2):
+      out_dir, workdir, results = self._run_two_workers()
+      timed_out = any(code != 0 and 'heartbeat timeout' in stderr
+                      for code, _, stderr in results)
+      if not timed_out or attempt == 1:
+        break
+    processes = [types.SimpleNamespace(returncode=code)
+                 for code, _, _ in results]
+    outputs = [(stdout, stderr) for _, stdout, stderr in results]
     for process, (stdout, stderr) in zip(processes, outputs):
       self.assertEqual(process.returncode, 0, msg=stderr[-4000:])
     reports = [json.loads(stdout.strip().splitlines()[-1])
