@@ -145,9 +145,8 @@ def adapt(rule: rules.UpdateRule, weights, initial_params: tf.Tensor,
 def check_head_init(learner, head_init: str) -> None:
   """Raises ValueError naming `head_init` unless the learner supports it."""
   learner = learners.as_learner(learner)
-  if head_init not in settings.HEAD_INITS:
-    raise ValueError(f'head_init={head_init!r}: must be one of '
-                     f'{settings.HEAD_INITS}')
+  settings.check(head_init in settings.HEAD_INITS, 'head_init', head_init,
+                 f'must be one of {settings.HEAD_INITS}')
   if head_init == 'prototypes' and (type(learner).head_features is
                                     learners.Learner.head_features):
     raise ValueError(
@@ -190,8 +189,8 @@ def prototype_head_params(learner, params: tf.Tensor, images: tf.Tensor,
                             conv_dtype=conv_dtype), [None, num_features])
   kernel, bias = learner_lib.prototype_head(feature_batch, labels, num_ways)
   head_size = (num_features + 1) * num_ways
-  return tf.concat([params[:-head_size], tf.reshape(kernel, [-1]),
-                    tf.cast(bias, params.dtype)], axis=0)
+  return tf.concat([params[:-head_size], tf.reshape(kernel, [-1]), bias],
+                   axis=0)
 
 
 def _new_trace(dtype, inner_steps: int, params_shape, record_gates: bool

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import types
 
 from absl.testing import parameterized
 import numpy as np
@@ -259,13 +258,10 @@ class MultiWorkerTest(tf.test.TestCase):
                       for code, _, stderr in results)
       if not timed_out or attempt == 1:
         break
-    processes = [types.SimpleNamespace(returncode=code)
-                 for code, _, _ in results]
-    outputs = [(stdout, stderr) for _, stdout, stderr in results]
-    for process, (stdout, stderr) in zip(processes, outputs):
-      self.assertEqual(process.returncode, 0, msg=stderr[-4000:])
+    for code, _, stderr in results:
+      self.assertEqual(code, 0, msg=stderr[-4000:])
     reports = [json.loads(stdout.strip().splitlines()[-1])
-               for stdout, _ in outputs]
+               for _, stdout, _ in results]
     self.assertEqual([r['chief'] for r in reports], [True, False])
     self.assertEqual([r['replicas'] for r in reports], [2, 2])
     self.assertEqual([r['steps'] for r in reports], [3, 3])
