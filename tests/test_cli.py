@@ -227,3 +227,15 @@ class CliTest(tf.test.TestCase, parameterized.TestCase):
         timeout=120, check=False)
     self.assertNotEqual(result.returncode, 0)
     self.assertIn('num_ways=1', result.stderr)
+
+  def test_evaluate_takes_the_thread_flags(self):
+    # A retest can be pinned to one core beside a running job, as `main`.
+    workdir = tempfile.mkdtemp(dir=self.get_temp_dir())
+    result = subprocess.run(
+        [sys.executable, '-m', 'meta_lstm_tf.bin.evaluate',
+         f'--workdir={workdir}', '--intra_op_threads=1',
+         '--inter_op_threads=1'], capture_output=True, text=True, cwd=REPO,
+        timeout=120, check=False)
+    self.assertNotEqual(result.returncode, 0)
+    self.assertNotIn('Unknown command line flag', result.stderr)
+    self.assertIn('config.json not found', result.stderr)

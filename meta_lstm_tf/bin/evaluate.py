@@ -65,9 +65,11 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_string(
       'output', None, 'Result JSON (default WORKDIR/eval_<pool>_<protocol>.json'
       '; empty: none).', flag_values=flag_values)
+  cli.define_thread_flags(flag_values)
 
 
 def main(argv):
+  cli.configure_threads(flags.FLAGS)
   result = evaluation.test_workdir(
       flags.FLAGS.workdir, episode_classes=flags.FLAGS.episode_classes,
       distinct_drawers=flags.FLAGS.distinct_drawers,
