@@ -403,6 +403,7 @@ class RunGridTest(tf.test.TestCase):
     self.assertIn('python -m meta_lstm_tf.bin.results --grid=mini', markdown)
     self.assertIn('at most 20 meta-train steps', markdown)
     self.assertIn('CPU cores', markdown)
+    self.assertIn('compare them only between cells trained alone', markdown)
     self.assertIn(tf.__version__, markdown)
     self.assertIn('![', markdown)
     self.assertNotIn('Not run yet', markdown)
