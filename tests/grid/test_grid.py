@@ -586,10 +586,10 @@ class FlagsTest(tf.test.TestCase):
       self.assertEqual(config.train.seed, 3)
       self.assertTrue(config.runtime.quiet)
       self.assertFalse(config.runtime.export)
-    # The 20-way cells' prototype heads reach every rule's cell there.
-    self.assertEqual(configs['20w1s'].inner_loop.head_init, 'prototypes')
-    self.assertEqual(configs['20w5s'].inner_loop.head_init, 'prototypes')
-    self.assertEqual(configs['5w1s'].inner_loop.head_init, 'learned')
+    # The prototype heads of three settings reach every rule's cell there.
+    for name in ('5w1s', '20w1s', '20w5s'):
+      self.assertEqual(configs[name].inner_loop.head_init, 'prototypes')
+    self.assertEqual(configs['5w5s'].inner_loop.head_init, 'learned')
 
   def test_setting_flagfiles_errors_name_the_flag(self):
     argv = ['prog']
