@@ -323,10 +323,9 @@ def render_report(report: dict, image: Optional[str] = grid_spec.PLOT_FILE,
       'setting. Test time: the final test on the meta-test episodes. '
       'Meta-valid accuracy: of the tested checkpoint (update rules, the best '
       'validated one) or of the chosen fine-tuning setting. Times are wall '
-      'times under whatever else the machine ran meanwhile (other cells, '
-      'other jobs; a cell copied in from another run keeps its own): '
-      'compare them only between cells trained alone, one after another. '
-      'Step budgets keep the accuracies independent of the load.\n',
+      'times under whatever else ran meanwhile (a cell copied in keeps its '
+      'own): compare them only between cells trained alone, one after '
+      'another. Step budgets keep the accuracies independent of the load.\n',
       cost_table(report['rows']),
   ]
   planned = report.get('cells')
