@@ -38,6 +38,7 @@ _NEEDS_OTHERS = {'dataset', 'data_root', 'channels', 'split', 'split_dir',
                  'num_blocks', 'init_pretrain_seconds', 'bn_momentum',
                  'max_train_seconds', 'episode_classes', 'distinct_drawers',
                  'strategy', 'rotations', 'augment', 'augment_shear',
+                 'augment_rotation', 'augment_zoom', 'augment_shift',
                  'inner_lr'}
 
 

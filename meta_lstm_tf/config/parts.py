@@ -2,7 +2,7 @@
 the update rule and the inner loop."""
 
 import dataclasses
-from typing import Optional
+from typing import Optional, Tuple
 
 from meta_lstm_tf.config import settings
 
@@ -113,12 +113,17 @@ class EpisodeConfig:
       character are by different people). Needs a local Omniglot copy,
       whose file names say the drawer.
     augment: meta-train episodes only: every support and query image
-      rotated (up to 10 degrees), zoomed (0.9-1.1x) and shifted (up to a
-      tenth of its side) at random (`image_ops.random_affine`). Evaluation
-      episodes are never augmented.
+      rotated, zoomed, shifted and sheared at random, each uniformly in
+      the range below (`image_ops.random_affine`). Evaluation episodes
+      are never augmented.
+    augment_rotation: with `augment`, rotations in +-this many degrees.
+    augment_zoom: with `augment`, zoom factors in 1 +- this.
+    augment_shift: with `augment`, shifts per axis in +-this fraction of
+      the side.
     augment_shear: with `augment`, shear factors per axis drawn in
-      [-augment_shear, augment_shear] (0: none; the other draws do not
-      change with it).
+      [-augment_shear, augment_shear] (0: none).
+    Each range has its own draw: changing one leaves the others' as they
+    were, so the defaults give the images they always gave.
   """
   num_ways: int = settings.setting(5, 'N classes per episode.', record=True)
   num_shots: int = settings.setting(1, 'K support examples per class.', record=True)
@@ -138,9 +143,19 @@ class EpisodeConfig:
       'people (K support drawers, Q others, per episode; Lake et al.). '
       'Needs a local copy (--omniglot_dir).', record=True)
   augment: bool = settings.setting(
-      False, 'Meta-train episodes only: rotate (up to 10 degrees), zoom '
-      '(0.9-1.1x) and shift (up to a tenth of the side) every image at '
-      'random. Evaluation is never augmented.', record=True)
+      False, 'Meta-train episodes only: rotate, zoom, shift (and shear) '
+      'every image at random, within --augment_rotation, --augment_zoom, '
+      '--augment_shift (--augment_shear). Evaluation is never augmented.',
+      record=True)
+  augment_rotation: float = settings.setting(
+      10.0, 'With --augment, rotations drawn uniformly in +-this many '
+      'degrees.', record=True)
+  augment_zoom: float = settings.setting(
+      0.1, 'With --augment, zoom factors drawn uniformly in 1 +- this.',
+      record=True)
+  augment_shift: float = settings.setting(
+      0.1, 'With --augment, shifts per axis drawn uniformly in +-this '
+      'fraction of the image side.', record=True)
   augment_shear: float = settings.setting(
       0.0, 'With --augment, also shear every image by factors drawn '
       'uniformly in [-augment_shear, augment_shear] per axis (Koch et al.: '
@@ -156,11 +171,20 @@ class EpisodeConfig:
     settings.check(self.num_ways >= 2, 'num_ways', self.num_ways, 'must be >= 2')
     settings.positive_int('num_shots', self.num_shots)
     settings.positive_int('num_queries', self.num_queries)
-    settings.check(0 <= self.augment_shear <= 1, 'augment_shear',
-                   self.augment_shear, 'must be in [0, 1]')
-    settings.check(self.augment or not self.augment_shear, 'augment_shear',
-                   self.augment_shear, 'needs --augment')
+    defaults = EpisodeConfig(self.num_ways, self.num_shots, self.num_queries)
+    for name, high in (('augment_rotation', 45), ('augment_zoom', 0.5),
+                       ('augment_shift', 0.5), ('augment_shear', 1)):
+      value = getattr(self, name)
+      settings.check(0 <= value <= high, name, value, f'must be in [0, {high}]')
+      settings.check(self.augment or value == getattr(defaults, name), name,
+                     value, 'needs --augment')
     return self
+
+  def affine_ranges(self) -> Tuple[float, float, float, float]:
+    """(rotation degrees, zoom change, shift fraction, shear): the ranges of
+    `augment`, in the order of `image_ops.AffineRanges`."""
+    return (self.augment_rotation, self.augment_zoom, self.augment_shift,
+            self.augment_shear)
 
   def for_training(self) -> 'EpisodeConfig':
     """The meta-train episodes' config: `train_episode_classes` resolved."""

@@ -65,7 +65,9 @@ def class_pools(dataset: str = 'omniglot', *,
 def training_episodes(pool: class_pools_lib.ClassPool, *, num_ways: int = 5,
                       num_shots: int = 1, num_queries: int = 15,
                       batch_size: int = 1, seed: int = 0,
-                      augment: bool = False, augment_shear: float = 0.0,
+                      augment: bool = False, augment_rotation: float = 10.0,
+                      augment_zoom: float = 0.1, augment_shift: float = 0.1,
+                      augment_shear: float = 0.0,
                       episode_classes: str = 'any',
                       distinct_drawers: bool = False, start_index: int = 0
                       ) -> tf.data.Dataset:
@@ -76,7 +78,9 @@ def training_episodes(pool: class_pools_lib.ClassPool, *, num_ways: int = 5,
   return episodes.make_episode_dataset(
       pool, config_lib.EpisodeConfig(
           num_ways, num_shots, num_queries, augment=augment,
-          augment_shear=augment_shear, episode_classes=episode_classes,
+          augment_rotation=augment_rotation, augment_zoom=augment_zoom,
+          augment_shift=augment_shift, augment_shear=augment_shear,
+          episode_classes=episode_classes,
           distinct_drawers=distinct_drawers),
       batch_size, seed, start_index=start_index)
 

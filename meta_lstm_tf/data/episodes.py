@@ -189,8 +189,8 @@ def sample_episode(pool_images: tf.Tensor,
                    episode_config: config_lib.EpisodeConfig,
                    seed: tf.Tensor,
                    protocol: Optional[_Protocol] = None,
-                   augment: bool = False,
-                   max_shear: float = 0.0) -> types.Episode:
+                   augment: Optional[image_ops.AffineRanges] = None
+                   ) -> types.Episode:
   """Samples one episode; a pure function of its inputs.
 
   Args:
@@ -200,10 +200,9 @@ def sample_episode(pool_images: tf.Tensor,
     seed: int32 or int64 [2], the episode's stateless seed.
     protocol: the pool's alphabets and drawers (`_protocol`), needed when
       the options ask for them.
-    augment: rotate, zoom and shift every image at random
-      (`image_ops.random_affine`, seeded from `seed`; the classes and
-      drawings drawn are the same as without).
-    max_shear: with `augment`, also shear (`image_ops.random_affine`).
+    augment: None, or the ranges in which to rotate, zoom, shift and shear
+      every image at random (`image_ops.random_affine`, seeded from `seed`;
+      the classes and drawings drawn are the same as without).
 
   Returns:
     `Episode` with support [N * K, H, W, ch] / [N * K] and query
@@ -241,10 +240,10 @@ def sample_episode(pool_images: tf.Tensor,
   # One gather for support and query together.
   images = image_ops.to_model_inputs(
       tf.gather(flat_images, tf.concat([support_index, query_index], 0)))
-  if augment:
+  if augment is not None:
     images = image_ops.random_affine(
         images, tf.random.experimental.stateless_fold_in(
-            seed, _AUGMENT_SEED, alg=_RNG_ALG), max_shear)
+            seed, _AUGMENT_SEED, alg=_RNG_ALG), augment)
   support_images = images[:num_ways * num_shots]
   query_images = images[num_ways * num_shots:]
   image_shape = pool_images.shape[2:]
@@ -276,13 +275,12 @@ def _sampler(pool: class_pools.ClassPool,
   images = tf.convert_to_tensor(pool.images)
   base_seed = _base_seed(seed, stream)
   protocol = _protocol(pool, episode_config, 'pool')
+  augment = (image_ops.AffineRanges(*episode_config.affine_ranges())
+             if episode_config.augment and stream == _TRAIN_STREAM else None)
 
   def sample(index):
     return sample_episode(images, episode_config,
-                          episode_seed(base_seed, index), protocol,
-                          augment=(episode_config.augment and
-                                   stream == _TRAIN_STREAM),
-                          max_shear=episode_config.augment_shear)
+                          episode_seed(base_seed, index), protocol, augment)
 
   return sample
 

@@ -19,7 +19,7 @@ Shape glossary:
   S: output side, `image_size`.
 """
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import tensorflow as tf
 
@@ -139,11 +139,21 @@ def to_model_inputs(images: tf.Tensor) -> tf.Tensor:
   return images
 
 
-# `random_affine`'s ranges: small enough that a character stays itself
-# (Omniglot's own rotations by 90 degrees are separate classes).
+# `random_affine`'s default ranges: small enough that a character stays
+# itself (Omniglot's own rotations by 90 degrees are separate classes).
 AUGMENT_MAX_ROTATION_DEGREES = 10.0
 AUGMENT_MAX_SCALE_CHANGE = 0.1  # Zoom in [0.9, 1.1].
 AUGMENT_MAX_SHIFT_FRACTION = 0.1  # Of the image side, per axis.
+
+
+class AffineRanges(NamedTuple):
+  """`random_affine`'s ranges, each drawn uniformly per image: rotation in
+  +-`rotation_degrees`, zoom in 1 +- `scale_change`, shift per axis in
+  +-`shift_fraction` of the side, shear factors per axis in +-`shear`."""
+  rotation_degrees: float = AUGMENT_MAX_ROTATION_DEGREES
+  scale_change: float = AUGMENT_MAX_SCALE_CHANGE
+  shift_fraction: float = AUGMENT_MAX_SHIFT_FRACTION
+  shear: float = 0.0
 
 
 def affine_transforms(angles: tf.Tensor, scales: tf.Tensor,
@@ -185,16 +195,16 @@ def affine_transforms(angles: tf.Tensor, scales: tf.Tensor,
 
 
 def random_affine(images: tf.Tensor, seed: tf.Tensor,
-                  max_shear: float = 0.0) -> tf.Tensor:
+                  ranges: AffineRanges = AffineRanges()) -> tf.Tensor:
   """Each image rotated, zoomed, sheared and shifted at random; a pure
-  function of (images, seed, max_shear).
+  function of (images, seed, ranges).
 
   Args:
     images: float32 [B, H, W, ch].
     seed: int32 or int64 [2], stateless seed.
-    max_shear: shear factors (hx, hy) uniform in [-max_shear, max_shear]
-      (`affine_transforms`; Koch et al. used 0.3); 0: no shear, and the
-      other draws are the same as with shear.
+    ranges: the draws' ranges (`AffineRanges`; Koch et al. used shear 0.3).
+      Each draw has its own seed, so changing one range leaves the others'
+      draws as they were; shear 0 draws no shear.
 
   Returns:
     float32 [B, H, W, ch]; pixels from outside the image repeat the nearest
@@ -205,21 +215,22 @@ def random_affine(images: tf.Tensor, seed: tf.Tensor,
   height, width = images.shape[1], images.shape[2]
   angle_seed, scale_seed, shift_seed = tf.unstack(
       tf.random.experimental.stateless_split(seed, num=3, alg='philox'))
-  max_angle = AUGMENT_MAX_ROTATION_DEGREES * 3.141592653589793 / 180.0
+  max_angle = ranges.rotation_degrees * 3.141592653589793 / 180.0
   angles = tf.random.stateless_uniform([batch], angle_seed, -max_angle,
                                        max_angle, alg='philox')
   scales = tf.random.stateless_uniform(
-      [batch], scale_seed, 1.0 - AUGMENT_MAX_SCALE_CHANGE,
-      1.0 + AUGMENT_MAX_SCALE_CHANGE, alg='philox')
+      [batch], scale_seed, 1.0 - ranges.scale_change,
+      1.0 + ranges.scale_change, alg='philox')
   side = tf.constant([width, height], tf.float32)
   shifts = tf.random.stateless_uniform(
       [batch, 2], shift_seed, -1.0, 1.0,
-      alg='philox') * (AUGMENT_MAX_SHIFT_FRACTION * side)
+      alg='philox') * (ranges.shift_fraction * side)
   shears = None
-  if max_shear:
+  if ranges.shear:
     shears = tf.random.stateless_uniform(
         [batch, 2], tf.random.experimental.stateless_fold_in(
-            seed, 3, alg='philox'), -max_shear, max_shear, alg='philox')
+            seed, 3, alg='philox'), -ranges.shear, ranges.shear,
+        alg='philox')
   transforms = affine_transforms(angles, scales, shifts, height, width,
                                  shears)
   return tf.raw_ops.ImageProjectiveTransformV3(

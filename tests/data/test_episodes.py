@@ -171,6 +171,28 @@ class EpisodeDatasetTest(tf.test.TestCase, parameterized.TestCase):
         self.assertLessEqual(images_.max(), 1.0)
     with self.assertRaisesRegex(ValueError, 'augment_shear=0.3: needs'):
       config.EpisodeConfig(5, 1, 3, augment_shear=0.3).validate()
+    # Wider ranges: the same drawings and labels, other pixels; all ranges 0
+    # gives the plain images back.
+    wider = self._take(episodes.make_episode_dataset(
+        pool, config.EpisodeConfig(5, 1, 3, augment=True, augment_zoom=0.2,
+                                   augment_rotation=20.0), 2, 4), 3)
+    still = self._take(episodes.make_episode_dataset(
+        pool, config.EpisodeConfig(5, 1, 3, augment=True, augment_zoom=0.0,
+                                   augment_rotation=0.0, augment_shift=0.0),
+        2, 4), 3)
+    for p, a, w, z in zip(plain, augmented, wider, still):
+      self.assertAllEqual(a[1], w[1])
+      self.assertAllEqual(a[3], w[3])
+      self.assertNotAllClose(a[0], w[0])
+      self.assertAllClose(p[0], z[0], atol=1e-5)
+      self.assertAllClose(p[2], z[2], atol=1e-5)
+    for name, value, message in (
+        ('augment_zoom', 0.2, 'needs --augment'),
+        ('augment_shift', 0.6, r'must be in \[0, 0.5\]'),
+        ('augment_rotation', -1.0, r'must be in \[0, 45\]')):
+      with self.assertRaisesRegex(ValueError, f'{name}={value}: {message}'):
+        config.EpisodeConfig(5, 1, 3, augment=name != 'augment_zoom',
+                             **{name: value}).validate()
     # Evaluation episodes are never augmented.
     plain_eval = self._take(
         episodes.make_eval_dataset(pool, plain_config, 3, 4), 3)

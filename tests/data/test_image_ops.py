@@ -231,9 +231,11 @@ class AffineTest(tf.test.TestCase):
                                                          np.float32))
     seed = tf.constant([4, 5], tf.int64)
     plain = image_ops.random_affine(images, seed)
-    sheared = image_ops.random_affine(images, seed, max_shear=0.3)
-    self.assertAllEqual(plain, image_ops.random_affine(images, seed, 0.0))
-    self.assertAllEqual(sheared, image_ops.random_affine(images, seed, 0.3))
+    shear = image_ops.AffineRanges(shear=0.3)
+    sheared = image_ops.random_affine(images, seed, shear)
+    self.assertAllEqual(plain, image_ops.random_affine(
+        images, seed, image_ops.AffineRanges(shear=0.0)))
+    self.assertAllEqual(sheared, image_ops.random_affine(images, seed, shear))
     self.assertNotAllClose(plain, sheared)
     self.assertGreaterEqual(float(tf.reduce_min(sheared)), 0.0)
     self.assertLessEqual(float(tf.reduce_max(sheared)), 1.0)
@@ -242,7 +244,8 @@ class AffineTest(tf.test.TestCase):
     bar = np.zeros((300, 29, 29, 1), np.float32)
     bar[:, 14, 4:25, 0] = 1.0
     warped = image_ops.random_affine(
-        tf.constant(bar), tf.constant([0, 9], tf.int64), max_shear=0.3)
+        tf.constant(bar), tf.constant([0, 9], tf.int64),
+        image_ops.AffineRanges(shear=0.3))
     rows = np.indices((29, 29))[0]
     # Slope of the bar's centre line, from its left and right halves.
     left, right = warped[:, :, 5:12, 0].numpy(), warped[:, :, 17:24, 0].numpy()
@@ -294,3 +297,46 @@ class AffineTest(tf.test.TestCase):
     high = (1 + image_ops.AUGMENT_MAX_SCALE_CHANGE) ** 2 * 4 + 0.15
     self.assertTrue(np.all((mass > low) & (mass < high)))
     self.assertGreater(mass.max() - mass.min(), 1.0)
+
+  def test_random_affine_ranges_are_its_arguments(self):
+    images = tf.constant(np.random.default_rng(3).random((16, 28, 28, 1),
+                                                         np.float32))
+    seed = tf.constant([2, 8], tf.int64)
+    # All ranges 0: every image maps onto itself.
+    self.assertAllClose(
+        images, image_ops.random_affine(
+            images, seed, image_ops.AffineRanges(0.0, 0.0, 0.0, 0.0)),
+        atol=1e-5)
+    # The defaults are the module's constants, shear off.
+    self.assertAllEqual(
+        image_ops.random_affine(images, seed),
+        image_ops.random_affine(images, seed, image_ops.AffineRanges(
+            image_ops.AUGMENT_MAX_ROTATION_DEGREES,
+            image_ops.AUGMENT_MAX_SCALE_CHANGE,
+            image_ops.AUGMENT_MAX_SHIFT_FRACTION, 0.0)))
+    # Only the shift range set: a centred dot moves by up to that fraction
+    # of the side and keeps its mass (no zoom).
+    side = 28
+    dots = np.zeros((200, side, side, 1), np.float32)
+    dots[:, 13:15, 13:15, 0] = 1.0
+    warped = image_ops.random_affine(
+        tf.constant(dots), tf.constant([0, 7], tf.int64),
+        image_ops.AffineRanges(0.0, 0.0, 0.2, 0.0)).numpy()[..., 0]
+    mass = warped.sum(axis=(1, 2))
+    self.assertAllClose(mass, np.full(200, 4.0), atol=1e-3)
+    cols = np.indices((side, side))[1]
+    moved = np.abs((warped * cols).sum(axis=(1, 2)) / mass - 13.5)
+    self.assertLessEqual(moved.max(), 0.2 * side + 0.05)
+    self.assertGreater(moved.max(), 0.8 * 0.2 * side)
+    # Only the zoom range set: a centred square's mass follows the square
+    # of a scale in [0.7, 1.3] (within 15 %: bilinear sampling).
+    squares = np.zeros((200, side, side, 1), np.float32)
+    squares[:, 11:17, 11:17, 0] = 1.0
+    zoomed = image_ops.random_affine(
+        tf.constant(squares), tf.constant([0, 7], tf.int64),
+        image_ops.AffineRanges(0.0, 0.3, 0.0, 0.0)).numpy()[..., 0]
+    mass = zoomed.sum(axis=(1, 2))
+    self.assertTrue(np.all((mass > 0.7 ** 2 * 36 * 0.85) &
+                           (mass < 1.3 ** 2 * 36 * 1.15)))
+    self.assertGreater(mass.max() - mass.min(),
+                       0.6 * (1.3 ** 2 - 0.7 ** 2) * 36)
