@@ -314,15 +314,22 @@ class AffineTest(tf.test.TestCase):
             image_ops.AUGMENT_MAX_ROTATION_DEGREES,
             image_ops.AUGMENT_MAX_SCALE_CHANGE,
             image_ops.AUGMENT_MAX_SHIFT_FRACTION, 0.0)))
+    side = 28
+
+    def warp_centred_square(width, ranges):
+      """200 copies of a centred width x width square, warped; and masses."""
+      low = (side - width) // 2
+      squares = np.zeros((200, side, side, 1), np.float32)
+      squares[:, low:low + width, low:low + width, 0] = 1.0
+      warped = image_ops.random_affine(
+          tf.constant(squares), tf.constant([0, 7], tf.int64),
+          ranges).numpy()[..., 0]
+      return warped, warped.sum(axis=(1, 2))
+
     # Only the shift range set: a centred dot moves by up to that fraction
     # of the side and keeps its mass (no zoom).
-    side = 28
-    dots = np.zeros((200, side, side, 1), np.float32)
-    dots[:, 13:15, 13:15, 0] = 1.0
-    warped = image_ops.random_affine(
-        tf.constant(dots), tf.constant([0, 7], tf.int64),
-        image_ops.AffineRanges(0.0, 0.0, 0.2, 0.0)).numpy()[..., 0]
-    mass = warped.sum(axis=(1, 2))
+    warped, mass = warp_centred_square(2, image_ops.AffineRanges(
+        0.0, 0.0, 0.2, 0.0))
     self.assertAllClose(mass, np.full(200, 4.0), atol=1e-3)
     cols = np.indices((side, side))[1]
     moved = np.abs((warped * cols).sum(axis=(1, 2)) / mass - 13.5)
@@ -330,12 +337,8 @@ class AffineTest(tf.test.TestCase):
     self.assertGreater(moved.max(), 0.8 * 0.2 * side)
     # Only the zoom range set: a centred square's mass follows the square
     # of a scale in [0.7, 1.3] (within 15 %: bilinear sampling).
-    squares = np.zeros((200, side, side, 1), np.float32)
-    squares[:, 11:17, 11:17, 0] = 1.0
-    zoomed = image_ops.random_affine(
-        tf.constant(squares), tf.constant([0, 7], tf.int64),
-        image_ops.AffineRanges(0.0, 0.3, 0.0, 0.0)).numpy()[..., 0]
-    mass = zoomed.sum(axis=(1, 2))
+    _, mass = warp_centred_square(6, image_ops.AffineRanges(
+        0.0, 0.3, 0.0, 0.0))
     self.assertTrue(np.all((mass > 0.7 ** 2 * 36 * 0.85) &
                            (mass < 1.3 ** 2 * 36 * 1.15)))
     self.assertGreater(mass.max() - mass.min(),
