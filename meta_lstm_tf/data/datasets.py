@@ -65,23 +65,27 @@ def class_pools(dataset: str = 'omniglot', *,
 def training_episodes(pool: class_pools_lib.ClassPool, *, num_ways: int = 5,
                       num_shots: int = 1, num_queries: int = 15,
                       batch_size: int = 1, seed: int = 0,
-                      augment: bool = False, augment_rotation: float = 10.0,
-                      augment_zoom: float = 0.1, augment_shift: float = 0.1,
-                      augment_shear: float = 0.0,
+                      augment: bool = False,
+                      augment_rotation: Optional[float] = None,
+                      augment_zoom: Optional[float] = None,
+                      augment_shift: Optional[float] = None,
+                      augment_shear: Optional[float] = None,
                       episode_classes: str = 'any',
                       distinct_drawers: bool = False, start_index: int = 0
                       ) -> tf.data.Dataset:
   """An infinite dataset of `types.Episode` batches [B, ...] for
   `MetaLearner.fit` (give `steps_per_epoch`); the options are
   `config.EpisodeConfig`'s (e.g. `episode_classes='within_alphabet'`,
-  `distinct_drawers=True` for Lake et al.'s one-shot protocol)."""
+  `distinct_drawers=True` for Lake et al.'s one-shot protocol). An
+  augmentation range left at None is `EpisodeConfig`'s default."""
+  ranges = dict(augment_rotation=augment_rotation, augment_zoom=augment_zoom,
+                augment_shift=augment_shift, augment_shear=augment_shear)
   return episodes.make_episode_dataset(
       pool, config_lib.EpisodeConfig(
           num_ways, num_shots, num_queries, augment=augment,
-          augment_rotation=augment_rotation, augment_zoom=augment_zoom,
-          augment_shift=augment_shift, augment_shear=augment_shear,
-          episode_classes=episode_classes,
-          distinct_drawers=distinct_drawers),
+          episode_classes=episode_classes, distinct_drawers=distinct_drawers,
+          **{name: value for name, value in ranges.items()
+             if value is not None}),
       batch_size, seed, start_index=start_index)
 
 

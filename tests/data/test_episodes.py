@@ -16,6 +16,7 @@ from meta_lstm_tf import config
 from meta_lstm_tf import types
 from meta_lstm_tf.benchmarks import pipeline
 from meta_lstm_tf.data import class_pools
+from meta_lstm_tf.data import datasets
 from meta_lstm_tf.data import episodes
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -130,6 +131,24 @@ class EpisodeDatasetTest(tf.test.TestCase, parameterized.TestCase):
     self.assertNotEqual([_digest(x) for x in a], [_digest(x) for x in c])
     # Different indices give different episodes.
     self.assertLen({_digest(x) for x in a}, 4)
+
+  def test_training_episodes_are_the_configs_episodes(self):
+    # The API's helper leaves an unnamed range at EpisodeConfig's default
+    # and passes a named one through: the CLI's episodes either way.
+    pool = class_pools.ClassPool(
+        tf.constant(np.random.default_rng(1).random((12, 8, 12, 12, 1),
+                                                    np.float32)),
+        tuple(f'a/character{c:02d}' for c in range(12)))
+    digests = {}
+    for name, options in (('default', {}), ('zoom', {'augment_zoom': 0.3})):
+      api = datasets.training_episodes(pool, num_ways=5, num_queries=3,
+                                       batch_size=2, seed=4, augment=True,
+                                       **options)
+      cli = episodes.make_episode_dataset(
+          pool, config.EpisodeConfig(5, 1, 3, augment=True, **options), 2, 4)
+      digests[name] = [_digest(x) for x in self._take(api, 2)]
+      self.assertEqual(digests[name], [_digest(x) for x in self._take(cli, 2)])
+    self.assertNotEqual(digests['default'], digests['zoom'])
 
   def test_augment_changes_pixels_not_drawings(self):
     rng = np.random.default_rng(0)
