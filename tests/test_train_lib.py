@@ -210,6 +210,17 @@ class TrainLibTest(tf.test.TestCase, parameterized.TestCase):
         tempfile.mkdtemp(dir=self.get_temp_dir()))
     self.assertNotEqual(constant['test_loss'], full['test_loss'])
 
+  def test_trainval_trains_on_valid_classes_and_tests_the_last_checkpoint(
+      self):
+    plain = train_lib.train_and_evaluate(
+        tiny_config(), tempfile.mkdtemp(dir=self.get_temp_dir()))
+    trainval = train_lib.train_and_evaluate(
+        tiny_config(trainval=True), tempfile.mkdtemp(dir=self.get_temp_dir()))
+    self.assertTrue(trainval['trainval'])
+    self.assertEqual(trainval['best_step'], 6)  # The last validation.
+    # Other meta-train episodes (the pool has the meta-valid classes too).
+    self.assertNotEqual(trainval['test_loss'], plain['test_loss'])
+
   @parameterized.parameters('sgd', 'meta_sgd')
   def test_rule_meta_trains_checkpoints_and_resumes(self, rule):
     full_dir = tempfile.mkdtemp(dir=self.get_temp_dir())

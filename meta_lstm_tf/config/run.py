@@ -22,6 +22,10 @@ class TrainConfig:
   (from `learning_rate` down to `final_learning_rate` over the run, the run's
   progress being the larger of step / `max_steps` and meta-training seconds /
   `max_train_seconds`; `training/schedules.py`).
+
+  `trainval`: the meta-train pool is the meta-train and meta-valid classes
+  (`data.pools.load_pools`); `best/` then holds the last validation, not the
+  best, since the validation classes are trained on.
   """
   learning_rate: float = settings.setting(
       1e-3, 'Adam learning rate (the initial one under --lr_schedule=cosine).',
@@ -41,6 +45,11 @@ class TrainConfig:
   max_train_seconds: float = settings.setting(
       0.0, 'Stop meta-training after this many seconds (0: no limit); the '
       'time spent is kept across resumes.', role='budget')
+  trainval: bool = settings.setting(
+      False, 'Meta-train on the meta-valid classes too: the final retrain of '
+      'settings chosen on meta-valid (Snell et al.). Validation then sees '
+      'trained classes, so best/ keeps the last validation (tested and '
+      'exported); choose nothing on such a run.', record=True)
   eval_every: int = settings.setting(200, 'Validate every this many steps.')
   eval_episodes: int = settings.setting(100, 'Fixed validation episodes.')
   test_episodes: int = settings.setting(600,

@@ -68,13 +68,17 @@ def make_episode_pools(
 
 def load_pools(config: config_lib.ExperimentConfig) -> class_pools.ClassPools:
   """The data set's pools, checked against the episodes the config asks for
-  (every meta-split).
+  (every meta-split); with `TrainConfig.trainval`, meta_train holds the
+  meta-valid classes too (`class_pools.merge`).
 
   Raises:
     ValueError: (including `DataError`) bad data, or pools that cannot
       supply the episodes, naming the pool.
   """
   pools = make_episode_pools(config.data, config.episode)
+  if config.train.trainval:
+    pools = pools._replace(meta_train=class_pools.merge(pools.meta_train,
+                                                        pools.meta_valid))
   for name in META_SPLITS:
     episode_config = (config.episode.for_training() if name == 'meta_train'
                       else config.episode)

@@ -6,8 +6,9 @@ due at the new step (`Action.due`), then the stop vote. The actions:
   `Clock`                 the run's meta-training seconds, across resumes
   `LogAction`             TensorBoard: the window's mean metrics, the rate,
                           the gate histograms
-  `ValidateAndKeepBest`   validation; a new best accuracy keeps its
-                          checkpoint under best/
+  `ValidateAndKeepBest`   validation; a new best accuracy (or, with
+                          --trainval, every one) keeps its checkpoint
+                          under best/
   `CheckpointAction`      the resume state under checkpoints/
   `StopVote`              the time budget and SIGINT / SIGTERM, agreed by
                           every worker
@@ -82,14 +83,16 @@ class LogAction(Periodic):
 class ValidateAndKeepBest(Periodic):
   """Validates on fixed episodes; a new best accuracy saves the rule under
   best/ (`best_manager`) and updates `state.best_valid_accuracy` and
-  `state.best_step`."""
+  `state.best_step`. With `keep_last` (`TrainConfig.trainval`: validation
+  classes are trained on) every validation does, so best/ is the last."""
 
   def __init__(self, eval_step, valid_batches, writer, state, best_manager,
-               clock: Clock, every: int, last_step: int, quiet: bool = False):
+               clock: Clock, every: int, last_step: int, quiet: bool = False,
+               keep_last: bool = False):
     super().__init__(every, last_step)
     self._eval_step, self._batches = eval_step, valid_batches
     self._writer, self._state, self._best = writer, state, best_manager
-    self._clock, self._quiet = clock, quiet
+    self._clock, self._quiet, self._keep_last = clock, quiet, keep_last
     self.last_accuracy = float(state.best_valid_accuracy)
 
   def __call__(self, step: int, loss: Optional[float] = None) -> dict:
@@ -97,7 +100,7 @@ class ValidateAndKeepBest(Periodic):
     self._writer.valid_scalars(step, valid['accuracy'], valid['ci95'],
                                valid['loss'], self._clock.elapsed())
     state = self._state
-    if valid['accuracy'] > float(state.best_valid_accuracy):
+    if self._keep_last or valid['accuracy'] > float(state.best_valid_accuracy):
       state.best_valid_accuracy.assign(valid['accuracy'])
       state.best_step.assign(step)
       self._best.save(checkpoint_number=step)

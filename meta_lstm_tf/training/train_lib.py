@@ -256,7 +256,8 @@ def _meta_train(config, rule, optimizer, state, strategy, chief, pools,
                           lambda: diagnostics_step(first_valid))
   validate = actions.ValidateAndKeepBest(
       eval_step, valid_batches, writer, state, best_manager, clock,
-      train_cfg.eval_every, last, quiet=runtime_cfg.quiet)
+      train_cfg.eval_every, last, quiet=runtime_cfg.quiet,
+      keep_last=train_cfg.trainval)
   checkpoint = actions.CheckpointAction(manager, state, clock,
                                         runtime_cfg.checkpoint_every)
   learning_rate = _make_learning_rate(train_cfg, optimizer, clock,

@@ -35,6 +35,11 @@ def _pools(num_classes=(5, 5, 5), drawings=4):
                                   for i, n in enumerate(num_classes)))
 
 
+def _drawers(count, depth):
+  """Drawers [count, depth]: every class's drawings by 0..depth-1."""
+  return np.tile(np.arange(depth, dtype=np.int32), (count, 1))
+
+
 class DispatchTest(tf.test.TestCase, parameterized.TestCase):
 
   def _patch_sources(self):
@@ -123,6 +128,66 @@ class LoadPoolsTest(tf.test.TestCase, parameterized.TestCase):
       with self.assertRaisesRegex(ValueError,
                                   '^meta_train: num_shots .* exceeds'):
         pools_lib.load_pools(experiment)
+
+
+  def test_trainval_meta_trains_on_the_valid_classes_too(self):
+    # 4 meta-train classes cannot give 5-way episodes; with the 5 meta-valid
+    # classes merged in they can, and meta_valid and meta_test are as given.
+    pools = _pools((4, 5, 5))
+    episode = config.EpisodeConfig(num_ways=5, num_shots=1, num_queries=3)
+    experiment = config.ExperimentConfig(
+        episode=episode, train=config.TrainConfig(trainval=True))
+    with mock.patch.object(pools_lib, 'make_class_pools', return_value=pools):
+      loaded = pools_lib.load_pools(experiment)
+      with self.assertRaisesRegex(ValueError, '^meta_train: num_ways=5'):
+        pools_lib.load_pools(config.ExperimentConfig(episode=episode))
+    self.assertEqual(loaded.meta_train.class_names,
+                     pools.meta_train.class_names +
+                     pools.meta_valid.class_names)
+    self.assertEqual(loaded.meta_train.images.shape, [9, 4, 4, 4, 1])
+    self.assertIs(loaded.meta_valid, pools.meta_valid)
+    self.assertIs(loaded.meta_test, pools.meta_test)
+
+
+class MergeTest(tf.test.TestCase):
+
+  def _pool(self, first_id, count, drawings, **fields):
+    ids = np.arange(first_id, first_id + count * drawings, dtype=np.float32)
+    images = np.broadcast_to(ids.reshape(count, drawings, 1, 1, 1),
+                             (count, drawings, 2, 2, 1))
+    return class_pools.ClassPool(
+        tf.constant(images),
+        tuple(f'a/character{first_id + i:02d}' for i in range(count)),
+        **fields)
+
+  def test_keeps_both_pools_classes_in_order(self):
+    a = self._pool(0, 2, 3, alphabets=('a', 'a'), drawers=_drawers(2, 3))
+    b = self._pool(50, 3, 3, alphabets=('b', 'b', 'c'), drawers=_drawers(3, 3))
+    merged = class_pools.merge(a, b)
+    self.assertAllEqual(merged.images,
+                        np.concatenate([a.images.numpy(), b.images.numpy()]))
+    self.assertEqual(merged.class_names, a.class_names + b.class_names)
+    self.assertEqual(merged.alphabets, ('a', 'a', 'b', 'b', 'c'))
+    self.assertAllEqual(merged.drawers, _drawers(5, 3))
+    self.assertIsNone(merged.class_sizes)
+    # A field one pool lacks is dropped.
+    self.assertIsNone(class_pools.merge(a, self._pool(50, 3, 3)).alphabets)
+
+  def test_cuts_classes_to_the_smaller_depth_and_records_sizes(self):
+    a, b = self._pool(0, 2, 4), self._pool(50, 1, 3, class_sizes=(7,))
+    merged = class_pools.merge(a, b)
+    self.assertAllEqual(merged.images[:2], a.images[:, :3])
+    self.assertAllEqual(merged.images[2:], b.images)
+    self.assertEqual(merged.class_sizes, (4, 4, 7))
+
+  def test_refuses_pools_that_do_not_fit(self):
+    a = self._pool(0, 2, 3)
+    other_side = class_pools.ClassPool(tf.zeros([2, 3, 3, 3, 1]), ('x', 'y'))
+    with self.assertRaisesRegex(ValueError, 'cannot merge pools of images'):
+      class_pools.merge(a, other_side)
+    with self.assertRaisesRegex(ValueError, 'with drawers and 3 and 4'):
+      class_pools.merge(self._pool(0, 2, 3, drawers=_drawers(2, 3)),
+                        self._pool(9, 2, 4, drawers=_drawers(2, 4)))
 
 
 if __name__ == '__main__':

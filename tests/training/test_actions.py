@@ -104,6 +104,27 @@ class ActionsTest(tf.test.TestCase):
     self.assertEqual(best.saved, [3, 9])
     self.assertEqual([c[1] for c in writer.calls], [3, 6, 9])
 
+  def test_validation_with_keep_last_keeps_every_checkpoint(self):
+    # --trainval: the validation classes are trained on, so best/ is the
+    # last validation's checkpoint whatever its accuracy.
+    accuracies = iter([0.6, 0.4, 0.5])
+
+    def eval_step(batch):
+      del batch
+      accuracy = tf.constant([next(accuracies)], tf.float32)
+      return tf.zeros_like(accuracy), accuracy
+
+    state, best = _state(), _Manager()
+    validate = actions.ValidateAndKeepBest(
+        eval_step, [None], _Writer(), state, best,
+        actions.Clock(timer=_Timer(5.0)), every=3, last_step=9,
+        keep_last=True)
+    for step in (3, 6, 9):
+      validate(step)
+    self.assertEqual(best.saved, [3, 6, 9])
+    self.assertEqual((float(state.best_valid_accuracy), int(state.best_step)),
+                     (np.float32(0.5), 9))
+
   def test_checkpoint_records_the_seconds_then_saves(self):
     state, manager, timer = _state(), _Manager(), _Timer(10.0)
     checkpoint = actions.CheckpointAction(manager, state,
