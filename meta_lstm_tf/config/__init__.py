@@ -6,8 +6,10 @@ and value.
 
     settings.py    `setting(...)`: how a field is declared (default, help,
                    choices, role, recorded), and the choices
-    parts.py       `DataConfig`, `EpisodeConfig`, `LearnerConfig`,
-                   `MetaLearnerConfig`, `InnerLoopConfig`
+    data.py        `DataConfig` (data set, class split) and
+                   `EpisodeConfig` (episode shape, protocol, augmentation)
+    model.py       `LearnerConfig`, `MetaLearnerConfig` (update rule),
+                   `InnerLoopConfig`
     run.py         `TrainConfig` (outer loop, budget, validation, test) and
                    `RuntimeConfig` (strategy, XLA, logging, checkpoints,
                    export: nothing that changes the numbers)
@@ -22,11 +24,11 @@ from meta_lstm_tf.config.experiment import ExperimentConfig
 from meta_lstm_tf.config.experiment import declared_settings
 from meta_lstm_tf.config.experiment import migrate
 from meta_lstm_tf.config.experiment import recorded_settings
-from meta_lstm_tf.config.parts import DataConfig
-from meta_lstm_tf.config.parts import EpisodeConfig
-from meta_lstm_tf.config.parts import InnerLoopConfig
-from meta_lstm_tf.config.parts import LearnerConfig
-from meta_lstm_tf.config.parts import MetaLearnerConfig
+from meta_lstm_tf.config.data import DataConfig
+from meta_lstm_tf.config.data import EpisodeConfig
+from meta_lstm_tf.config.model import InnerLoopConfig
+from meta_lstm_tf.config.model import LearnerConfig
+from meta_lstm_tf.config.model import MetaLearnerConfig
 from meta_lstm_tf.config.run import RuntimeConfig
 from meta_lstm_tf.config.run import TrainConfig
 from meta_lstm_tf.config.settings import CONV_DTYPES

@@ -4,7 +4,8 @@ the settings derived from the declarations."""
 import dataclasses
 from typing import Optional
 
-from meta_lstm_tf.config import parts
+from meta_lstm_tf.config import data as data_lib
+from meta_lstm_tf.config import model as model_lib
 from meta_lstm_tf.config import run
 from meta_lstm_tf.config import settings
 
@@ -18,11 +19,11 @@ class ExperimentConfig:
   data's. A `learner` given with another shape than its default is refused
   (ValueError) unless it is the derived one.
   """
-  data: parts.DataConfig = parts.DataConfig()
-  episode: parts.EpisodeConfig = parts.EpisodeConfig()
-  learner: parts.LearnerConfig = parts.LearnerConfig()
-  meta_learner: parts.MetaLearnerConfig = parts.MetaLearnerConfig()
-  inner_loop: parts.InnerLoopConfig = parts.InnerLoopConfig()
+  data: data_lib.DataConfig = data_lib.DataConfig()
+  episode: data_lib.EpisodeConfig = data_lib.EpisodeConfig()
+  learner: model_lib.LearnerConfig = model_lib.LearnerConfig()
+  meta_learner: model_lib.MetaLearnerConfig = model_lib.MetaLearnerConfig()
+  inner_loop: model_lib.InnerLoopConfig = model_lib.InnerLoopConfig()
   train: run.TrainConfig = run.TrainConfig()
   runtime: run.RuntimeConfig = run.RuntimeConfig()
 
@@ -34,7 +35,7 @@ class ExperimentConfig:
       # A shape given explicitly (not the default) must be the derived one;
       # a learner derived before (`dataclasses.replace(config, ...)`) is
       # simply derived again.
-      defaults = parts.LearnerConfig()
+      defaults = model_lib.LearnerConfig()
       for field, value in shape.items():
         given = getattr(self.learner, field)
         settings.check(given in (value, getattr(defaults, field)),
@@ -101,7 +102,7 @@ def migrate(value: dict) -> dict:
     for field, new_part in moves.items():
       if field in value.get(old_part, {}):
         value.setdefault(new_part, {})[field] = value[old_part].pop(field)
-  derived_fields = [f.name for f in dataclasses.fields(parts.LearnerConfig)
+  derived_fields = [f.name for f in dataclasses.fields(model_lib.LearnerConfig)
                     if f.metadata.get('derived')]
   for field in derived_fields:
     value.get('learner', {}).pop(field, None)
