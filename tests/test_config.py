@@ -37,7 +37,8 @@ _NEEDS_OTHERS = {'dataset', 'data_root', 'channels', 'split', 'split_dir',
                  'final_learning_rate', 'forget_gate_init', 'image_size',
                  'num_blocks', 'init_pretrain_seconds', 'bn_momentum',
                  'max_train_seconds', 'episode_classes', 'distinct_drawers',
-                 'strategy', 'rotations', 'augment', 'augment_shear',
+                 'strategy', 'rotations', 'rotated_alphabets', 'augment',
+                 'augment_shear',
                  'augment_rotation', 'augment_zoom', 'augment_shift',
                  'inner_lr'}
 

@@ -28,6 +28,8 @@ class DataConfig:
     split_dir: directory with `train.txt`, `val.txt`, `test.txt` (vinyals).
     minimal_subset: `small1` or `small2` for the `minimal` split.
     rotations: add 90/180/270 degree rotations of every class as new classes.
+    rotated_alphabets: each rotation of an alphabet is an alphabet of its
+      own (`EpisodeConfig.episode_classes='within_alphabet'`).
     image_size: images are resized to image_size x image_size.
   """
   dataset: str = settings.setting(
@@ -59,6 +61,10 @@ class DataConfig:
   rotations: bool = settings.setting(
       False, 'Add 90/180/270 degree rotations of meta-train classes as '
       'classes.')
+  rotated_alphabets: bool = settings.setting(
+      False, 'Omniglot, with rotation classes (--rotations, or '
+      '--split=vinyals): every rotation of an alphabet is an alphabet of its '
+      'own, so within-alphabet episodes keep one orientation.', record=True)
   image_size: int = settings.setting(
       28, 'Image side in pixels; default the data set\'s (omniglot 28, '
       'mini_imagenet and image_folder 84).', flag_default=None)
@@ -89,6 +95,12 @@ class DataConfig:
     if self.split == 'vinyals':
       settings.check(bool(self.split_dir), 'split_dir', self.split_dir,
              'is required when split=vinyals')
+    settings.check(not self.rotated_alphabets or (
+        self.dataset == 'omniglot' and
+        (self.rotations or self.split == 'vinyals')), 'rotated_alphabets',
+                   self.rotated_alphabets,
+                   'needs rotation classes: --rotations or --split=vinyals '
+                   '(Omniglot)')
     settings.positive_int('image_size', self.image_size)
     settings.check(self.image_size >= 4, 'image_size', self.image_size, 'must be >= 4')
     return self

@@ -37,7 +37,10 @@ Protocols (`DataConfig.split`):
 meta_train character as new classes (for lake and minimal; meta_valid and
 meta_test keep the original characters so results stay comparable to the
 protocol). For vinyals the split files already name every rotation class, so
-the setting has no effect there.
+the setting has no effect there. `DataConfig.rotated_alphabets` makes every
+rotation of an alphabet an alphabet of its own ('ALPHABET/rot090'), so
+within-alphabet episodes keep one orientation (lake and minimal with
+`rotations`, and vinyals).
 
 Rotations are counter-clockwise (`np.rot90`, as `tf.image.rot90` and PIL's
 `rotate`), applied to the resized images (area resizing commutes with
@@ -176,15 +179,16 @@ def _rotate(images: np.ndarray, degrees: int) -> np.ndarray:
   return np.rot90(images, k=degrees // 90, axes=(-3, -2))
 
 
-def _with_rotations(classes: _Classes) -> _Classes:
-  """Every class followed by its rotations, each a class of its own."""
+def _with_rotations(classes: _Classes,
+                    rotated_alphabets: bool = False) -> _Classes:
+  """Every class followed by its rotations, each a class of its own (and,
+  with `rotated_alphabets`, of an alphabet 'ALPHABET/rotDDD' of its own)."""
   rotated = np.stack([_rotate(classes.images, d) for d in ROTATIONS], axis=1)
   names = tuple(f'{name}/rot{d:03d}' for name in classes.names
                 for d in ROTATIONS)
-  repeat = lambda items: tuple(x for x in items for _ in ROTATIONS)
   return _Classes(
       rotated.reshape((-1,) + classes.images.shape[1:]), names,
-      repeat(classes.alphabets),
+      tuple(_alphabet(name, rotated_alphabets) for name in names),
       None if classes.drawers is None else
       np.repeat(classes.drawers, len(ROTATIONS), axis=0))
 
@@ -192,6 +196,15 @@ def _with_rotations(classes: _Classes) -> _Classes:
 def alphabet_of(class_name_: str) -> str:
   """'ALPHABET' of 'ALPHABET/characterNN[/rotDDD]'."""
   return class_name_.split('/', 1)[0]
+
+
+def _alphabet(class_name_: str, by_rotation: bool) -> str:
+  """The alphabet of a rotation class 'ALPHABET/characterNN/rotDDD':
+  'ALPHABET', or 'ALPHABET/rotDDD' `by_rotation`
+  (`DataConfig.rotated_alphabets`)."""
+  if not by_rotation:
+    return alphabet_of(class_name_)
+  return f"{alphabet_of(class_name_)}/{class_name_.rsplit('/', 1)[1]}"
 
 
 def _to_pool(classes: _Classes, pool_name: str,
@@ -274,7 +287,8 @@ def _vinyals_pools(data_config, load) -> class_pools.ClassPools:
       names.append(full_name)
       rows.append(index[name])
     pools[pool_name] = _to_pool(_Classes(
-        pool_images, tuple(names), tuple(alphabet_of(n) for n in names),
+        pool_images, tuple(names),
+        tuple(_alphabet(n, data_config.rotated_alphabets) for n in names),
         None if all_drawers is None else all_drawers[rows]), pool_name, path)
   return class_pools.ClassPools(**pools)
 
@@ -325,7 +339,7 @@ def make_class_pools(data_config: config_lib.DataConfig,
   meta_test = load('test')
 
   if data_config.rotations:
-    meta_train = _with_rotations(meta_train)
+    meta_train = _with_rotations(meta_train, data_config.rotated_alphabets)
   return class_pools.ClassPools(
       meta_train=_to_pool(meta_train, 'meta_train', train_description),
       meta_valid=_to_pool(

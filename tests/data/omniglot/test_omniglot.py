@@ -270,6 +270,23 @@ class OfflineSourceTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllEqual(images[3], np.rot90(images[0], 3, axes=(1, 2)))
     self.assertLen(pools.meta_valid.class_names, 2)
     self.assertLen(pools.meta_test.class_names, 2)
+    self.assertEqual(set(pools.meta_train.alphabets), {'Greek'})
+
+  def test_rotated_alphabets_are_alphabets_of_their_own(self):
+    pools = pools_lib.make_class_pools(config.DataConfig(
+        omniglot_dir=self.omniglot_dir, data_dir=self.data_dir, rotations=True,
+        rotated_alphabets=True, image_size=14))
+    # The same classes and images as rotations alone; the alphabets differ.
+    self.assertLen(pools.meta_train.class_names, 12)
+    self.assertEqual(pools.meta_train.alphabets[:5],
+                     ('Greek/rot000', 'Greek/rot090', 'Greek/rot180',
+                      'Greek/rot270', 'Greek/rot000'))
+    self.assertEqual(pools.meta_train.alphabets.count('Greek/rot090'), 3)
+    self.assertEqual(set(pools.meta_valid.alphabets), {'Hebrew'})
+    with self.assertRaisesRegex(ValueError,
+                                '^rotated_alphabets=True: needs rotation'):
+      pools_lib.make_class_pools(config.DataConfig(
+          omniglot_dir=self.omniglot_dir, rotated_alphabets=True))
 
   def _write_split_dir(self, root, lines):
     for filename, content in lines.items():
@@ -295,6 +312,19 @@ class OfflineSourceTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual([p.images.shape[0] for p in pools], [3, 2, 2])
     train = pools.meta_train.images.numpy()
     self.assertAllEqual(train[1], np.rot90(train[0], 1, axes=(1, 2)))
+    self.assertEqual(pools.meta_valid.alphabets, ('Hebrew', 'Greek'))
+    with tempfile.TemporaryDirectory() as split_dir:
+      self._write_split_dir(split_dir, {
+          'train.txt': ['Greek/character01/rot090'],
+          'val.txt': ['Hebrew/character02/rot270'],
+          'test.txt': ['Angelic/character02/rot000'],
+      })
+      pools = pools_lib.make_class_pools(config.DataConfig(
+          omniglot_dir=self.omniglot_dir, data_dir=self.data_dir,
+          split='vinyals', split_dir=split_dir, rotated_alphabets=True))
+    self.assertEqual([p.alphabets for p in pools],
+                     [('Greek/rot090',), ('Hebrew/rot270',),
+                      ('Angelic/rot000',)])
 
   @parameterized.named_parameters(
       ('unknown_class', ['Greek/character09/rot000'],
